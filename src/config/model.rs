@@ -1,0 +1,420 @@
+//! The configuration file's shape: one struct per YAML mapping.
+//!
+//! Everything here is plain data deserialized by serde. Cross-field rules
+//! (a door naming an unknown camera, a window whose start equals its end…)
+//! live in `validate.rs`, which reports them with the line and column they
+//! came from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+/// The whole home, as the owner described it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mqtt: Mqtt,
+    #[serde(default)]
+    pub cameras: BTreeMap<String, Camera>,
+    /// Doors, keyed by name, each with the lock that secures it.
+    #[serde(default)]
+    pub locks: BTreeMap<String, Door>,
+    /// Delivery rules per door (same keys as `locks`).
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, Deliveries>,
+    #[serde(default)]
+    pub storage: Storage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive", with = "duration")]
+    pub keep_alive: Duration,
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    #[serde(default = "default_base_topic")]
+    pub base_topic: String,
+    /// Where Home Assistant announces itself (`online` after it starts).
+    #[serde(default = "default_ha_status_topic")]
+    pub ha_status_topic: String,
+}
+
+fn default_client_id() -> String {
+    "doorwarden".into()
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_base_topic() -> String {
+    "doorwarden".into()
+}
+fn default_ha_status_topic() -> String {
+    "homeassistant/status".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Friendly name shown in Home Assistant; defaults to the key.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `rtsp://host[:port]/path`. Credentials may be given here or below;
+    /// either way they never appear in logs or errors.
+    pub url: String,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// No complete frame for this long: stalled.
+    #[serde(default = "default_stall_after", with = "duration")]
+    pub stall_after: Duration,
+    /// Identical picture content for this long: frozen.
+    #[serde(default = "default_freeze_after", with = "duration")]
+    pub freeze_after: Duration,
+    /// Continuous good frames needed before the camera counts as live.
+    #[serde(default = "default_warmup", with = "duration")]
+    pub warmup: Duration,
+    /// Largest accepted difference between the RTP clock and the wall clock,
+    /// as a fraction (0.25 = the stream may run 25 % fast or slow over the
+    /// measuring window).
+    #[serde(default = "default_clock_tolerance")]
+    pub clock_tolerance: f64,
+}
+
+fn default_stall_after() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_freeze_after() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_warmup() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_clock_tolerance() -> f64 {
+    0.25
+}
+
+/// A door and the lock that secures it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Door {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub zigbee2mqtt: Option<Zigbee2Mqtt>,
+    #[serde(default)]
+    pub zwave_js: Option<ZwaveJs>,
+    /// The door's contact sensor, if it has one.
+    #[serde(default)]
+    pub contact: Option<Contact>,
+    /// Cameras that must be live for a delivery through this door.
+    #[serde(default)]
+    pub cameras: Vec<String>,
+    /// How long a lock may take to confirm a command before it is retried
+    /// once and then reported unresponsive.
+    #[serde(default = "default_confirm_timeout", with = "duration")]
+    pub confirm_timeout: Duration,
+    /// Also require live cameras for the owner's own unlock from Home
+    /// Assistant (off by default: the owner's unlock is passed through).
+    #[serde(default)]
+    pub owner_unlock_requires_cameras: bool,
+}
+
+fn default_confirm_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A device exposed by Zigbee2MQTT, addressed by its full state topic
+/// (`zigbee2mqtt/<friendly_name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zigbee2Mqtt {
+    pub topic: String,
+}
+
+/// A node of Z-Wave JS UI's MQTT gateway (ValueId topics). Give either the
+/// node's topic (`zwave/Garage/garage_lock`) or its id (then the topic is
+/// `<prefix>/<node>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZwaveJs {
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub node: Option<u32>,
+    #[serde(default = "default_zwave_prefix")]
+    pub prefix: String,
+    /// The gateway's name (`MQTT_NAME`), used for its API topics.
+    #[serde(default = "default_zwave_gateway")]
+    pub gateway: String,
+}
+
+fn default_zwave_prefix() -> String {
+    "zwave".into()
+}
+fn default_zwave_gateway() -> String {
+    "zwave-js-ui".into()
+}
+
+impl ZwaveJs {
+    /// The node's base topic, under which its values are published.
+    pub fn node_topic(&self) -> String {
+        match (&self.topic, self.node) {
+            (Some(topic), _) => topic.trim_end_matches('/').to_string(),
+            (None, Some(node)) => format!("{}/{}", self.prefix.trim_end_matches('/'), node),
+            // validate.rs rejects a zwave_js block with neither; keep a
+            // harmless value rather than panic if it is ever reached.
+            (None, None) => self.prefix.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    #[serde(default)]
+    pub zigbee2mqtt: Option<Zigbee2Mqtt>,
+    #[serde(default)]
+    pub zwave_js: Option<ZwaveJs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCameraLoss {
+    #[default]
+    Relock,
+    AlertOnly,
+}
+
+/// Delivery rules for one door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deliveries {
+    /// IANA time zone of the windows; the system's zone when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub windows: Vec<Window>,
+    /// Longest the door may stay unlocked for one entry.
+    #[serde(default = "default_max_unlocked", with = "duration")]
+    pub max_unlocked: Duration,
+    /// Relock this long after the door has opened and shut again.
+    #[serde(default = "default_relock_after_close", with = "duration")]
+    pub relock_after_close: Duration,
+    /// Unlocks allowed per window.
+    #[serde(default = "default_entries")]
+    pub entries_per_window: u32,
+    #[serde(default)]
+    pub on_camera_loss: OnCameraLoss,
+    /// Keypad user slot that carries the one-time delivery code.
+    #[serde(default)]
+    pub code_slot: Option<u16>,
+    /// Length of a window granted now from Home Assistant.
+    #[serde(default = "default_grant", with = "duration")]
+    pub grant_duration: Duration,
+}
+
+fn default_max_unlocked() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_relock_after_close() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_entries() -> u32 {
+    1
+}
+fn default_grant() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+/// A weekly delivery window in the door's local time. `to` earlier than
+/// `from` means the window runs past midnight into the next day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub days: Vec<Weekday>,
+    pub from: LocalTime,
+    pub to: LocalTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    #[serde(alias = "monday")]
+    Mon,
+    #[serde(alias = "tuesday")]
+    Tue,
+    #[serde(alias = "wednesday")]
+    Wed,
+    #[serde(alias = "thursday")]
+    Thu,
+    #[serde(alias = "friday")]
+    Fri,
+    #[serde(alias = "saturday")]
+    Sat,
+    #[serde(alias = "sunday")]
+    Sun,
+}
+
+impl Weekday {
+    pub fn to_jiff(self) -> jiff::civil::Weekday {
+        use jiff::civil::Weekday as J;
+        match self {
+            Weekday::Mon => J::Monday,
+            Weekday::Tue => J::Tuesday,
+            Weekday::Wed => J::Wednesday,
+            Weekday::Thu => J::Thursday,
+            Weekday::Fri => J::Friday,
+            Weekday::Sat => J::Saturday,
+            Weekday::Sun => J::Sunday,
+        }
+    }
+}
+
+/// A wall-clock time of day, written `HH:MM` or `HH:MM:SS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalTime(pub jiff::civil::Time);
+
+impl<'de> Deserialize<'de> for LocalTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_local_time(&text).map(LocalTime).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_local_time(text: &str) -> Result<jiff::civil::Time, String> {
+    let bad = || format!("`{text}` is not a time of day; write it as HH:MM, e.g. \"09:30\"");
+    let mut parts = text.trim().split(':');
+    let mut next = |max: i8| -> Result<Option<i8>, String> {
+        match parts.next() {
+            None => Ok(None),
+            Some(p) if p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                let n: i8 = p.parse().map_err(|_| bad())?;
+                if n > max { Err(bad()) } else { Ok(Some(n)) }
+            }
+            Some(_) => Err(bad()),
+        }
+    };
+    let hour = next(23)?.ok_or_else(bad)?;
+    let minute = next(59)?.ok_or_else(bad)?;
+    let second = next(59)?.unwrap_or(0);
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    jiff::civil::Time::new(hour, minute, second, 0).map_err(|_| bad())
+}
+
+impl std::fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.0;
+        if t.second() == 0 {
+            write!(f, "{:02}:{:02}", t.hour(), t.minute())
+        } else {
+            write!(f, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Directory for the persisted delivery state and the audit log.
+    #[serde(default = "default_storage_dir")]
+    pub dir: PathBuf,
+    /// Start a new audit log file once the current one reaches this size.
+    #[serde(default = "default_audit_rotate_bytes")]
+    pub audit_rotate_bytes: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { dir: default_storage_dir(), audit_rotate_bytes: default_audit_rotate_bytes() }
+    }
+}
+
+fn default_storage_dir() -> PathBuf {
+    PathBuf::from("/var/lib/doorwarden")
+}
+fn default_audit_rotate_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// A secret string (password, PIN): its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it (the MQTT
+    /// CONNECT packet, the RTSP Authorization header, the lock's PIN slot).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_times_parse_and_reject() {
+        assert_eq!(parse_local_time("09:30").unwrap(), jiff::civil::time(9, 30, 0, 0));
+        assert_eq!(parse_local_time("23:59:59").unwrap(), jiff::civil::time(23, 59, 59, 0));
+        for bad in ["9:30", "24:00", "12:60", "12", "12:00:00:00", "noon", ""] {
+            assert!(parse_local_time(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+    }
+}

@@ -1,0 +1,1 @@
+//! Delivery sessions, one per door: grant, watch, trip, relock.

@@ -1,0 +1,1 @@
+//! What each lock is doing, and whether its last command was confirmed in time.

@@ -1,0 +1,415 @@
+//! The deterministic core: every decision doorwarden makes, and nothing else.
+//!
+//! This module does **no I/O and reads no clock**. It never opens a socket,
+//! touches a file, spawns a task or calls `Instant::now()`. The shell
+//! (`crate::io`, `crate::runtime`) stamps each [`Event`] with the time it
+//! happened and hands it to [`Core::handle`], which returns the
+//! [`Action`]s to carry out, in order. The core asks to be woken again at
+//! [`Core::next_deadline`]. The same core is driven by the real bridge, by
+//! the demo, by the scenario tests (with a fake clock that jumps from
+//! deadline to deadline) and by the property tests.
+//!
+//! # Contract for the driver
+//!
+//! 1. Build the core with [`Core::new`] from the validated config and
+//!    whatever the store recovered from a previous run, then call
+//!    [`Core::start`] once and carry out its actions (an unfinished delivery
+//!    from before a crash is relocked there).
+//! 2. For every input, stamp it and call [`Core::handle`]. Carry out the
+//!    returned actions **in order**. If a [`Action::Persist`] fails, do not
+//!    carry out any later [`Action::Lock`] with [`LockCommand::Unlock`] from
+//!    the same batch; report the failure with [`EventKind::StorageFailed`].
+//! 3. After every call, read [`Core::next_deadline`] and arrange for an
+//!    [`EventKind::Tick`] at that instant. Spurious or early ticks are
+//!    harmless.
+//!
+//! Denials are data (an action with a reason), never `Err`. A panic here is a
+//! bug; `crate::runtime` catches it, relocks every door and starts again from
+//! the store.
+//!
+//! # Layout
+//!
+//! - `liveness`: one state machine per camera (Connecting, Live, Stalled,
+//!   Frozen, Offline) fed with frame summaries.
+//! - `schedule`: weekly delivery windows in the door's time zone, plus
+//!   windows granted now.
+//! - `lock`: what each lock is known to be doing, and whether the command
+//!   sent to it was confirmed in time.
+//! - `interlock`: one delivery session per door: grant, watch, trip, relock.
+
+pub mod interlock;
+pub mod liveness;
+pub mod lock;
+pub mod schedule;
+
+use std::time::{Duration, Instant};
+
+use crate::config::Secret;
+
+/// When something happened, on both clocks. The monotonic clock measures
+/// intervals (frame gaps, timeouts); the wall clock places events in the
+/// owner's calendar (delivery windows) and in the audit log. Both are set by
+/// the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub mono: Instant,
+    pub wall: jiff::Timestamp,
+}
+
+impl Stamp {
+    /// The same moment moved forward by `d` on both clocks (for tests and
+    /// for turning a wall-clock deadline into a monotonic one).
+    pub fn after(self, d: Duration) -> Stamp {
+        let wall = jiff::SignedDuration::try_from(d)
+            .ok()
+            .and_then(|sd| self.wall.checked_add(sd).ok())
+            .unwrap_or(jiff::Timestamp::MAX);
+        Stamp { mono: self.mono + d, wall }
+    }
+}
+
+/// One input to the core.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: Stamp,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// The time of the last `next_deadline()` (or any time) has come.
+    Tick,
+    /// The camera's RTSP session is playing (DESCRIBE/SETUP/PLAY succeeded).
+    CameraUp { camera: String },
+    /// A complete video frame arrived.
+    CameraFrame { camera: String, frame: FrameSummary },
+    /// The camera's session failed or ended; `reason` is for the owner and
+    /// already redacted ("RTSP 401 Unauthorized", "connection refused").
+    CameraDown { camera: String, reason: String },
+    /// Something the door's lock or contact sensor reported, already
+    /// translated from Zigbee2MQTT / Z-Wave JS UI by `crate::devices`.
+    Door { door: String, report: DoorReport },
+    /// A request from the owner, Home Assistant or a courier.
+    Command { door: String, command: Command },
+    /// Writing the delivery state to disk failed; deliveries must be refused
+    /// until a later write succeeds.
+    StorageFailed { reason: String },
+}
+
+/// A summary of one complete video frame; the core never sees video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSummary {
+    /// RTP timestamp extended past 32-bit wrap-around (retina's
+    /// `Timestamp::timestamp()`), in units of `clock_rate`.
+    pub rtp_ts: i64,
+    /// RTP clock rate in Hz (90 000 for video).
+    pub clock_rate: u32,
+    /// Size of the encoded frame in bytes.
+    pub size: u32,
+    /// An IDR / IRAP frame (a picture that decodes on its own).
+    pub keyframe: bool,
+    /// Fast hash of the frame's bytes (identical bytes, identical hash).
+    pub hash: u64,
+    /// RTP packets lost just before this frame.
+    pub lost: u16,
+}
+
+/// A report from a door's devices, in doorwarden's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoorReport {
+    /// The lock's bolt, as the lock itself reports it.
+    Lock { state: LockState, source: Option<MoveSource> },
+    /// The lock says it is jammed (or was not fully thrown).
+    Jammed,
+    /// The lock backend says whether the lock is reachable.
+    LockAvailable(bool),
+    /// Battery percentage.
+    Battery(u8),
+    /// The contact sensor: true when the door is open.
+    Contact { open: bool },
+    /// The contact sensor's backend says whether it is reachable.
+    ContactAvailable(bool),
+    /// The lock confirmed that a keypad PIN was stored or cleared.
+    CodeSlot { slot: u16, set: bool },
+    /// The lock's own auto-relock setting (seconds, 0 = off), as read back.
+    AutoRelock(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    Locked,
+    Unlocked,
+    /// Neither: the backend reported a value that means "unknown".
+    Unknown,
+}
+
+/// Who or what moved the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveSource {
+    /// The keypad, with the user slot when the lock says which.
+    Keypad { slot: Option<u16> },
+    /// Thumb-turn or key.
+    Manual,
+    /// A radio command (Zigbee / Z-Wave), i.e. doorwarden or another controller.
+    Rf,
+    /// The lock's own auto-relock.
+    Auto,
+    Other,
+}
+
+/// A request to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Open a delivery window now, for `duration` (the door's
+    /// `grant_duration` when `None`), optionally with a one-time code.
+    Grant { duration: Option<Duration>, code: Option<Secret> },
+    /// Close the window and end any delivery now (relocks).
+    EndDelivery,
+    /// A courier asks to be let in.
+    CourierUnlock { code: Option<Secret>, carrier: Option<String>, via: RequestChannel },
+    /// The owner's own lock / unlock from the Home Assistant lock entity.
+    OwnerLock,
+    OwnerUnlock,
+    /// The grant duration (number entity) changed.
+    SetGrantDuration(Duration),
+    /// The one-time delivery code for the next/current window.
+    SetCode(Secret),
+}
+
+/// Where a courier's request came from, so the answer goes back the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestChannel {
+    /// `<base>/<door>/delivery/request` (answered on `.../response`).
+    Mqtt,
+    /// The Home Assistant "Courier unlock" button.
+    Button,
+    /// The lock's keypad, with the delivery code slot.
+    Keypad,
+}
+
+/// An output of the core, to be carried out by the shell in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write the active delivery sessions to disk (atomically) **before**
+    /// carrying out any later action of the same batch.
+    Persist(PersistedState),
+    /// Send a command to a door's lock.
+    Lock { door: String, command: LockCommand },
+    /// Publish a door's current state for Home Assistant.
+    DoorState(DoorStatus),
+    /// Publish whether a door's lock backend is reachable.
+    DoorAvailability { door: String, online: bool },
+    /// Publish a camera's current liveness.
+    CameraState(CameraStatus),
+    /// Publish a delivery event (Home Assistant `event` entity).
+    DeliveryEvent(DeliveryEvent),
+    /// Answer a courier's request made on MQTT.
+    DeliveryResponse { door: String, granted: bool, reason: String, carrier: Option<String> },
+    /// Append a record to the audit log.
+    Audit(AuditRecord),
+}
+
+/// Commands the core sends to a lock; `crate::devices` turns them into the
+/// backend's MQTT messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockCommand {
+    Lock,
+    Unlock,
+    /// Ask the lock to report its state again.
+    Refresh,
+    /// Set the lock's own auto-relock timer (seconds, 0 = off).
+    SetAutoRelock(u32),
+    /// Store a keypad PIN in a user slot.
+    SetCode { slot: u16, code: Secret },
+    /// Clear a keypad user slot.
+    ClearCode { slot: u16 },
+}
+
+/// Everything Home Assistant shows about a door (`<base>/<door>/state`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoorStatus {
+    pub door: String,
+    /// `None` while unknown.
+    pub lock: Option<LockDisplay>,
+    pub lock_source: Option<MoveSource>,
+    /// `None` without a contact sensor or before its first report.
+    pub door_open: Option<bool>,
+    /// `Some(reason)` while a delivery request would be refused.
+    pub interlock_blocking: Option<String>,
+    pub delivery: DeliveryState,
+    pub window_ends: Option<jiff::Timestamp>,
+    pub entries_left: u32,
+    pub compromised: bool,
+    pub backstop_armed: bool,
+    pub grant_minutes: u32,
+}
+
+/// The lock as Home Assistant's lock entity shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockDisplay {
+    Locked,
+    Unlocked,
+    Locking,
+    Unlocking,
+    Jammed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Idle,
+    WindowOpen,
+    Unlocked,
+    Watching,
+    Completed,
+    Tripped,
+    Denied,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Idle => "idle",
+            DeliveryState::WindowOpen => "window_open",
+            DeliveryState::Unlocked => "unlocked",
+            DeliveryState::Watching => "watching",
+            DeliveryState::Completed => "completed",
+            DeliveryState::Tripped => "tripped",
+            DeliveryState::Denied => "denied",
+        }
+    }
+}
+
+/// A camera's liveness as Home Assistant shows it (`<base>/camera/<c>/state`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraStatus {
+    pub camera: String,
+    pub state: liveness::LivenessKind,
+    /// Why the camera is not live (`None` when live).
+    pub reason: Option<String>,
+    /// When the camera entered this state.
+    pub since: jiff::Timestamp,
+    pub fps: f64,
+    pub bitrate_kbps: f64,
+    pub last_frame: Option<jiff::Timestamp>,
+}
+
+/// One delivery event for Home Assistant's `event` entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryEvent {
+    pub door: String,
+    pub kind: DeliveryEventKind,
+    /// A sentence for the owner.
+    pub reason: String,
+    pub camera: Option<String>,
+    pub source: Option<MoveSource>,
+    pub duration_s: Option<u64>,
+    pub entries: Option<u32>,
+    pub compromised: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryEventKind {
+    WindowOpened,
+    WindowClosed,
+    Granted,
+    Denied,
+    Unlocked,
+    DoorOpened,
+    DoorClosed,
+    Relocked,
+    Completed,
+    InterlockTripped,
+    LockUnresponsive,
+    LockJammed,
+    DoorHeldOpen,
+    DoorForced,
+    ManualUnlock,
+    RestartedDuringDelivery,
+}
+
+impl DeliveryEventKind {
+    pub const ALL: [DeliveryEventKind; 16] = [
+        DeliveryEventKind::WindowOpened,
+        DeliveryEventKind::WindowClosed,
+        DeliveryEventKind::Granted,
+        DeliveryEventKind::Denied,
+        DeliveryEventKind::Unlocked,
+        DeliveryEventKind::DoorOpened,
+        DeliveryEventKind::DoorClosed,
+        DeliveryEventKind::Relocked,
+        DeliveryEventKind::Completed,
+        DeliveryEventKind::InterlockTripped,
+        DeliveryEventKind::LockUnresponsive,
+        DeliveryEventKind::LockJammed,
+        DeliveryEventKind::DoorHeldOpen,
+        DeliveryEventKind::DoorForced,
+        DeliveryEventKind::ManualUnlock,
+        DeliveryEventKind::RestartedDuringDelivery,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryEventKind::WindowOpened => "window_opened",
+            DeliveryEventKind::WindowClosed => "window_closed",
+            DeliveryEventKind::Granted => "granted",
+            DeliveryEventKind::Denied => "denied",
+            DeliveryEventKind::Unlocked => "unlocked",
+            DeliveryEventKind::DoorOpened => "door_opened",
+            DeliveryEventKind::DoorClosed => "door_closed",
+            DeliveryEventKind::Relocked => "relocked",
+            DeliveryEventKind::Completed => "completed",
+            DeliveryEventKind::InterlockTripped => "interlock_tripped",
+            DeliveryEventKind::LockUnresponsive => "lock_unresponsive",
+            DeliveryEventKind::LockJammed => "lock_jammed",
+            DeliveryEventKind::DoorHeldOpen => "door_held_open",
+            DeliveryEventKind::DoorForced => "door_forced",
+            DeliveryEventKind::ManualUnlock => "manual_unlock",
+            DeliveryEventKind::RestartedDuringDelivery => "restarted_during_delivery",
+        }
+    }
+}
+
+impl MoveSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveSource::Keypad { .. } => "keypad",
+            MoveSource::Manual => "manual",
+            MoveSource::Rf => "rf",
+            MoveSource::Auto => "auto",
+            MoveSource::Other => "other",
+        }
+    }
+}
+
+/// One line of the audit log: a decision and why. Never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub at: jiff::Timestamp,
+    pub door: Option<String>,
+    /// What was decided: `granted`, `denied`, `relocked`, `tripped`,
+    /// `owner_unlock`, `delivery_summary`, …
+    pub decision: String,
+    pub reason: String,
+    /// Free-form details (camera states at the time, the delivery summary).
+    pub details: serde_json::Value,
+}
+
+/// What survives a restart: the deliveries in progress. Written before every
+/// delivery unlock and whenever a session ends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PersistedState {
+    pub sessions: Vec<SessionRecord>,
+}
+
+/// An unlocked (or about to be unlocked) delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    pub door: String,
+    /// Wall-clock time of the unlock, for the restart report.
+    pub unlocked_at: jiff::Timestamp,
+    pub carrier: Option<String>,
+    /// The owner's own auto-relock value to restore after the delivery, if
+    /// doorwarden changed it.
+    pub restore_auto_relock: Option<u32>,
+}

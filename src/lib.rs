@@ -1,0 +1,22 @@
+//! doorwarden: smart locks and RTSP cameras in Home Assistant over MQTT, and
+//! a delivery interlock that only lets a courier in while the door's cameras
+//! are verifiably live.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML file, its validation and `file:line:col` errors.
+//! - [`core`]: every decision, with no I/O and no clock (sans-IO).
+//! - [`devices`]: pure translators between Zigbee2MQTT / Z-Wave JS UI
+//!   payloads and the core's lock reports and commands.
+//! - [`ha`]: Home Assistant discovery and state payloads.
+//! - [`io`]: the shell: MQTT link, RTSP camera tasks, persisted state.
+//! - [`redact`]: the one place secrets are scrubbed from text.
+
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod config;
+pub mod core;
+pub mod devices;
+pub mod ha;
+pub mod io;
+pub mod redact;
