@@ -336,3 +336,355 @@ pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LocalTime, Weekday as Day};
+    use proptest::prelude::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("test timestamps are valid RFC 3339")
+    }
+
+    fn at(h: i8, m: i8) -> LocalTime {
+        LocalTime(jiff::civil::time(h, m, 0, 0))
+    }
+
+    fn window(days: &[Day], from: (i8, i8), to: (i8, i8)) -> config::Window {
+        config::Window {
+            days: days.to_vec(),
+            from: at(from.0, from.1),
+            to: at(to.0, to.1),
+        }
+    }
+
+    fn schedule(zone: &str, windows: &[config::Window]) -> Schedule {
+        Schedule::new(time_zone(Some(zone)).expect("test zones exist"), windows)
+    }
+
+    /// The open window at `now` as (starts, ends) in UTC text, for tables.
+    fn open(s: &Schedule, now: &str) -> Option<(String, String)> {
+        s.open_window(ts(now))
+            .map(|w| (w.starts.to_string(), w.ends.to_string()))
+    }
+
+    #[test]
+    fn windows_on_ordinary_and_dst_days() {
+        use Day::*;
+        const B: &str = "Europe/Berlin";
+        const NY: &str = "America/New_York";
+        // (zone, window, probe instant, expected open occurrence in UTC)
+        #[rustfmt::skip]
+        let cases: &[(&str, config::Window, &str, Option<(&str, &str)>)] = &[
+            // Exactly at the start is open (10:00 CET = 09:00Z) ...
+            (B, window(&[Mon, Tue, Wed, Thu, Fri], (10, 0), (12, 30)), "2026-01-05T09:00:00Z",
+                Some(("2026-01-05T09:00:00Z", "2026-01-05T11:30:00Z"))),
+            // ... one nanosecond earlier is not ...
+            (B, window(&[Mon], (10, 0), (12, 30)), "2026-01-05T08:59:59.999999999Z", None),
+            // ... and exactly at the end is closed.
+            (B, window(&[Mon], (10, 0), (12, 30)), "2026-01-05T11:30:00Z", None),
+            // A day not listed stays shut (2026-01-06 is a Tuesday).
+            (B, window(&[Mon], (10, 0), (12, 30)), "2026-01-06T09:30:00Z", None),
+            // Friday 22:00-06:00 covers Saturday 03:00.
+            (B, window(&[Fri], (22, 0), (6, 0)), "2026-01-10T02:00:00Z",
+                Some(("2026-01-09T21:00:00Z", "2026-01-10T05:00:00Z"))),
+            // ... but not Friday 03:00 (that would be Thursday's night).
+            (B, window(&[Fri], (22, 0), (6, 0)), "2026-01-09T02:00:00Z", None),
+            // A window ending at midnight ends at the next day's 00:00.
+            (B, window(&[Fri], (20, 0), (0, 0)), "2026-01-09T22:59:00Z",
+                Some(("2026-01-09T19:00:00Z", "2026-01-09T23:00:00Z"))),
+
+            // Berlin spring forward, Sun 2026-03-29 02:00 CET -> 03:00 CEST (01:00Z).
+            // 02:30-04:00 opens when the clocks jump, at 03:00 CEST.
+            (B, window(&[Sun], (2, 30), (4, 0)), "2026-03-29T01:00:00Z",
+                Some(("2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"))),
+            // ... and is shut just before the jump (01:59:59 CET).
+            (B, window(&[Sun], (2, 30), (4, 0)), "2026-03-29T00:59:59Z", None),
+            // A window wholly inside the skipped hour does not happen that day.
+            (B, window(&[Sun], (2, 10), (2, 50)), "2026-03-29T01:00:00Z", None),
+            // Saturday 22:00-06:00 across the jump: 22:00 CET to 06:00 CEST, 7 real hours.
+            (B, window(&[Sat], (22, 0), (6, 0)), "2026-03-29T03:59:59Z",
+                Some(("2026-03-28T21:00:00Z", "2026-03-29T04:00:00Z"))),
+            // Saturday 23:00-02:30: the end falls in the skipped hour, so it closes at 03:00 CEST.
+            (B, window(&[Sat], (23, 0), (2, 30)), "2026-03-29T00:59:59Z",
+                Some(("2026-03-28T22:00:00Z", "2026-03-29T01:00:00Z"))),
+            (B, window(&[Sat], (23, 0), (2, 30)), "2026-03-29T01:00:00Z", None),
+
+            // Berlin fall back, Sun 2026-10-25 03:00 CEST -> 02:00 CET (01:00Z).
+            // 02:15-02:45 happens in the first pass (CEST) ...
+            (B, window(&[Sun], (2, 15), (2, 45)), "2026-10-25T00:15:00Z",
+                Some(("2026-10-25T00:15:00Z", "2026-10-25T00:45:00Z"))),
+            // ... and not again when the clock shows 02:15 CET.
+            (B, window(&[Sun], (2, 15), (2, 45)), "2026-10-25T01:15:00Z", None),
+            // 01:00-02:30 closes at the first 02:30.
+            (B, window(&[Sun], (1, 0), (2, 30)), "2026-10-25T00:29:59Z",
+                Some(("2026-10-24T23:00:00Z", "2026-10-25T00:30:00Z"))),
+            (B, window(&[Sun], (1, 0), (2, 30)), "2026-10-25T01:10:00Z", None),
+            // 02:30-04:00 opens at the first 02:30 and lasts 2.5 real hours.
+            (B, window(&[Sun], (2, 30), (4, 0)), "2026-10-25T01:45:00Z",
+                Some(("2026-10-25T00:30:00Z", "2026-10-25T03:00:00Z"))),
+            // Saturday 22:00-06:00 across the change: 22:00 CEST to 06:00 CET, 9 real hours.
+            (B, window(&[Sat], (22, 0), (6, 0)), "2026-10-25T04:59:59Z",
+                Some(("2026-10-24T20:00:00Z", "2026-10-25T05:00:00Z"))),
+            // Saturday 23:00-02:30 closes at the first 02:30 (CEST), not the second.
+            (B, window(&[Sat], (23, 0), (2, 30)), "2026-10-25T00:45:00Z", None),
+            (B, window(&[Sat], (23, 0), (2, 30)), "2026-10-25T01:15:00Z", None),
+
+            // New York spring forward, Sun 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z).
+            (NY, window(&[Sun], (2, 30), (4, 0)), "2026-03-08T07:00:00Z",
+                Some(("2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"))),
+            (NY, window(&[Sun], (2, 30), (4, 0)), "2026-03-08T06:59:59Z", None),
+            // Saturday 23:00-02:30: 23:00 EST until the jump to 03:00 EDT.
+            (NY, window(&[Sat], (23, 0), (2, 30)), "2026-03-08T06:00:00Z",
+                Some(("2026-03-08T04:00:00Z", "2026-03-08T07:00:00Z"))),
+            // Saturday 22:00-06:00: 22:00 EST to 06:00 EDT.
+            (NY, window(&[Sat], (22, 0), (6, 0)), "2026-03-08T09:59:59Z",
+                Some(("2026-03-08T03:00:00Z", "2026-03-08T10:00:00Z"))),
+
+            // New York fall back, Sun 2026-11-01 02:00 EDT -> 01:00 EST (06:00Z).
+            // 01:15-01:45 happens in the first pass (EDT) ...
+            (NY, window(&[Sun], (1, 15), (1, 45)), "2026-11-01T05:15:00Z",
+                Some(("2026-11-01T05:15:00Z", "2026-11-01T05:45:00Z"))),
+            // ... and not again at 01:15 EST.
+            (NY, window(&[Sun], (1, 15), (1, 45)), "2026-11-01T06:15:00Z", None),
+            // Saturday 23:00-01:30 closes at the first 01:30 (EDT).
+            (NY, window(&[Sat], (23, 0), (1, 30)), "2026-11-01T05:29:59Z",
+                Some(("2026-11-01T03:00:00Z", "2026-11-01T05:30:00Z"))),
+            (NY, window(&[Sat], (23, 0), (1, 30)), "2026-11-01T06:30:00Z", None),
+            // Saturday 22:00-06:00: 22:00 EDT to 06:00 EST, 9 real hours.
+            (NY, window(&[Sat], (22, 0), (6, 0)), "2026-11-01T10:59:59Z",
+                Some(("2026-11-01T02:00:00Z", "2026-11-01T11:00:00Z"))),
+        ];
+        for (zone, w, now, want) in cases {
+            let s = schedule(zone, std::slice::from_ref(w));
+            let want = want.map(|(a, b)| (ts(a).to_string(), ts(b).to_string()));
+            assert_eq!(open(&s, now), want, "{zone} {} at {now}", s.describe()[0]);
+        }
+    }
+
+    #[test]
+    fn overlapping_weekly_windows_first_wins_then_the_other_takes_over() {
+        use Day::*;
+        let s = schedule(
+            "UTC",
+            &[
+                window(&[Mon], (11, 0), (14, 0)),
+                window(&[Mon], (9, 0), (12, 0)),
+            ],
+        );
+        // 2026-01-05 is a Monday.
+        let first = s.open_window(ts("2026-01-05T11:30:00Z")).expect("open");
+        assert_eq!(
+            (first.starts, first.ends),
+            (ts("2026-01-05T09:00:00Z"), ts("2026-01-05T12:00:00Z"))
+        );
+        let second = s.open_window(ts("2026-01-05T12:00:00Z")).expect("open");
+        assert_eq!(
+            (second.starts, second.ends),
+            (ts("2026-01-05T11:00:00Z"), ts("2026-01-05T14:00:00Z"))
+        );
+        assert_eq!(
+            s.next_change(ts("2026-01-05T11:30:00Z")),
+            Some(ts("2026-01-05T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_grant_opens_now_and_absorbs_an_open_weekly_window() {
+        use Day::*;
+        let mut s = schedule("UTC", &[window(&[Mon], (9, 0), (12, 0))]);
+        // Outside any weekly window: open for exactly the duration.
+        let now = ts("2026-01-05T07:00:00Z");
+        let g = s.grant(now, Duration::from_secs(30 * 60));
+        assert_eq!(
+            g,
+            OpenWindow {
+                starts: now,
+                ends: ts("2026-01-05T07:30:00Z"),
+                granted: true
+            }
+        );
+        assert_eq!(s.open_window(ts("2026-01-05T07:29:59Z")), Some(g));
+        assert_eq!(s.open_window(ts("2026-01-05T07:30:00Z")), None);
+        assert_eq!(s.next_change(now), Some(ts("2026-01-05T07:30:00Z")));
+
+        // Inside the weekly window, a short grant lasts until the weekly end.
+        let now = ts("2026-01-05T10:00:00Z");
+        let g = s.grant(now, Duration::from_secs(60));
+        assert_eq!((g.starts, g.ends), (now, ts("2026-01-05T12:00:00Z")));
+        assert_eq!(s.open_window(ts("2026-01-05T11:00:00Z")), Some(g));
+        assert_eq!(s.open_window(ts("2026-01-05T12:00:00Z")), None);
+
+        // A long grant outlasts the weekly window.
+        let g = s.grant(now, Duration::from_secs(4 * 3600));
+        assert_eq!(g.ends, ts("2026-01-05T14:00:00Z"));
+        assert_eq!(s.open_window(ts("2026-01-05T13:00:00Z")), Some(g));
+    }
+
+    #[test]
+    fn a_weekly_window_starting_during_a_grant_carries_on_after_it() {
+        use Day::*;
+        let mut s = schedule("UTC", &[window(&[Mon], (9, 0), (12, 0))]);
+        let g = s.grant(ts("2026-01-05T08:30:00Z"), Duration::from_secs(3600));
+        assert_eq!(s.open_window(ts("2026-01-05T09:15:00Z")), Some(g));
+        let weekly = s
+            .open_window(ts("2026-01-05T09:30:00Z"))
+            .expect("weekly window open");
+        assert!(!weekly.granted);
+        assert_eq!(weekly.starts, ts("2026-01-05T09:00:00Z"));
+    }
+
+    #[test]
+    fn cancel_closes_the_grant_and_the_weekly_occurrence_but_not_the_next() {
+        use Day::*;
+        let mut s = schedule("UTC", &[window(&[Mon, Tue], (9, 0), (12, 0))]);
+        s.grant(ts("2026-01-05T10:00:00Z"), Duration::from_secs(3 * 3600));
+        s.cancel(ts("2026-01-05T10:30:00Z"));
+        assert_eq!(s.open_window(ts("2026-01-05T10:30:00Z")), None);
+        assert_eq!(s.open_window(ts("2026-01-05T11:59:00Z")), None);
+        assert_eq!(s.granted(), None);
+        let tuesday = s
+            .open_window(ts("2026-01-06T09:00:00Z"))
+            .expect("next occurrence opens");
+        assert_eq!(tuesday.starts, ts("2026-01-06T09:00:00Z"));
+        // Cancelling exactly at a start cancels that occurrence.
+        s.cancel(ts("2026-01-06T09:00:00Z"));
+        assert_eq!(s.open_window(ts("2026-01-06T09:00:00Z")), None);
+    }
+
+    #[test]
+    fn time_going_backwards_just_answers_for_the_earlier_instant() {
+        use Day::*;
+        let mut s = schedule("Europe/Berlin", &[window(&[Mon], (9, 0), (12, 0))]);
+        let g = s.grant(ts("2026-01-05T20:00:00Z"), Duration::from_secs(600));
+        // Before the grant started: not open, and the grant's start is a change.
+        assert_eq!(s.open_window(ts("2026-01-05T19:00:00Z")), None);
+        assert_eq!(s.next_change(ts("2026-01-05T19:00:00Z")), Some(g.starts));
+        // Far outside jiff's calendar edges nothing panics.
+        for t in [Timestamp::MIN, Timestamp::MAX] {
+            let _ = s.open_window(t);
+            let _ = s.next_change(t);
+            s.cancel(t);
+            let _ = s.grant(t, Duration::from_secs(u64::MAX));
+        }
+    }
+
+    #[test]
+    fn next_change_walks_the_edges() {
+        use Day::*;
+        let s = schedule("Europe/Berlin", &[window(&[Sun], (2, 30), (4, 0))]);
+        // Through the spring-forward night, the edges are 03:00 and 04:00 CEST.
+        assert_eq!(
+            s.next_change(ts("2026-03-28T12:00:00Z")),
+            Some(ts("2026-03-29T01:00:00Z"))
+        );
+        assert_eq!(
+            s.next_change(ts("2026-03-29T01:00:00Z")),
+            Some(ts("2026-03-29T02:00:00Z"))
+        );
+        // No windows and no grant: nothing will ever change.
+        assert_eq!(
+            schedule("UTC", &[]).next_change(ts("2026-03-29T01:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn describe_speaks_the_owners_words() {
+        use Day::*;
+        let s = schedule(
+            "Europe/Berlin",
+            &[
+                window(&[Fri, Mon, Tue, Wed, Thu], (9, 0), (12, 30)),
+                window(&[Sat, Sun], (22, 0), (6, 0)),
+                window(&[Mon, Wed, Thu, Fri], (7, 5), (7, 45)),
+            ],
+        );
+        assert_eq!(
+            s.describe(),
+            [
+                "Mon-Fri 09:00-12:30 (Europe/Berlin)",
+                "Sat, Sun 22:00-06:00 next day (Europe/Berlin)",
+                "Mon, Wed-Fri 07:05-07:45 (Europe/Berlin)",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_zone_names_are_refused_with_a_hint() {
+        let err = time_zone(Some("Europe/Berln")).expect_err("typo must be refused");
+        assert_eq!(
+            err,
+            "unknown time zone `Europe/Berln`: use an IANA name such as \"Europe/Berlin\" \
+             or \"America/New_York\""
+        );
+        assert!(time_zone(Some("America/New_York")).is_ok());
+    }
+
+    fn any_window() -> impl Strategy<Value = config::Window> {
+        use Day::*;
+        let day = prop::sample::select(vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun]);
+        // Minutes on a 15-minute grid so edges land inside DST hours often.
+        let time = (0i8..24, prop::sample::select(vec![0i8, 15, 30, 45]));
+        (prop::collection::vec(day, 0..4), time.clone(), time)
+            .prop_filter("from == to is refused by config validation", |(_, f, t)| {
+                f != t
+            })
+            .prop_map(|(days, f, t)| config::Window {
+                days,
+                from: at(f.0, f.1),
+                to: at(t.0, t.1),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Nothing changes strictly between `now` and `next_change(now)`,
+        /// and an open window always contains `now`.
+        #[test]
+        fn next_change_is_never_late(
+            zone in prop::sample::select(vec!["Europe/Berlin", "America/New_York", "UTC", "Australia/Lord_Howe"]),
+            windows in prop::collection::vec(any_window(), 0..4),
+            // Around 2026, including both DST weekends in each zone.
+            start_s in 1_767_225_600i64..1_798_761_600,
+            grant in prop::option::of((0i64..86_400 * 3, 0u64..86_400 * 2)),
+            cancel in prop::option::of(0i64..86_400 * 3),
+            probes in prop::collection::vec(0.0f64..1.0, 1..8),
+        ) {
+            let mut s = schedule(zone, &windows);
+            let base = Timestamp::from_second(start_s).expect("in range");
+            if let Some((offset, len)) = grant {
+                s.grant(base + jiff::SignedDuration::from_secs(offset), Duration::from_secs(len));
+            }
+            if let Some(offset) = cancel {
+                s.cancel(base + jiff::SignedDuration::from_secs(offset));
+            }
+            let mut now = base;
+            for _ in 0..6 {
+                let here = s.open_window(now);
+                if let Some(w) = here {
+                    prop_assert!(w.contains(now), "{w:?} does not contain {now}");
+                }
+                let Some(next) = s.next_change(now) else {
+                    // Then nothing changes in the next three weeks either.
+                    for p in &probes {
+                        let later = now + jiff::SignedDuration::from_secs_f64(p * 21.0 * 86_400.0);
+                        prop_assert_eq!(s.open_window(later), here);
+                    }
+                    break;
+                };
+                prop_assert!(next > now);
+                let gap = next.duration_since(now);
+                for p in &probes {
+                    let t = now + gap.mul_f64(*p);
+                    prop_assert_eq!(s.open_window(t), here, "changed at {} before {}", t, next);
+                }
+                let just_before = next - jiff::SignedDuration::from_nanos(1);
+                prop_assert_eq!(s.open_window(just_before), here);
+                now = next;
+            }
+        }
+    }
+}
