@@ -14,6 +14,7 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod addon;
 pub mod config;
 pub mod core;
 pub mod devices;

@@ -1,0 +1,766 @@
+//! The Home Assistant add-on's start-up hook: turn the add-on's options and
+//! the Supervisor's MQTT service into the config file doorwarden reads.
+//!
+//! The add-on's `run.sh` only moves bytes: it asks the Supervisor for
+//! `/services/mqtt`, pipes the answer into `doorwarden addon-config`, then
+//! starts `doorwarden run` on the file written here. Every decision (which
+//! broker URL, which door key a friendly name becomes, what happens with a
+//! full YAML file) is made in this module, so it is tested in Rust.
+//!
+//! # What is written
+//!
+//! - `--out` (the add-on uses `/data/doorwarden.yaml`): the config. It holds
+//!   no password: the MQTT password and camera passwords go to files under
+//!   `<data_dir>/secrets/` (mode 0600), referenced by `password_file`.
+//! - `storage.dir` is `<data_dir>` (`/data`, the add-on's persistent volume,
+//!   included in Home Assistant backups).
+//!
+//! # `config_file`
+//!
+//! When the options name a YAML file (relative paths are resolved in the
+//! add-on's config folder, `/config` inside the container), that file is the
+//! config and the other door/camera options are ignored. Its text is kept
+//! as is, so the `line:col` of any error doorwarden reports matches the
+//! user's file; only missing top-level sections are appended: `mqtt` from the
+//! Supervisor when the file has none, `storage` (pointing at `/data`) when
+//! the file has none.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_yaml::{Mapping, Value as Yaml};
+
+use crate::config::Secret;
+
+/// Where the add-on keeps things inside its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonPaths {
+    /// The add-on's private, persistent volume (`/data`).
+    pub data_dir: PathBuf,
+    /// The user-visible add-on config folder (`addon_config`, `/config`).
+    pub config_dir: PathBuf,
+}
+
+impl Default for AddonPaths {
+    fn default() -> Self {
+        AddonPaths {
+            data_dir: PathBuf::from("/data"),
+            config_dir: PathBuf::from("/config"),
+        }
+    }
+}
+
+/// A secret that must be written to its own file before doorwarden starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    pub value: Secret,
+}
+
+/// The config text plus the secret files it refers to.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub yaml: String,
+    pub secrets: Vec<SecretFile>,
+}
+
+/// Why the add-on could not build a config. Messages never hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum AddonError {
+    #[error("add-on option {path}: {message}")]
+    Option { path: String, message: String },
+    #[error(
+        "Home Assistant offers no MQTT broker to doorwarden ({detail}); install and start the \
+         Mosquitto broker add-on, or give an `mqtt:` section in config_file"
+    )]
+    NoMqttService { detail: String },
+    #[error("the Supervisor's MQTT service answer is unusable: {detail}")]
+    BadMqttService { detail: String },
+    #[error("config_file {path}: {detail}")]
+    ConfigFile { path: PathBuf, detail: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot render the config: {0}")]
+    Render(String),
+}
+
+fn option_error(path: impl Into<String>, message: impl Into<String>) -> AddonError {
+    AddonError::Option {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The add-on options, as `/data/options.json` holds them. Every struct denies
+// unknown fields so that a key added to `config.yaml`'s schema without being
+// handled here is caught by the tests (tests/addon.rs) rather than ignored.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    /// Read by run.sh (it sets RUST_LOG); accepted here so the schema and
+    /// this struct agree.
+    #[serde(default, rename = "log_level")]
+    _log_level: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    config_file: Option<String>,
+    #[serde(default)]
+    cameras: Vec<CameraOption>,
+    #[serde(default)]
+    doors: Vec<DoorOption>,
+    #[serde(default)]
+    delivery_windows: Vec<WindowOption>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraOption {
+    name: String,
+    url: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "lenient_secret")]
+    password: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DoorOption {
+    name: String,
+    #[serde(default)]
+    zigbee2mqtt_topic: Option<String>,
+    #[serde(default)]
+    zwave_node: Option<u32>,
+    #[serde(default)]
+    contact_topic: Option<String>,
+    #[serde(default)]
+    cameras: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowOption {
+    door: String,
+    days: Vec<String>,
+    from: String,
+    to: String,
+}
+
+/// A password typed into the add-on UI is a string, but the Supervisor does
+/// not coerce types, so a numeric one can arrive as a JSON number. Accept
+/// any scalar instead of failing with serde's "invalid type: integer `1234`"
+/// message, which would print the password.
+fn lenient_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(match Json::deserialize(d)? {
+        Json::Null => None,
+        Json::String(s) if s.is_empty() => None,
+        Json::String(s) => Some(Secret::new(s)),
+        Json::Number(n) => Some(Secret::new(n.to_string())),
+        Json::Bool(b) => Some(Secret::new(b.to_string())),
+        _ => return Err(serde::de::Error::custom("a password must be text")),
+    })
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The config-file key for a friendly name: "Front door" -> `front_door`.
+///
+/// Home Assistant derives entity ids the same way from the device name, so
+/// the door "Front door" gets `lock.front_door` and the topic key
+/// `front_door`. A name that already is a key is returned unchanged.
+pub fn key_for(name: &str) -> String {
+    let mut key = String::new();
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            key.push(c);
+        } else if !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    key.trim_matches('_').to_string()
+}
+
+// ---------------------------------------------------------------------------
+// The Supervisor's `/services/mqtt` answer.
+
+/// The broker the Supervisor hands to an add-on declaring `mqtt:need`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttService {
+    pub host: String,
+    pub port: u16,
+    pub ssl: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl MqttService {
+    /// Read the Supervisor's answer, `{"result":"ok","data":{...}}`, where
+    /// `port` is a string. The bare `data` object (as bashio prints it) is
+    /// accepted too.
+    ///
+    /// # Errors
+    ///
+    /// [`AddonError::NoMqttService`] when the Supervisor answered with an
+    /// error (no broker installed), [`AddonError::BadMqttService`] when the
+    /// answer lacks a host or a usable port.
+    pub fn from_json(answer: &Json) -> Result<Self, AddonError> {
+        let bad = |detail: &str| AddonError::BadMqttService {
+            detail: detail.to_string(),
+        };
+        let Some(object) = answer.as_object() else {
+            return Err(bad("not a JSON object"));
+        };
+        let data = match object.get("result").and_then(Json::as_str) {
+            Some("ok") => object.get("data").ok_or_else(|| bad("`data` is missing"))?,
+            Some(other) => {
+                let message = object
+                    .get("message")
+                    .and_then(Json::as_str)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!("the Supervisor says: {m}"))
+                    .unwrap_or_else(|| format!("the Supervisor answered result `{other}`"));
+                return Err(AddonError::NoMqttService { detail: message });
+            }
+            None => answer,
+        };
+        let text = |key: &str| -> Option<String> {
+            match data.get(key) {
+                Some(Json::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Some(Json::Number(n)) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        let host = text("host").ok_or_else(|| bad("`host` is missing"))?;
+        let port = match text("port") {
+            None => 1883,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(&format!("`port` {p:?} is not a TCP port")))?,
+        };
+        let ssl = match data.get("ssl") {
+            Some(Json::Bool(b)) => *b,
+            Some(Json::String(s)) => matches!(s.as_str(), "true" | "True" | "1"),
+            _ => false,
+        };
+        let password = match data.get("password") {
+            Some(Json::String(s)) if !s.is_empty() => Some(Secret::new(s.clone())),
+            _ => None,
+        };
+        Ok(MqttService {
+            host,
+            port,
+            ssl,
+            username: text("username"),
+            password,
+        })
+    }
+
+    /// `mqtt://host:port`, or `mqtts://` when the Supervisor says the broker
+    /// speaks TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.ssl { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Building the config.
+
+/// Build the config YAML doorwarden reads from the add-on's options and the
+/// Supervisor's `/services/mqtt` answer, with the add-on's usual paths
+/// (`/data`, `/config`).
+///
+/// The YAML never contains a password: it refers to `password_file`s under
+/// `/data/secrets/`, which [`prepare`] returns and [`write`] writes.
+///
+/// # Errors
+///
+/// An option that cannot become a valid door/camera/window (with its path,
+/// e.g. `doors[1].zwave_node`), no MQTT broker when one is needed, or a
+/// `config_file` that cannot be read or is not a YAML mapping.
+pub fn build_config(options: &Json, mqtt_service: &Json) -> Result<String, AddonError> {
+    prepare(options, mqtt_service, &AddonPaths::default()).map(|p| p.yaml)
+}
+
+/// [`build_config`] with explicit paths, also returning the secret files.
+pub fn prepare(
+    options: &Json,
+    mqtt_service: &Json,
+    paths: &AddonPaths,
+) -> Result<Prepared, AddonError> {
+    let options: Options = serde_path_to_error::deserialize(options).map_err(|e| {
+        let path = e.path().to_string();
+        option_error(path, e.into_inner().to_string())
+    })?;
+    let mut secrets = Vec::new();
+    match non_empty(&options.config_file) {
+        Some(file) => {
+            let path = paths.config_dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| AddonError::ConfigFile {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            let yaml = extend_user_file(&path, &text, mqtt_service, paths, &mut secrets)?;
+            Ok(Prepared { yaml, secrets })
+        }
+        None => {
+            let mqtt = MqttService::from_json(mqtt_service)?;
+            let yaml = from_options(&options, &mqtt, paths, &mut secrets)?;
+            Ok(Prepared { yaml, secrets })
+        }
+    }
+}
+
+fn secrets_dir(paths: &AddonPaths) -> PathBuf {
+    paths.data_dir.join("secrets")
+}
+
+fn mqtt_section(mqtt: &MqttService, paths: &AddonPaths, secrets: &mut Vec<SecretFile>) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("url".into(), mqtt.url().into());
+    if let Some(user) = &mqtt.username {
+        m.insert("username".into(), user.clone().into());
+    }
+    if let Some(password) = &mqtt.password {
+        let path = secrets_dir(paths).join("mqtt_password");
+        m.insert("password_file".into(), path.display().to_string().into());
+        secrets.push(SecretFile {
+            path,
+            value: password.clone(),
+        });
+    }
+    m
+}
+
+fn storage_section(paths: &AddonPaths) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("dir".into(), paths.data_dir.display().to_string().into());
+    m
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn from_options(
+    options: &Options,
+    mqtt: &MqttService,
+    paths: &AddonPaths,
+    secrets: &mut Vec<SecretFile>,
+) -> Result<String, AddonError> {
+    let mut cameras = Mapping::new();
+    let mut camera_keys = BTreeSet::new();
+    for (i, camera) in options.cameras.iter().enumerate() {
+        let at = |field: &str| format!("cameras[{i}].{field}");
+        let key = key_for(&camera.name);
+        if key.is_empty() {
+            return Err(option_error(
+                at("name"),
+                "needs at least one letter or digit",
+            ));
+        }
+        if !camera_keys.insert(key.clone()) {
+            return Err(option_error(
+                at("name"),
+                format!("a second camera named `{key}`"),
+            ));
+        }
+        let url = camera.url.trim();
+        if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
+            // The URL may carry credentials; show only its scheme-less shape.
+            return Err(option_error(
+                at("url"),
+                format!("`{}` is not an rtsp:// URL", crate::redact::text(url)),
+            ));
+        }
+        let mut c = Mapping::new();
+        c.insert("name".into(), camera.name.trim().into());
+        c.insert("url".into(), url.into());
+        if let Some(user) = non_empty(&camera.username) {
+            c.insert("username".into(), user.into());
+        }
+        if let Some(password) = &camera.password {
+            let path = secrets_dir(paths).join(format!("camera_{key}_password"));
+            c.insert("password_file".into(), path.display().to_string().into());
+            secrets.push(SecretFile {
+                path,
+                value: password.clone(),
+            });
+        }
+        cameras.insert(key.into(), c.into());
+    }
+
+    let mut locks = Mapping::new();
+    let mut door_keys = Vec::new();
+    for (i, door) in options.doors.iter().enumerate() {
+        let at = |field: &str| format!("doors[{i}].{field}");
+        let key = key_for(&door.name);
+        if key.is_empty() {
+            return Err(option_error(
+                at("name"),
+                "needs at least one letter or digit",
+            ));
+        }
+        if key == "bridge" || key == "camera" {
+            return Err(option_error(
+                at("name"),
+                format!("`{key}` is reserved; pick another door name"),
+            ));
+        }
+        if door_keys.contains(&key) {
+            return Err(option_error(
+                at("name"),
+                format!("a second door named `{key}`"),
+            ));
+        }
+        let mut d = Mapping::new();
+        d.insert("name".into(), door.name.trim().into());
+        match (non_empty(&door.zigbee2mqtt_topic), door.zwave_node) {
+            (Some(topic), None) => {
+                let mut z = Mapping::new();
+                z.insert("topic".into(), topic.into());
+                d.insert("zigbee2mqtt".into(), z.into());
+            }
+            (None, Some(node)) => {
+                let mut z = Mapping::new();
+                z.insert("node".into(), node.into());
+                d.insert("zwave_js".into(), z.into());
+            }
+            (Some(_), Some(_)) => {
+                return Err(option_error(
+                    at("zwave_node"),
+                    "give either zigbee2mqtt_topic or zwave_node, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(option_error(
+                    at("zigbee2mqtt_topic"),
+                    "the door needs its lock: a zigbee2mqtt_topic (e.g. `zigbee2mqtt/Front door lock`) \
+                     or a zwave_node",
+                ));
+            }
+        }
+        if let Some(topic) = non_empty(&door.contact_topic) {
+            let mut z = Mapping::new();
+            z.insert("topic".into(), topic.into());
+            let mut contact = Mapping::new();
+            contact.insert("zigbee2mqtt".into(), z.into());
+            d.insert("contact".into(), contact.into());
+        }
+        let mut door_cameras = Vec::new();
+        for (j, name) in door.cameras.iter().enumerate() {
+            let camera = key_for(name);
+            if !camera_keys.contains(&camera) {
+                return Err(option_error(
+                    format!("doors[{i}].cameras[{j}]"),
+                    format!("no camera named `{}` in the cameras option", name.trim()),
+                ));
+            }
+            if !door_cameras.contains(&Yaml::from(camera.clone())) {
+                door_cameras.push(camera.into());
+            }
+        }
+        d.insert("cameras".into(), Yaml::Sequence(door_cameras));
+        locks.insert(key.clone().into(), d.into());
+        door_keys.push(key);
+    }
+
+    // Every door gets a deliveries entry, so a window granted from Home
+    // Assistant works even for a door without a weekly schedule.
+    let mut windows: Vec<Vec<Yaml>> = vec![Vec::new(); door_keys.len()];
+    for (i, window) in options.delivery_windows.iter().enumerate() {
+        let at = |field: &str| format!("delivery_windows[{i}].{field}");
+        let door = key_for(&window.door);
+        let Some(index) = door_keys.iter().position(|k| *k == door) else {
+            return Err(option_error(
+                at("door"),
+                format!("no door named `{}` in the doors option", window.door.trim()),
+            ));
+        };
+        let mut days = Vec::new();
+        for (j, day) in window.days.iter().enumerate() {
+            let day = day.trim().to_lowercase();
+            let short: String = day.chars().take(3).collect();
+            if !DAYS.contains(&short.as_str()) {
+                return Err(option_error(
+                    format!("delivery_windows[{i}].days[{j}]"),
+                    format!("`{day}` is not a day; use mon, tue, wed, thu, fri, sat or sun"),
+                ));
+            }
+            days.push(Yaml::from(short));
+        }
+        if days.is_empty() {
+            return Err(option_error(at("days"), "list at least one day"));
+        }
+        let mut w = Mapping::new();
+        w.insert("days".into(), Yaml::Sequence(days));
+        w.insert("from".into(), window.from.trim().into());
+        w.insert("to".into(), window.to.trim().into());
+        windows[index].push(w.into());
+    }
+    let mut deliveries = Mapping::new();
+    for (key, windows) in door_keys.iter().zip(windows) {
+        let mut d = Mapping::new();
+        if let Some(zone) = non_empty(&options.time_zone) {
+            d.insert("time_zone".into(), zone.into());
+        }
+        d.insert("windows".into(), Yaml::Sequence(windows));
+        deliveries.insert(key.clone().into(), d.into());
+    }
+
+    let mut root = Mapping::new();
+    root.insert("mqtt".into(), mqtt_section(mqtt, paths, secrets).into());
+    root.insert("cameras".into(), cameras.into());
+    root.insert("locks".into(), locks.into());
+    root.insert("deliveries".into(), deliveries.into());
+    root.insert("storage".into(), storage_section(paths).into());
+    let body = to_yaml(&Yaml::Mapping(root))?;
+    Ok(format!(
+        "# Written by the doorwarden add-on from its options at every start;\n\
+         # edits here are lost. Use the config_file option for a file of your own.\n{body}"
+    ))
+}
+
+fn to_yaml(value: &Yaml) -> Result<String, AddonError> {
+    // Serializing a tree of plain mappings, sequences and strings cannot
+    // fail; map the error anyway rather than panic.
+    serde_yaml::to_string(value).map_err(|e| AddonError::Render(e.to_string()))
+}
+
+/// The user's own file, with `mqtt` and `storage` appended when missing.
+fn extend_user_file(
+    path: &Path,
+    text: &str,
+    mqtt_service: &Json,
+    paths: &AddonPaths,
+    secrets: &mut Vec<SecretFile>,
+) -> Result<String, AddonError> {
+    let file_error = |detail: String| AddonError::ConfigFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let parsed: Yaml =
+        serde_yaml::from_str(text).map_err(|e| file_error(format!("not valid YAML: {e}")))?;
+    let Yaml::Mapping(root) = &parsed else {
+        return Err(file_error(
+            "must be a YAML mapping with mqtt, cameras, locks, … at the top".into(),
+        ));
+    };
+    let mut extra = Mapping::new();
+    if !root.contains_key("mqtt") {
+        let mqtt = MqttService::from_json(mqtt_service)?;
+        extra.insert("mqtt".into(), mqtt_section(&mqtt, paths, secrets).into());
+    }
+    if !root.contains_key("storage") {
+        extra.insert("storage".into(), storage_section(paths).into());
+    }
+    if extra.is_empty() {
+        return Ok(text.to_string());
+    }
+    let addition = to_yaml(&Yaml::Mapping(extra.clone()))?;
+    // Appending keeps every line of the user's file where it was, so the
+    // `line:col` in doorwarden's errors points into their file. That only
+    // works for a block mapping; a flow mapping (`{...}`) is re-rendered.
+    let mut appended = text.to_string();
+    if !appended.is_empty() && !appended.ends_with('\n') {
+        appended.push('\n');
+    }
+    appended.push_str("# Added by the doorwarden add-on:\n");
+    appended.push_str(&addition);
+    match serde_yaml::from_str::<Yaml>(&appended) {
+        Ok(Yaml::Mapping(m)) if extra.keys().all(|k| m.contains_key(k)) => Ok(appended),
+        _ => {
+            let mut merged = root.clone();
+            for (k, v) in extra {
+                merged.insert(k, v);
+            }
+            to_yaml(&Yaml::Mapping(merged))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The `doorwarden addon-config` command.
+
+/// Arguments of `doorwarden addon-config`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddonConfigArgs {
+    /// The add-on options written by the Supervisor.
+    #[arg(long, default_value = "/data/options.json")]
+    pub options: PathBuf,
+    /// The Supervisor's `/services/mqtt` answer: a file, or `-` for stdin.
+    #[arg(long, default_value = "-")]
+    pub mqtt_service: PathBuf,
+    /// Where to write the config doorwarden will run with.
+    #[arg(long, default_value = "/data/doorwarden.yaml")]
+    pub out: PathBuf,
+    /// The add-on's private persistent folder (storage and secret files).
+    #[arg(long, default_value = "/data")]
+    pub data_dir: PathBuf,
+    /// The add-on's user-visible config folder (for `config_file`).
+    #[arg(long, default_value = "/config")]
+    pub config_dir: PathBuf,
+}
+
+/// Carry out `doorwarden addon-config`: read both inputs, build the config,
+/// write the secret files (0600) and then the config, each atomically.
+///
+/// # Errors
+///
+/// Everything [`prepare`] reports, plus unreadable inputs and unwritable
+/// outputs, each with the path.
+pub fn write(args: &AddonConfigArgs) -> Result<(), AddonError> {
+    let options = read_json(&args.options)?;
+    let service = if args.mqtt_service.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|source| AddonError::Read {
+                path: "<stdin>".into(),
+                source,
+            })?;
+        parse_service(&text)?
+    } else {
+        let text =
+            std::fs::read_to_string(&args.mqtt_service).map_err(|source| AddonError::Read {
+                path: args.mqtt_service.clone(),
+                source,
+            })?;
+        parse_service(&text)?
+    };
+    let paths = AddonPaths {
+        data_dir: args.data_dir.clone(),
+        config_dir: args.config_dir.clone(),
+    };
+    let prepared = prepare(&options, &service, &paths)?;
+    for secret in &prepared.secrets {
+        write_file(&secret.path, secret.value.expose().as_bytes(), true)?;
+    }
+    write_file(&args.out, prepared.yaml.as_bytes(), true)
+}
+
+fn read_json(path: &Path) -> Result<Json, AddonError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AddonError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // serde_json's syntax errors give a line and column, never the content.
+    serde_json::from_str(&text).map_err(|e| AddonError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })
+}
+
+/// An empty answer is what run.sh passes on when curl could not reach the
+/// Supervisor at all: say so instead of "EOF while parsing".
+fn parse_service(text: &str) -> Result<Json, AddonError> {
+    if text.trim().is_empty() {
+        return Ok(Json::Object(
+            [
+                ("result".to_string(), Json::from("error")),
+                (
+                    "message".to_string(),
+                    Json::from("no answer from the Supervisor"),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| AddonError::BadMqttService {
+        detail: format!("not JSON ({e})"),
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), AddonError> {
+    use std::io::Write;
+    let err = |source| AddonError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = open.open(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn friendly_names_become_the_keys_home_assistant_also_derives() {
+        for (name, key) in [
+            ("Front door", "front_door"),
+            ("front_door", "front_door"),
+            ("  Garage -- side door ", "garage_side_door"),
+            ("Porch Cam 2", "porch_cam_2"),
+            ("!!!", ""),
+        ] {
+            assert_eq!(key_for(name), key, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_broker_hosts_are_bracketed() {
+        let svc = MqttService {
+            host: "fd00::1".into(),
+            port: 1883,
+            ssl: false,
+            username: None,
+            password: None,
+        };
+        assert_eq!(svc.url(), "mqtt://[fd00::1]:1883");
+    }
+
+    #[test]
+    fn a_numeric_password_is_accepted_and_never_printed() {
+        let options = serde_json::json!({
+            "cameras": [{"name": "porch", "url": "rtsp://10.0.0.5/s", "password": 918273}],
+            "doors": [{"name": "front", "zwave_node": 5, "cameras": ["porch"], "bogus": 1}],
+        });
+        let err = prepare(&options, &serde_json::json!({}), &AddonPaths::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("doors[0]") && text.contains("bogus"),
+            "{text}"
+        );
+        assert!(!text.contains("918273"), "{text}");
+    }
+}
