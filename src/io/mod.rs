@@ -1,2 +1,3 @@
 //! io
 pub mod rtsp;
+pub mod store;
