@@ -1,3 +1,4 @@
 //! io
+pub mod mqtt;
 pub mod rtsp;
 pub mod store;
