@@ -369,14 +369,21 @@ mod tests {
             .map(|w| (w.starts.to_string(), w.ends.to_string()))
     }
 
+    /// (zone, window, probe instant, expected open occurrence in UTC)
+    type Case = (
+        &'static str,
+        config::Window,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+    );
+
     #[test]
     fn windows_on_ordinary_and_dst_days() {
         use Day::*;
         const B: &str = "Europe/Berlin";
         const NY: &str = "America/New_York";
-        // (zone, window, probe instant, expected open occurrence in UTC)
         #[rustfmt::skip]
-        let cases: &[(&str, config::Window, &str, Option<(&str, &str)>)] = &[
+        let cases: &[Case] = &[
             // Exactly at the start is open (10:00 CET = 09:00Z) ...
             (B, window(&[Mon, Tue, Wed, Thu, Fri], (10, 0), (12, 30)), "2026-01-05T09:00:00Z",
                 Some(("2026-01-05T09:00:00Z", "2026-01-05T11:30:00Z"))),

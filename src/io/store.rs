@@ -306,11 +306,13 @@ fn rotated_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
+/// A line's bytes (without newline) and its 1-based line number.
+type NumberedLine = (Vec<u8>, u64);
+
 /// The last complete line of `file` with its 1-based line number, and the
 /// length up to and including its newline. Bytes after the last newline (a
 /// torn write) are cut off the file.
-#[allow(clippy::type_complexity)]
-fn last_line(file: &mut File, path: &Path) -> Result<(Option<(Vec<u8>, u64)>, u64), StoreError> {
+fn last_line(file: &mut File, path: &Path) -> Result<(Option<NumberedLine>, u64), StoreError> {
     let len = file.metadata().map_err(io_err("inspect", path))?.len();
     let mut tail: Vec<u8> = Vec::new();
     let mut pos = len;
@@ -627,4 +629,318 @@ fn seq_of(line: &[u8]) -> Option<u64> {
         seq: u64,
     }
     serde_json::from_slice::<SeqOnly>(line).ok().map(|s| s.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::SessionRecord;
+
+    fn storage(dir: &Path, rotate_bytes: u64) -> config::Storage {
+        config::Storage {
+            dir: dir.to_path_buf(),
+            audit_rotate_bytes: rotate_bytes,
+        }
+    }
+
+    fn record(n: u32, reason: &str) -> AuditRecord {
+        AuditRecord {
+            at: jiff::Timestamp::from_second(1_780_000_000 + i64::from(n)).expect("in range"),
+            door: Some("front".into()),
+            decision: "denied".into(),
+            reason: reason.into(),
+            details: serde_json::json!({ "cameras": { "porch": "frozen" }, "n": n }),
+        }
+    }
+
+    /// A store in a fresh directory with `count` records appended.
+    fn with_records(count: u32, rotate_bytes: u64) -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&storage(tmp.path(), rotate_bytes)).expect("open");
+        for n in 1..=count {
+            store
+                .append(&record(n, &format!("camera porch frozen (entry {n})")))
+                .expect("append");
+        }
+        (tmp, store)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .expect("read")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn state_round_trips_and_missing_state_is_empty() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("not/yet/there");
+        let store = Store::open(&storage(&dir, 1 << 20)).expect("open creates the directory");
+        assert_eq!(store.load().expect("load"), PersistedState::default());
+
+        let state = PersistedState {
+            sessions: vec![SessionRecord {
+                door: "front".into(),
+                unlocked_at: "2026-05-04T09:12:01Z".parse().expect("timestamp"),
+                carrier: Some("DHL".into()),
+                restore_auto_relock: Some(30),
+            }],
+        };
+        store.save(&state).expect("save");
+        assert_eq!(store.load().expect("load"), state);
+        // The temp file is gone: the rename took it.
+        assert!(!dir.join(STATE_TMP).exists());
+        store.save(&PersistedState::default()).expect("save empty");
+        assert_eq!(store.load().expect("load"), PersistedState::default());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&storage(tmp.path(), 1 << 20)).expect("open");
+        fs::write(store.state_path(), b"{\"sessions\": [tru").expect("write");
+        let err = store.load().expect_err("corrupt state must not load");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("{} is corrupt:", store.state_path().display())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn save_to_unwritable_storage_returns_an_error_naming_the_path() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("store");
+        let store = Store::open(&storage(&dir, 1 << 20)).expect("open");
+        // Tests run as root, where permission bits stop nothing: replace the
+        // directory with a regular file so every write beneath it fails.
+        fs::remove_dir_all(&dir).expect("remove");
+        fs::write(&dir, b"not a directory").expect("write");
+        let err = store
+            .save(&PersistedState::default())
+            .expect_err("save must fail");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot create {}", dir.join(STATE_TMP).display())),
+            "{text}"
+        );
+        let err = Store::open(&storage(&dir.join("sub"), 1 << 20)).expect_err("open must fail");
+        assert!(
+            err.to_string()
+                .contains(&dir.join("sub").display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_on_append_is_an_error_and_nothing_is_counted() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
+        // /dev/full refuses every write with ENOSPC, like a full disk.
+        std::os::unix::fs::symlink("/dev/full", dir.join(AUDIT_FILE)).expect("symlink");
+        let mut store = Store::open(&storage(dir, 1 << 20)).expect("open");
+        let err = store
+            .append(&record(1, "granted"))
+            .expect_err("disk is full");
+        assert!(err.to_string().starts_with("cannot append to "), "{err}");
+        assert!(err.to_string().contains("audit.jsonl"), "{err}");
+        assert_eq!(store.last_seq(), 0, "a failed write is not counted");
+    }
+
+    #[test]
+    fn an_intact_log_verifies() {
+        let (tmp, store) = with_records(5, 1 << 20);
+        let report = verify(&store.audit_path()).expect("verify");
+        assert_eq!(
+            report.to_string(),
+            "audit log intact: 5 records (seq 1-5) in 1 file"
+        );
+        let report = verify(tmp.path()).expect("verify dir");
+        assert!(report.is_intact());
+        let first = &lines(&store.audit_path())[0];
+        assert!(
+            first.contains(&format!("\"prev\":\"{GENESIS}\"")),
+            "{first}"
+        );
+        assert!(first.starts_with("{\"seq\":1,\"at\":\"2026-"), "{first}");
+    }
+
+    #[test]
+    fn a_changed_byte_is_named_by_its_record() {
+        let (_tmp, store) = with_records(5, 1 << 20);
+        let path = store.audit_path();
+        let mut text = lines(&path);
+        // One character of record 3's reason: still valid JSON, now a lie.
+        text[2] = text[2].replacen("entry 3", "entry 8", 1);
+        fs::write(&path, text.join("\n") + "\n").expect("write");
+        let report = verify(&path).expect("verify");
+        assert_eq!(
+            report.to_string(),
+            "audit log BROKEN at record 3 (audit.jsonl line 3): hash mismatch (the record was \
+             changed); 2 record(s) before it are intact"
+        );
+    }
+
+    #[test]
+    fn a_rehashed_forgery_is_caught_by_the_next_record() {
+        let (_tmp, store) = with_records(5, 1 << 20);
+        let path = store.audit_path();
+        let mut text = lines(&path);
+        // Rewrite record 3 with a valid hash of its own: record 4's prev
+        // still holds the original's hash.
+        let forged = record(3, "nothing happened");
+        let prev = sha256_hex(text[1].as_bytes());
+        text[2] = String::from_utf8(encode_line(3, &forged, &prev)).expect("utf-8");
+        fs::write(&path, text.join("\n") + "\n").expect("write");
+        let broken = verify(&path).expect("verify").broken.expect("broken");
+        assert_eq!((broken.record, broken.line), (4, 4));
+        assert!(
+            broken.why.starts_with("prev does not match record 3"),
+            "{}",
+            broken.why
+        );
+    }
+
+    #[test]
+    fn a_deleted_record_is_detected() {
+        let (_tmp, store) = with_records(5, 1 << 20);
+        let path = store.audit_path();
+        let mut text = lines(&path);
+        text.remove(2);
+        fs::write(&path, text.join("\n") + "\n").expect("write");
+        let report = verify(&path).expect("verify");
+        let broken = report.broken.expect("broken");
+        assert_eq!(
+            broken.to_string(),
+            "record 4 (audit.jsonl line 3): prev does not match record 2 (a record before it \
+             was removed, changed or inserted)"
+        );
+        assert_eq!(report.records, 2);
+    }
+
+    #[test]
+    fn rotation_keeps_one_verifiable_chain() {
+        // Small files: a few records each.
+        let (tmp, store) = with_records(12, 800);
+        let dir = tmp.path();
+        let rotated = rotated_files(dir).expect("list");
+        assert!(
+            rotated.len() >= 3,
+            "expected several rotated files, got {rotated:?}"
+        );
+        for (_, file) in &rotated {
+            let size = fs::metadata(file).expect("metadata").len();
+            assert!(size <= 800, "{} is {size} bytes", file.display());
+        }
+        let report = verify(dir).expect("verify");
+        assert!(report.is_intact(), "{report}");
+        assert_eq!(
+            (report.records, report.first_seq, report.last_seq),
+            (12, Some(1), Some(12))
+        );
+        assert_eq!(report.files, rotated.len() + 1);
+
+        // The new file's first record links to the old file's last line.
+        let old_last = lines(&rotated[rotated.len() - 1].1).pop().expect("a line");
+        let new_first = lines(&store.audit_path()).remove(0);
+        let link = format!("\"prev\":\"{}\"", sha256_hex(old_last.as_bytes()));
+        assert!(new_first.contains(&link), "{new_first}");
+
+        // A single rotated file checked alone starts mid-chain, and says so.
+        let alone = verify(&rotated[1].1).expect("verify");
+        assert!(alone.is_intact());
+        assert!(alone.to_string().contains("are not in this log"), "{alone}");
+
+        // Dropping a middle file breaks the chain at the next file's start.
+        fs::remove_file(&rotated[1].1).expect("remove");
+        let broken = verify(dir).expect("verify").broken.expect("broken");
+        assert_eq!(broken.file, rotated[2].1);
+        assert_eq!(broken.line, 1);
+    }
+
+    #[test]
+    fn reopening_resumes_the_chain() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        drop(store);
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 3);
+        store.append(&record(4, "after restart")).expect("append");
+        let report = verify(tmp.path()).expect("verify");
+        assert_eq!(
+            report.to_string(),
+            "audit log intact: 4 records (seq 1-4) in 1 file"
+        );
+    }
+
+    #[test]
+    fn reopening_cuts_a_torn_last_line_and_resumes_after_rotation() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        // A crash in the middle of writing record 4.
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(b"{\"seq\":4,\"at\":\"2026-").expect("write");
+        drop(file);
+        assert!(!verify(&path).expect("verify").is_intact());
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        store.append(&record(4, "after crash")).expect("append");
+        assert!(verify(tmp.path()).expect("verify").is_intact());
+
+        // A crash right after a rotation: audit.jsonl is empty, the chain
+        // continues from the newest rotated file.
+        drop(store);
+        fs::rename(&path, rotated_path(tmp.path(), 1)).expect("rename");
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 4);
+        store.append(&record(5, "after rotation")).expect("append");
+        let report = verify(tmp.path()).expect("verify");
+        assert_eq!(
+            report.to_string(),
+            "audit log intact: 5 records (seq 1-5) in 2 files"
+        );
+    }
+
+    #[test]
+    fn a_tampered_last_record_stops_the_store_from_opening() {
+        let (tmp, store) = with_records(2, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        let text = fs::read_to_string(&path)
+            .expect("read")
+            .replacen("entry 2", "entry 9", 1);
+        fs::write(&path, text).expect("write");
+        let err = Store::open(&storage(tmp.path(), 1 << 20)).expect_err("must not resume");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is corrupt: last record (line 2) cannot continue the chain: hash mismatch \
+                 (the record was changed)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn no_secret_reaches_the_audit_log() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("open");
+        let mut rec = record(
+            1,
+            "camera porch down: connect rtsp://admin:hunter2@10.0.0.7:554/s1 refused",
+        );
+        rec.details = serde_json::json!({
+            "cameras": [{ "porch": { "url": "rtsp://admin:hunter2@10.0.0.7/s1", "state": "offline" } }],
+            "rtsp://viewer:hunter2@cam": true,
+        });
+        store.append(&rec).expect("append");
+        let written = fs::read_to_string(store.audit_path()).expect("read");
+        assert!(!written.contains("hunter2"), "{written}");
+        assert!(
+            written.contains("rtsp://***@10.0.0.7:554/s1 refused"),
+            "{written}"
+        );
+        assert!(verify(tmp.path()).expect("verify").is_intact());
+    }
 }
