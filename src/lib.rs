@@ -21,3 +21,6 @@ pub mod devices;
 pub mod ha;
 pub mod io;
 pub mod redact;
+pub mod runtime;
+pub mod sim;
+pub mod summary;

@@ -310,7 +310,9 @@ pub struct LocalTime(pub jiff::civil::Time);
 impl<'de> Deserialize<'de> for LocalTime {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_local_time(&text).map(LocalTime).map_err(serde::de::Error::custom)
+        parse_local_time(&text)
+            .map(LocalTime)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -360,7 +362,10 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { dir: default_storage_dir(), audit_rotate_bytes: default_audit_rotate_bytes() }
+        Storage {
+            dir: default_storage_dir(),
+            audit_rotate_bytes: default_audit_rotate_bytes(),
+        }
     }
 }
 
@@ -405,8 +410,14 @@ mod tests {
 
     #[test]
     fn local_times_parse_and_reject() {
-        assert_eq!(parse_local_time("09:30").unwrap(), jiff::civil::time(9, 30, 0, 0));
-        assert_eq!(parse_local_time("23:59:59").unwrap(), jiff::civil::time(23, 59, 59, 0));
+        assert_eq!(
+            parse_local_time("09:30").unwrap(),
+            jiff::civil::time(9, 30, 0, 0)
+        );
+        assert_eq!(
+            parse_local_time("23:59:59").unwrap(),
+            jiff::civil::time(23, 59, 59, 0)
+        );
         for bad in ["9:30", "24:00", "12:60", "12", "12:00:00:00", "noon", ""] {
             assert!(parse_local_time(bad).is_err(), "{bad} should be rejected");
         }

@@ -1,0 +1,148 @@
+//! The `doorwarden` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use doorwarden::config;
+
+#[derive(Parser)]
+#[command(
+    name = "doorwarden",
+    version,
+    about = "Smart locks and RTSP cameras in Home Assistant, with a delivery interlock that only opens while the cameras are verifiably live"
+)]
+struct Cli {
+    /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and print what it describes.
+    CheckConfig {
+        /// The config file.
+        path: PathBuf,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an audit log's hash chain and name the first broken record.
+    Verify {
+        /// An audit log file, or the storage directory holding it.
+        path: PathBuf,
+    },
+}
+
+/// Exit status for a config the bridge refuses to start with.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::CheckConfig { path } => match config::load(&path) {
+            Ok(cfg) => {
+                print!("{}", doorwarden::summary::render(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!(
+                    "{}: {} problem(s); fix them and run check-config again",
+                    path.display(),
+                    errors.0.len()
+                );
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Audit { command: AuditCommand::Verify { path } } => audit_verify(&path),
+        Command::Run { config: path } => {
+            let cfg = match config::load(&path) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!(
+                        "doorwarden did not start: {} problem(s) in {}",
+                        errors.0.len(),
+                        path.display()
+                    );
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_bridge(cfg)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_bridge(cfg: config::Config) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("doorwarden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match runtime.block_on(doorwarden::runtime::run(cfg, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(path: &std::path::Path) -> ExitCode {
+    match doorwarden::io::store::verify(path) {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

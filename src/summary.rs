@@ -1,0 +1,118 @@
+//! What `doorwarden check-config` prints for a valid file: each door, its
+//! cameras, its windows in local time, and the MQTT topics it will use.
+
+use std::fmt::Write;
+
+use crate::config::{Config, duration::show};
+use crate::core::schedule::{Schedule, time_zone};
+use crate::redact;
+
+/// A short, human summary of a valid config. Never contains a secret: URLs
+/// go through [`redact::text`] and passwords are only said to exist.
+pub fn render(cfg: &Config) -> String {
+    let mut out = String::new();
+    let m = &cfg.mqtt;
+    let _ = writeln!(
+        out,
+        "MQTT broker {} as client `{}`",
+        redact::text(&m.url),
+        m.client_id
+    );
+    if let Some(user) = &m.username {
+        let how = match (&m.password, &m.password_file) {
+            (Some(_), _) => "password in the config file".to_string(),
+            (None, Some(f)) => format!("password from {}", f.display()),
+            (None, None) => "no password".to_string(),
+        };
+        let _ = writeln!(out, "  user `{user}`, {how}");
+    }
+    let base = &m.base_topic;
+    let _ = writeln!(
+        out,
+        "  discovery under {}/…, bridge availability on {base}/bridge/availability, Home Assistant status on {}",
+        m.discovery_prefix, m.ha_status_topic
+    );
+
+    let _ = writeln!(out, "\nCameras ({}):", cfg.cameras.len());
+    for (key, cam) in &cfg.cameras {
+        let _ = writeln!(
+            out,
+            "  {key} \"{}\": {} over {:?}; stalled after {}, frozen after {}, live after {} warm-up; state on {base}/camera/{key}/state",
+            cfg.camera_name(key),
+            redact::text(&cam.url),
+            cam.transport,
+            show(cam.stall_after),
+            show(cam.freeze_after),
+            show(cam.warmup),
+        );
+    }
+
+    let _ = writeln!(out, "\nDoors ({}):", cfg.locks.len());
+    for (key, door) in &cfg.locks {
+        let lock = match (&door.zigbee2mqtt, &door.zwave_js) {
+            (Some(z), _) => format!("Zigbee2MQTT lock `{}`", z.topic),
+            (None, Some(z)) => format!("Z-Wave JS UI lock `{}`", z.node_topic()),
+            (None, None) => "no lock".to_string(),
+        };
+        let contact = match &door.contact {
+            Some(c) => match (&c.zigbee2mqtt, &c.zwave_js) {
+                (Some(z), _) => format!(", contact sensor `{}`", z.topic),
+                (None, Some(z)) => format!(", contact sensor `{}`", z.node_topic()),
+                (None, None) => String::new(),
+            },
+            None => ", no contact sensor".to_string(),
+        };
+        let _ = writeln!(out, "  {key} \"{}\": {lock}{contact}", cfg.door_name(key));
+        let cams = if door.cameras.is_empty() {
+            "none".to_string()
+        } else {
+            door.cameras.join(", ")
+        };
+        let _ = writeln!(out, "    cameras that must be live: {cams}");
+        match cfg.deliveries.get(key) {
+            Some(d) => {
+                let windows = match time_zone(d.time_zone.as_deref()) {
+                    Ok(tz) => Schedule::new(tz, &d.windows).describe(),
+                    Err(e) => vec![e],
+                };
+                if windows.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "    delivery windows: none weekly (granted from Home Assistant only)"
+                    );
+                }
+                for w in windows {
+                    let _ = writeln!(out, "    delivery window: {w}");
+                }
+                let slot = d
+                    .code_slot
+                    .map(|s| format!(", keypad code slot {s}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "    unlocked at most {}, relocked {} after the door shuts, {} entr{} per window, on camera loss: {}{slot}",
+                    show(d.max_unlocked),
+                    show(d.relock_after_close),
+                    d.entries_per_window,
+                    if d.entries_per_window == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
+                    match d.on_camera_loss {
+                        crate::config::OnCameraLoss::Relock => "relock",
+                        crate::config::OnCameraLoss::AlertOnly => "alert only",
+                    },
+                );
+            }
+            None => {
+                let _ = writeln!(out, "    deliveries: off (no `deliveries.{key}` section)");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "    topics: {base}/{key}/state, {base}/{key}/lock/set, {base}/{key}/delivery/request -> {base}/{key}/delivery/response"
+        );
+    }
+    out
+}
