@@ -1,0 +1,728 @@
+//! A simulated RTSP camera: a fake, for tests and `doorwarden demo`.
+//!
+//! It is an in-process RTSP/1.0 server on 127.0.0.1 that streams a bundled
+//! H.264 clip in real time (15 fps, RTP over interleaved TCP, looping
+//! forever) and can be told to misbehave on cue in the ways a broken or
+//! tampered camera does: repeat a frame byte for byte, show a still picture
+//! with the encoder still running, stop sending while keeping the session
+//! up, drop or refuse connections, run its RTP clock slow or not at all, or
+//! send garbage. A real RTSP server cannot produce most of these on demand,
+//! which is the only reason this exists; it is not a general RTSP server.
+//!
+//! # Wire behaviour
+//!
+//! - Methods: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER (keepalive),
+//!   TEARDOWN. Others get `501 Not Implemented`.
+//! - One H.264 video stream, packetization-mode 1 (single NAL units and
+//!   FU-A), 90 kHz clock, random initial sequence number, timestamp and
+//!   SSRC per client, marker bit on each frame's last packet.
+//! - Transport: TCP interleaved only; a UDP SETUP gets
+//!   `461 Unsupported Transport`.
+//! - RTCP sender reports every 2 s on the odd channel, also while stalled
+//!   (a stalled real camera keeps its RTCP going too).
+//! - Optional Basic authentication: `401` with `WWW-Authenticate` until the
+//!   right `Authorization` arrives. The password is never logged.
+//! - A DESCRIBE for any path other than the configured one gets `404`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), doorwarden::sim::camera::SimCameraError> {
+//! use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+//! let camera = SimCamera::start(SimCameraOptions::default()).await?;
+//! let url = camera.url(); // rtsp://127.0.0.1:<port>/sim/camera
+//! camera.freeze(); // every client now gets the same frame, byte for byte
+//! camera.restore();
+//! # Ok(()) }
+//! ```
+
+mod clip;
+mod playback;
+mod rtp;
+mod rtsp;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Secret;
+use clip::Clip;
+use playback::Playback;
+use rtsp::{Parsed, Request, Response};
+
+/// How a [`SimCamera`] starts.
+#[derive(Debug, Clone)]
+pub struct SimCameraOptions {
+    /// TCP port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Path of the stream, without the leading slash (`sim/camera`).
+    pub path: String,
+    /// When set, clients must authenticate (Basic).
+    pub credentials: Option<SimCredentials>,
+    /// The picture the camera shows when started and after
+    /// [`SimCamera::restore`].
+    pub clip: SimClip,
+}
+
+impl Default for SimCameraOptions {
+    fn default() -> Self {
+        SimCameraOptions {
+            port: 0,
+            path: "sim/camera".to_owned(),
+            credentials: None,
+            clip: SimClip::Moving,
+        }
+    }
+}
+
+/// User name and password the simulated camera demands.
+#[derive(Debug, Clone)]
+pub struct SimCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The bundled clips (4 s each, 640x360, 15 fps, one IDR a second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimClip {
+    /// A moving test pattern: what a working camera looks like.
+    #[default]
+    Moving,
+    /// An unchanging picture, still encoded: frames keep coming but the
+    /// P-frames are near-empty (a hung sensor with the encoder running).
+    Still,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimCameraError {
+    #[error("simulated camera cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("simulated camera's bundled clip is unusable: {0}")]
+    Clip(String),
+}
+
+/// What the picture does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Picture {
+    #[default]
+    Moving,
+    Still,
+    /// The last frame sent, repeated byte for byte.
+    Frozen,
+}
+
+/// How the RTP timestamps advance per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Clock {
+    #[default]
+    Normal,
+    HalfSpeed,
+    Frozen,
+}
+
+/// The faults switched on, shared with every connection through a watch
+/// channel: each connection reads it once per frame, so a change reaches
+/// every client within one frame interval.
+#[derive(Debug, Clone, Default)]
+struct Faults {
+    picture: Picture,
+    clock: Clock,
+    /// No RTP at all; requests are still answered.
+    stalled: bool,
+    /// Random bytes instead of RTP, and instead of RTSP responses.
+    garbage: bool,
+    /// The listening socket is closed: connects are refused.
+    refusing: bool,
+    /// Bumped by `drop_all`: connections opened before the bump close.
+    drop_generation: u64,
+}
+
+/// Handle to a running simulated camera. Clones control the same camera;
+/// the server shuts down when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct SimCamera {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    // Dropping the sender (with the last handle) is the shutdown signal:
+    // every task's `changed()` then fails and the task returns.
+    faults: watch::Sender<Faults>,
+    addr: SocketAddr,
+    path: String,
+    base_clip: SimClip,
+    frames_sent: Arc<AtomicU64>,
+}
+
+/// What every connection needs to know about the camera; fixed at start.
+#[derive(Debug)]
+struct Setup {
+    path: String,
+    /// The exact `Authorization` value expected, when credentials are set.
+    authorization: Option<String>,
+    moving: &'static Clip,
+    still: &'static Clip,
+    frames_sent: Arc<AtomicU64>,
+}
+
+impl SimCamera {
+    /// Starts listening on 127.0.0.1 and serving clients. Needs a tokio
+    /// runtime; the server's tasks run on it until the last handle drops.
+    ///
+    /// # Errors
+    ///
+    /// [`SimCameraError::Bind`] when the port cannot be bound;
+    /// [`SimCameraError::Clip`] if a bundled clip does not parse (a build
+    /// problem, not a runtime one).
+    pub async fn start(options: SimCameraOptions) -> Result<SimCamera, SimCameraError> {
+        let moving = Clip::moving().map_err(SimCameraError::Clip)?;
+        let still = Clip::still().map_err(SimCameraError::Clip)?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+            .await
+            .map_err(|source| SimCameraError::Bind {
+                port: options.port,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimCameraError::Bind {
+                port: options.port,
+                source,
+            })?;
+        let path = options.path.trim_matches('/').to_owned();
+        let frames_sent = Arc::new(AtomicU64::new(0));
+        let setup = Arc::new(Setup {
+            path: path.clone(),
+            authorization: options.credentials.as_ref().map(|c| {
+                let pair = format!("{}:{}", c.username, c.password.expose());
+                format!("Basic {}", rtsp::base64(pair.as_bytes()))
+            }),
+            moving,
+            still,
+            frames_sent: frames_sent.clone(),
+        });
+        let initial = Faults {
+            picture: base_picture(options.clip),
+            ..Faults::default()
+        };
+        let (faults, faults_rx) = watch::channel(initial);
+        tokio::spawn(accept_loop(listener, addr, faults_rx, setup));
+        tracing::debug!(%addr, "simulated camera listening");
+        Ok(SimCamera {
+            shared: Arc::new(Shared {
+                faults,
+                addr,
+                path,
+                base_clip: options.clip,
+                frames_sent,
+            }),
+        })
+    }
+
+    /// `rtsp://127.0.0.1:PORT/<path>` (without credentials).
+    pub fn url(&self) -> String {
+        format!("rtsp://{}/{}", self.shared.addr, self.shared.path)
+    }
+
+    /// The address the camera listens on (also while refusing).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Frames sent so far, summed over every client.
+    pub fn frames_sent(&self) -> u64 {
+        self.shared.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// Keep sending, but repeat the last frame's bytes exactly, with
+    /// advancing timestamps: a replayed frame.
+    pub fn freeze(&self) {
+        self.modify(|f| f.picture = Picture::Frozen);
+    }
+
+    /// Switch to the still clip: frames differ a little, P-frames are
+    /// near-empty (a hung sensor, the encoder still running).
+    pub fn still(&self) {
+        self.modify(|f| f.picture = Picture::Still);
+    }
+
+    /// Stop sending RTP, keep the TCP session, keep answering keepalives
+    /// (and keep sending RTCP sender reports).
+    pub fn stall(&self) {
+        self.modify(|f| f.stalled = true);
+    }
+
+    /// Close every open connection; new connections are still accepted.
+    pub fn drop_all(&self) {
+        self.modify(|f| f.drop_generation += 1);
+    }
+
+    /// Close the listening socket: new connections are refused. Open
+    /// sessions are not touched (combine with [`SimCamera::drop_all`]).
+    pub fn refuse(&self) {
+        self.modify(|f| f.refusing = true);
+    }
+
+    /// Listen again on the same port after [`SimCamera::refuse`].
+    pub fn accept(&self) {
+        self.modify(|f| f.refusing = false);
+    }
+
+    /// RTP timestamps advance at half the real rate while frames keep
+    /// arriving on time: the signature of a replayed or buffered stream.
+    pub fn half_speed_clock(&self) {
+        self.modify(|f| f.clock = Clock::HalfSpeed);
+    }
+
+    /// RTP timestamps stop advancing; frames keep coming.
+    pub fn freeze_timestamps(&self) {
+        self.modify(|f| f.clock = Clock::Frozen);
+    }
+
+    /// Random bytes instead of RTP on the interleaved channel, and instead
+    /// of a response to any request.
+    pub fn garbage(&self) {
+        self.modify(|f| f.garbage = true);
+    }
+
+    /// Back to normal: the starting clip, a true clock, sending, accepting.
+    pub fn restore(&self) {
+        let picture = base_picture(self.shared.base_clip);
+        self.modify(|f| {
+            *f = Faults {
+                picture,
+                drop_generation: f.drop_generation,
+                ..Faults::default()
+            }
+        });
+    }
+
+    fn modify(&self, change: impl FnOnce(&mut Faults)) {
+        self.shared.faults.send_modify(change);
+        tracing::debug!(faults = ?*self.shared.faults.borrow(), "simulated camera faults");
+    }
+}
+
+fn base_picture(clip: SimClip) -> Picture {
+    match clip {
+        SimClip::Moving => Picture::Moving,
+        SimClip::Still => Picture::Still,
+    }
+}
+
+/// A random 64-bit value. The std hasher is seeded randomly per process
+/// and per `RandomState`, which is all a fake camera's SSRCs need.
+fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
+}
+
+/// Accepts clients until the camera is dropped, closing and reopening the
+/// listening socket as `refuse`/`accept` ask.
+async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    mut faults: watch::Receiver<Faults>,
+    setup: Arc<Setup>,
+) {
+    let mut listener = Some(listener);
+    loop {
+        let refusing = faults.borrow_and_update().refusing;
+        if refusing && listener.is_some() {
+            // Closing the socket, not just not calling accept(): the kernel
+            // would otherwise complete handshakes into the backlog.
+            listener = None;
+        } else if !refusing && listener.is_none() {
+            match TcpListener::bind(addr).await {
+                Ok(l) => listener = Some(l),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "simulated camera cannot listen again; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let accepted = async {
+            match &listener {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            accepted = accepted => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, "simulated camera: client connected");
+                    let faults = faults.clone();
+                    tokio::spawn(Connection::new(setup.clone(), faults).run(stream));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "simulated camera: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Frames queued for a client that is not reading are dropped beyond this,
+/// as a camera drops frames on a congested link, so a stuck client can
+/// never block the camera's control of its connection.
+const WRITE_QUEUE_FRAMES: usize = 30;
+
+const RTCP_INTERVAL: Duration = Duration::from_secs(2);
+
+/// One client's TCP connection and its (single) RTSP session.
+struct Connection {
+    setup: Arc<Setup>,
+    faults: watch::Receiver<Faults>,
+    generation: u64,
+    session_id: String,
+    /// Set by SETUP: the interleaved RTP channel and the stream's sender.
+    rtp: Option<(u8, rtp::Packetizer)>,
+    playback: Playback,
+    playing: bool,
+    garbage_state: u64,
+}
+
+/// What the connection loop should do after a request.
+enum After {
+    Continue,
+    Play,
+    Close,
+}
+
+impl Connection {
+    fn new(setup: Arc<Setup>, faults: watch::Receiver<Faults>) -> Self {
+        let current = faults.borrow().clone();
+        let random = random_u64();
+        let playback = Playback::new(
+            setup.moving,
+            setup.still,
+            current.picture == Picture::Still,
+            // Truncation intended: the low half is the random timestamp.
+            random as u32,
+        );
+        Connection {
+            setup,
+            generation: current.drop_generation,
+            faults,
+            session_id: format!("{:016X}", random_u64()),
+            rtp: None,
+            playback,
+            playing: false,
+            garbage_state: random_u64() | 1,
+        }
+    }
+
+    /// Serves the client until it hangs up, errs, sends a request that does
+    /// not parse, tears down, or the camera drops it or shuts down.
+    async fn run(mut self, stream: TcpStream) {
+        let (mut reader, mut writer) = stream.into_split();
+        let (out, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE_FRAMES);
+        let writer_task = tokio::spawn(async move {
+            while let Some(bytes) = queue.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut frames = tokio::time::interval(Duration::from_micros(
+            1_000_000 * u64::from(playback::TICKS_PER_FRAME) / 90_000,
+        ));
+        let mut rtcp = tokio::time::interval(RTCP_INTERVAL);
+        'serve: loop {
+            tokio::select! {
+                changed = self.faults.changed() => {
+                    if changed.is_err() || self.faults.borrow().drop_generation != self.generation {
+                        break 'serve;
+                    }
+                }
+                read = reader.read_buf(&mut buf) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        break 'serve;
+                    }
+                    loop {
+                        let (request, used) = match rtsp::next_request(&buf) {
+                            Ok(Parsed::Incomplete) => break,
+                            Ok(Parsed::Interleaved(used)) => {
+                                buf.drain(..used);
+                                continue;
+                            }
+                            Ok(Parsed::Request(request, used)) => (request, used),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "simulated camera: bad request");
+                                let bad = Response::to(None, 400, "Bad Request");
+                                let _ = out.try_send(bad.to_bytes());
+                                break 'serve;
+                            }
+                        };
+                        buf.drain(..used);
+                        let (reply, after) = self.answer(&request);
+                        if out.try_send(reply).is_err() {
+                            break 'serve;
+                        }
+                        match after {
+                            After::Continue => {}
+                            After::Play => {
+                                self.playing = true;
+                                frames.reset_immediately();
+                                rtcp.reset();
+                            }
+                            After::Close => break 'serve,
+                        }
+                    }
+                }
+                _ = frames.tick(), if self.playing => {
+                    let faults = self.faults.borrow().clone();
+                    if let Some(bytes) = self.next_frame_bytes(&faults) {
+                        // A full queue means the client is not reading:
+                        // drop the frame, as a congested camera would.
+                        let _ = out.try_send(bytes);
+                    }
+                }
+                _ = rtcp.tick(), if self.playing => {
+                    if !self.faults.borrow().garbage
+                        && let Some((channel, packetizer)) = &self.rtp
+                    {
+                        let report = packetizer
+                            .sender_report(std::time::SystemTime::now(), self.playback.timestamp());
+                        let mut bytes = Vec::with_capacity(32);
+                        rtp::interleave(channel + 1, &report, &mut bytes);
+                        let _ = out.try_send(bytes);
+                    }
+                }
+            }
+        }
+        // Let queued bytes (a last response) go out, then close. A client
+        // that does not read cannot hold this up: the wait is bounded.
+        drop(out);
+        let _ = tokio::time::timeout(Duration::from_millis(200), writer_task).await;
+        tracing::debug!("simulated camera: connection closed");
+    }
+
+    /// The interleaved packets for the next frame, or garbage, or nothing
+    /// (stalled).
+    fn next_frame_bytes(&mut self, faults: &Faults) -> Option<Vec<u8>> {
+        let (frame, timestamp) = self.playback.tick(faults)?;
+        if faults.garbage {
+            let channel = self.rtp.as_ref()?.0;
+            return Some(self.garbage_bytes(channel));
+        }
+        let (channel, packetizer) = self.rtp.as_mut()?;
+        let mut bytes = Vec::with_capacity(frame.size() + 64);
+        for packet in packetizer.packetize(frame, timestamp) {
+            rtp::interleave(*channel, &packet, &mut bytes);
+        }
+        self.setup.frames_sent.fetch_add(1, Ordering::Relaxed);
+        Some(bytes)
+    }
+
+    /// An "RTP" packet that is not (version 0), then bytes that are neither
+    /// RTSP nor interleaved data. A client must fail on either.
+    fn garbage_bytes(&mut self, channel: u8) -> Vec<u8> {
+        let mut noise = vec![0u8; 200];
+        for b in &mut noise {
+            // xorshift64: noise, not security.
+            self.garbage_state ^= self.garbage_state << 13;
+            self.garbage_state ^= self.garbage_state >> 7;
+            self.garbage_state ^= self.garbage_state << 17;
+            *b = self.garbage_state as u8;
+        }
+        noise[0] = 0; // RTP version 0
+        let mut bytes = Vec::with_capacity(2 * noise.len() + 8);
+        rtp::interleave(channel, &noise, &mut bytes);
+        bytes.extend_from_slice(&noise); // starts with 0x00: not '$', not "RTSP/"
+        bytes
+    }
+
+    /// The response to one request, and what the connection does next.
+    fn answer(&mut self, request: &Request) -> (Vec<u8>, After) {
+        if self.faults.borrow().garbage {
+            return (self.garbage_bytes(0)[4..].to_vec(), After::Continue);
+        }
+        let (response, after) = self.respond(request);
+        (response.to_bytes(), after)
+    }
+
+    fn respond(&mut self, request: &Request) -> (Response, After) {
+        let ok = || Response::to(Some(request), 200, "OK");
+        if request.method != "OPTIONS"
+            && let Some(expected) = &self.setup.authorization
+            && request.header("Authorization") != Some(expected.as_str())
+        {
+            let challenge = Response::to(Some(request), 401, "Unauthorized")
+                .header("WWW-Authenticate", "Basic realm=\"doorwarden-sim\"");
+            return (challenge, After::Continue);
+        }
+        match request.method.as_str() {
+            "OPTIONS" => (
+                ok().header(
+                    "Public",
+                    "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER",
+                ),
+                After::Continue,
+            ),
+            "DESCRIBE" => {
+                if request_path(&request.uri) != Some(self.setup.path.as_str()) {
+                    return (
+                        Response::to(Some(request), 404, "Not Found"),
+                        After::Continue,
+                    );
+                }
+                let base = content_base(&request.uri);
+                let response = ok()
+                    .header("Content-Base", base)
+                    .body("application/sdp", self.sdp().into_bytes());
+                (response, After::Continue)
+            }
+            "SETUP" => self.setup_stream(request),
+            "PLAY" => {
+                let Some((_, packetizer)) = &self.rtp else {
+                    return (
+                        Response::to(Some(request), 455, "Method Not Valid in This State"),
+                        After::Continue,
+                    );
+                };
+                let track = format!("{}trackID=0", content_base(&request.uri));
+                let rtp_info = format!(
+                    "url={track};seq={};rtptime={}",
+                    packetizer.next_seq,
+                    self.playback.timestamp()
+                );
+                let response = ok()
+                    .header("Session", self.session_id.clone())
+                    .header("Range", "npt=0.000-")
+                    .header("RTP-Info", rtp_info);
+                (response, After::Play)
+            }
+            "GET_PARAMETER" => (
+                ok().header("Session", self.session_id.clone()),
+                After::Continue,
+            ),
+            "TEARDOWN" => (
+                ok().header("Session", self.session_id.clone()),
+                After::Close,
+            ),
+            _ => (
+                Response::to(Some(request), 501, "Not Implemented"),
+                After::Continue,
+            ),
+        }
+    }
+
+    fn setup_stream(&mut self, request: &Request) -> (Response, After) {
+        let transport = request.header("Transport").unwrap_or_default();
+        let tcp = transport
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .starts_with("RTP/AVP/TCP");
+        let channels = transport
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("interleaved="))
+            .and_then(|range| range.split('-').next())
+            .and_then(|first| first.parse::<u8>().ok())
+            .filter(|&c| c < 255)
+            .unwrap_or(0);
+        if !tcp {
+            return (
+                Response::to(Some(request), 461, "Unsupported Transport"),
+                After::Continue,
+            );
+        }
+        if self.rtp.is_some() {
+            return (
+                Response::to(Some(request), 455, "Method Not Valid in This State"),
+                After::Continue,
+            );
+        }
+        let random = random_u64();
+        // Truncations intended: slices of one random value.
+        let ssrc = random as u32;
+        let packetizer = rtp::Packetizer::new(ssrc, (random >> 32) as u16);
+        self.rtp = Some((channels, packetizer));
+        let response = Response::to(Some(request), 200, "OK")
+            .header("Session", format!("{};timeout=60", self.session_id))
+            .header(
+                "Transport",
+                format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={ssrc:08X}",
+                    channels,
+                    channels + 1
+                ),
+            );
+        (response, After::Continue)
+    }
+
+    fn sdp(&self) -> String {
+        let clip = self.setup.moving;
+        format!(
+            "v=0\r\n\
+             o=- {session} 1 IN IP4 127.0.0.1\r\n\
+             s=doorwarden simulated camera\r\n\
+             c=IN IP4 0.0.0.0\r\n\
+             t=0 0\r\n\
+             a=tool:doorwarden-sim-camera\r\n\
+             a=control:*\r\n\
+             a=range:npt=now-\r\n\
+             m=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 packetization-mode=1;profile-level-id={profile};sprop-parameter-sets={sprop}\r\n\
+             a=framerate:15\r\n\
+             a=control:trackID=0\r\n",
+            session = random_u64() >> 1,
+            profile = clip.profile_level_id(),
+            sprop = clip.sprop_parameter_sets(),
+        )
+    }
+}
+
+/// The path of an `rtsp://host:port/path` URI without slashes at either
+/// end, or `None` for a URI that is not absolute.
+fn request_path(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("rtsp://")?;
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    Some(path.trim_matches('/'))
+}
+
+/// The request URI with exactly one trailing slash: the base for the
+/// stream's control URL.
+fn content_base(uri: &str) -> String {
+    format!("{}/", uri.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_paths() {
+        assert_eq!(request_path("rtsp://127.0.0.1:5/a/b"), Some("a/b"));
+        assert_eq!(request_path("rtsp://127.0.0.1:5/a/b/"), Some("a/b"));
+        assert_eq!(request_path("rtsp://u:p@127.0.0.1:5/a?x=1"), Some("a"));
+        assert_eq!(request_path("rtsp://127.0.0.1:5"), Some(""));
+        assert_eq!(request_path("*"), None);
+        assert_eq!(content_base("rtsp://h/a/"), "rtsp://h/a/");
+        assert_eq!(content_base("rtsp://h/a"), "rtsp://h/a/");
+    }
+}
