@@ -1,1 +1,274 @@
-//! ha
+//! Home Assistant over MQTT: discovery configs, state payloads and command
+//! topics, as `docs/mqtt.md` describes them. Pure code: it builds and parses
+//! messages; `crate::io::mqtt` carries them.
+//!
+//! # Layout
+//!
+//! - [`discovery`]: the entities of every door, camera and the bridge, from
+//!   one table per device kind and one renderer ([`discovery::configs`]).
+//! - [`state`]: the JSON published on state, event and response topics.
+//! - [`commands`]: what arrives on command topics, turned into
+//!   [`crate::core::Command`]s ([`CommandTopics`]).
+//! - [`Mirror`] (here): what Home Assistant has been told, so that only
+//!   changes go out, everything can be sent again when Home Assistant
+//!   restarts, and entities that left the config are removed.
+//!
+//! # Use from the runtime
+//!
+//! ```ignore
+//! let mut mirror = ha::Mirror::new(&config);
+//! let commands = ha::CommandTopics::new(&config);
+//! let mut subscriptions = commands.subscriptions();
+//! subscriptions.push(mirror.config_filter());   // for stale-entity cleanup
+//! // … plus the lock backends' topics …
+//! // On Incoming::Connected, and on CommandParse::HaStatus { online: true }:
+//! for m in mirror.republish_all() { link.publish(&m.topic, m.payload, m.retain)?; }
+//! // For every core action:
+//! for m in mirror.from_action(&action) { link.publish(&m.topic, m.payload, m.retain)?; }
+//! // For every incoming message that is not a command:
+//! if let Some(m) = mirror.stale_config(&topic, &payload, retain) { link.publish(…)?; }
+//! ```
+
+pub mod commands;
+pub mod discovery;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use commands::{CommandParse, CommandTopics};
+
+use crate::config::Config;
+use crate::core::Action;
+
+/// The name doorwarden gives itself in every discovery `origin` block, and
+/// the manufacturer of its devices.
+pub const ORIGIN_NAME: &str = "doorwarden";
+/// Every unique id and device identifier starts with this.
+pub const ID_PREFIX: &str = "doorwarden_";
+/// The bridge device's identifier, the `via_device` of every other device.
+pub const BRIDGE_ID: &str = "doorwarden_bridge";
+
+/// One MQTT message to publish (QoS 1). An empty payload on a retained
+/// discovery topic removes the entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn retained(topic: impl Into<String>, payload: impl Into<String>) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            retain: true,
+        }
+    }
+
+    pub fn transient(topic: impl Into<String>, payload: impl Into<String>) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            retain: false,
+        }
+    }
+}
+
+/// Every topic doorwarden publishes or listens to on its own behalf, from
+/// `mqtt.base_topic` and `mqtt.discovery_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub base: String,
+    pub prefix: String,
+}
+
+impl Topics {
+    pub fn new(config: &Config) -> Topics {
+        Topics {
+            base: config.mqtt.base_topic.trim_end_matches('/').to_string(),
+            prefix: config
+                .mqtt
+                .discovery_prefix
+                .trim_end_matches('/')
+                .to_string(),
+        }
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("{}/bridge", self.base)
+    }
+    pub fn bridge_availability(&self) -> String {
+        format!("{}/bridge/availability", self.base)
+    }
+    pub fn bridge_info(&self) -> String {
+        format!("{}/bridge/info", self.base)
+    }
+    /// `<base>/<door>`: every door topic hangs below it.
+    pub fn door(&self, door: &str) -> String {
+        format!("{}/{door}", self.base)
+    }
+    pub fn door_state(&self, door: &str) -> String {
+        format!("{}/{door}/state", self.base)
+    }
+    pub fn door_availability(&self, door: &str) -> String {
+        format!("{}/{door}/availability", self.base)
+    }
+    pub fn delivery_event(&self, door: &str) -> String {
+        format!("{}/{door}/delivery/event", self.base)
+    }
+    pub fn delivery_response(&self, door: &str) -> String {
+        format!("{}/{door}/delivery/response", self.base)
+    }
+    /// `<base>/camera/<camera>`.
+    pub fn camera(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}", self.base)
+    }
+    pub fn camera_state(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/state", self.base)
+    }
+    /// `<prefix>/<component>/<unique_id>/config`.
+    pub fn discovery(&self, component: &str, unique_id: &str) -> String {
+        format!("{}/{component}/{unique_id}/config", self.prefix)
+    }
+}
+
+/// A name that can stand as one topic level: the config validates door
+/// and camera keys as `[a-z0-9_]+`; this keeps a bad key from an action
+/// (a bug) from ever turning into a wildcard or an extra level.
+fn is_topic_level(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '+', '#', '\0'])
+}
+
+/// What Home Assistant has been told: the discovery configs of the current
+/// config, and the last payload of every retained state topic.
+///
+/// Only changed retained states go out ([`Mirror::from_action`]); on Home
+/// Assistant's birth message and after every reconnect, everything goes out
+/// again ([`Mirror::republish_all`]).
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    topics: Topics,
+    configs: Vec<Message>,
+    config_topics: BTreeSet<String>,
+    bridge_info: Message,
+    /// Retained state topic -> last payload sent.
+    last: BTreeMap<String, String>,
+}
+
+impl Mirror {
+    pub fn new(config: &Config) -> Mirror {
+        let topics = Topics::new(config);
+        let configs: Vec<Message> = discovery::configs(config)
+            .into_iter()
+            .map(|c| c.message())
+            .collect();
+        let config_topics = configs.iter().map(|m| m.topic.clone()).collect();
+        let bridge_info = Message::retained(
+            topics.bridge_info(),
+            state::bridge_info(config.locks.len(), config.cameras.len()),
+        );
+        Mirror {
+            topics,
+            configs,
+            config_topics,
+            bridge_info,
+            last: BTreeMap::new(),
+        }
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Every discovery config (retained), then the bridge's info topic.
+    pub fn discovery(&self) -> Vec<Message> {
+        let mut out = self.configs.clone();
+        out.push(self.bridge_info.clone());
+        out
+    }
+
+    /// The messages that carry out one core action. Retained states are
+    /// compared with the last one sent on their topic and left out when
+    /// unchanged; events and responses always go out. Actions that are not
+    /// for Home Assistant give nothing.
+    pub fn from_action(&mut self, action: &Action) -> Vec<Message> {
+        let t = &self.topics;
+        let message = match action {
+            Action::DoorState(status) if is_topic_level(&status.door) => {
+                Message::retained(t.door_state(&status.door), state::door_state(status))
+            }
+            Action::DoorAvailability { door, online } if is_topic_level(door) => {
+                Message::retained(t.door_availability(door), state::availability(*online))
+            }
+            Action::CameraState(status) if is_topic_level(&status.camera) => {
+                Message::retained(t.camera_state(&status.camera), state::camera_state(status))
+            }
+            Action::DeliveryEvent(event) if is_topic_level(&event.door) => {
+                Message::transient(t.delivery_event(&event.door), state::delivery_event(event))
+            }
+            Action::DeliveryResponse {
+                door,
+                granted,
+                reason,
+                carrier,
+            } if is_topic_level(door) => Message::transient(
+                t.delivery_response(door),
+                state::delivery_response(*granted, reason, carrier.as_deref()),
+            ),
+            _ => return Vec::new(),
+        };
+        if message.retain {
+            if self.last.get(&message.topic) == Some(&message.payload) {
+                return Vec::new();
+            }
+            self.last
+                .insert(message.topic.clone(), message.payload.clone());
+        }
+        vec![message]
+    }
+
+    /// Everything again: discovery configs, bridge info, then the last
+    /// payload of every retained state topic. For Home Assistant's birth
+    /// message (`online` on `mqtt.ha_status_topic`) and after a reconnect.
+    pub fn republish_all(&self) -> Vec<Message> {
+        let mut out = self.discovery();
+        out.extend(
+            self.last
+                .iter()
+                .map(|(topic, payload)| Message::retained(topic.clone(), payload.clone())),
+        );
+        out
+    }
+
+    /// The filter to subscribe to at start to find doorwarden's own
+    /// discovery configs left on the broker: `<prefix>/+/+/config`.
+    pub fn config_filter(&self) -> String {
+        format!("{}/+/+/config", self.topics.prefix)
+    }
+
+    /// Given a message seen on [`Mirror::config_filter`], the empty retained
+    /// message that removes it from Home Assistant, when it is a retained
+    /// discovery config of doorwarden's (its object id starts with
+    /// [`ID_PREFIX`] and its `origin` names doorwarden) that the current
+    /// config no longer produces: a door, camera or contact sensor that was
+    /// removed. Anything else, other integrations' configs included, gives
+    /// `None`.
+    pub fn stale_config(&self, topic: &str, payload: &[u8], retain: bool) -> Option<Message> {
+        if !retain || payload.is_empty() || self.config_topics.contains(topic) {
+            return None;
+        }
+        let rest = topic.strip_prefix(&self.topics.prefix)?.strip_prefix('/')?;
+        let mut levels = rest.split('/');
+        let (_component, object_id, last) = (levels.next()?, levels.next()?, levels.next()?);
+        if last != "config" || levels.next().is_some() || !object_id.starts_with(ID_PREFIX) {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        let origin = json.get("origin").or_else(|| json.get("o"))?;
+        if origin.get("name").and_then(|n| n.as_str()) != Some(ORIGIN_NAME) {
+            return None;
+        }
+        Some(Message::retained(topic, ""))
+    }
+}
