@@ -1,1 +1,1403 @@
 //! Delivery sessions, one per door: grant, watch, trip, relock.
+//!
+//! A [`Door`] holds everything one door decides with: its delivery windows
+//! ([`Schedule`]), its lock ([`LockTracker`]), the contact sensor, the entry
+//! count of the open window, the one-time code, and the delivery session in
+//! progress. It reads no clock and owns no camera: the caller passes the
+//! current time and the door's cameras as [`CameraSnapshot`]s in a [`Ctx`],
+//! and collects the [`Action`]s pushed into it.
+//!
+//! # The session
+//!
+//! ```text
+//!   request granted ──> Unlocking ──lock confirms──> Unlocked
+//!                          │                           │ door opens, shuts
+//!                          │                           v
+//!                          │                        Closing ──relock_after_close──┐
+//!   max_unlocked, camera lost, window closed,       (door reopens: back to        │
+//!   owner lock ─────────────────────────────────>    Unlocked)                    v
+//!        door open? ──yes──> RelockOnShut ──door shuts──────────────────────> Relocking
+//!                  └─no────────────────────────────────────────────────────> Relocking
+//!   Relocking ──lock confirms / jams / stays silent──> session ends (summary audit, Persist)
+//! ```
+//!
+//! # Rules
+//!
+//! - A delivery unlock is granted only when storage works, a window is open,
+//!   its entries are not spent, no other delivery is in progress, the lock is
+//!   reachable and confirmed locked with nothing in flight, every camera tied
+//!   to the door is Live (which already includes its warmup), and the
+//!   one-time code, when one is set, matches. Anything else is refused with
+//!   the first reason in that order.
+//! - Before the unlock: [`Action::Persist`] with the session, then the lock's
+//!   own auto-relock set to `max_unlocked` (when the lock reported it has
+//!   one), then `Unlock`. The owner's value is restored when the session ends.
+//! - A camera leaving Live during a session: `interlock_tripped` at once; with
+//!   `on_camera_loss: relock` the door relocks now, or as soon as it shuts.
+//! - The lock moved by someone else is recorded and not fought; the door
+//!   opening while the lock reports locked (and no unlock is on its way) is
+//!   `door_forced`.
+//! - Wrong codes: five per door within a minute lock out further requests
+//!   until that minute is over. Codes are kept as salted SHA-256 hashes; the
+//!   plain code is kept only for a door with a keypad `code_slot` (the lock
+//!   needs the PIN itself) and only until its window ends, and it leaves the
+//!   core only inside [`LockCommand::SetCode`].
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::liveness::LivenessKind;
+use super::lock::{LockNote, LockTracker, Want};
+use super::schedule::{OpenWindow, Schedule};
+use super::{
+    Action, AuditRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState, DoorReport,
+    DoorStatus, LockCommand, LockState, MoveSource, PersistedState, RequestChannel, SessionRecord,
+    Stamp, Wake,
+};
+use crate::config::{self, OnCameraLoss, Secret};
+
+/// Wrong codes allowed per door within [`CODE_LOCKOUT`].
+pub const CODE_FAILURES_ALLOWED: u32 = 5;
+/// The span over which wrong codes are counted.
+pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
+
+/// One camera as the interlock sees it at the moment of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSnapshot {
+    pub name: String,
+    pub kind: LivenessKind,
+    /// When the camera entered `kind`.
+    pub since: Timestamp,
+    /// Why it is not live (`None` when live).
+    pub reason: Option<String>,
+}
+
+/// What a door method needs from the rest of the core, and where its
+/// actions go.
+pub struct Ctx<'a> {
+    pub now: Stamp,
+    /// The door's cameras, in config order.
+    pub cameras: &'a [CameraSnapshot],
+    /// `Some(reason)` while storage is failing: no delivery may start.
+    pub storage_problem: Option<&'a str>,
+    /// The sessions of every other door, so a `Persist` can hold them all.
+    pub other_sessions: &'a [SessionRecord],
+    pub out: &'a mut Vec<Action>,
+}
+
+/// A door's delivery rules, from `locks.<door>` and `deliveries.<door>`.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub max_unlocked: Duration,
+    pub relock_after_close: Duration,
+    pub entries_per_window: u32,
+    pub on_camera_loss: OnCameraLoss,
+    pub code_slot: Option<u16>,
+    pub owner_unlock_requires_cameras: bool,
+    pub grant_duration: Duration,
+}
+
+impl Rules {
+    pub fn new(door: &config::Door, deliveries: &config::Deliveries) -> Rules {
+        Rules {
+            max_unlocked: deliveries.max_unlocked,
+            relock_after_close: deliveries.relock_after_close,
+            entries_per_window: deliveries.entries_per_window,
+            on_camera_loss: deliveries.on_camera_loss,
+            code_slot: deliveries.code_slot,
+            owner_unlock_requires_cameras: door.owner_unlock_requires_cameras,
+            grant_duration: deliveries.grant_duration,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Unlock sent, not yet confirmed.
+    Unlocking,
+    /// Unlocked, waiting for the door to open and shut.
+    Unlocked,
+    /// The door opened and shut; relock at `relock_after_close`.
+    Closing,
+    /// A relock is due but the door is open: relock as soon as it shuts.
+    RelockOnShut,
+    /// Lock sent, not yet confirmed.
+    Relocking,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    record: SessionRecord,
+    via: Option<RequestChannel>,
+    phase: Phase,
+    window: Option<OpenWindow>,
+    /// When the lock confirmed the unlock.
+    unlocked_at: Option<Timestamp>,
+    /// When the relock was sent.
+    relock_sent_at: Option<Timestamp>,
+    /// Why the session relocked (for the summary).
+    relock_reason: Option<String>,
+    opened_at: Option<Instant>,
+    open_total: Duration,
+    opened_ever: bool,
+    compromised: bool,
+    restarted: bool,
+    code_used: bool,
+    /// Camera health over the session: one entry at the start per camera,
+    /// then one per change.
+    timeline: Vec<Value>,
+}
+
+impl Session {
+    fn open_seconds(&self, now: Instant) -> u64 {
+        let running = self
+            .opened_at
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        (self.open_total + running).as_secs()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The latest moment the session may stay unlocked.
+    MaxUnlocked,
+    /// `relock_after_close` after the door shut.
+    RelockAfterClose,
+}
+
+impl Timer {
+    const ALL: [Timer; 2] = [Timer::MaxUnlocked, Timer::RelockAfterClose];
+}
+
+/// One slot per [`Timer`].
+#[derive(Debug, Clone, Default)]
+struct Timers([Option<Instant>; 2]);
+
+impl Timers {
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = Some(at);
+    }
+    fn stop(&mut self, t: Timer) {
+        self.0[t as usize] = None;
+    }
+    fn stop_all(&mut self) {
+        self.0 = [None; 2];
+    }
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+    fn fire(&mut self, t: Timer, now: Instant) -> bool {
+        match self.0[t as usize] {
+            Some(at) if at <= now => {
+                self.0[t as usize] = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A one-time delivery code: a salted hash, and the plain PIN only when a
+/// keypad slot needs it.
+#[derive(Clone)]
+struct DeliveryCode {
+    salt: [u8; 32],
+    hash: [u8; 32],
+    plain: Option<Secret>,
+    /// The window occurrence (its `starts`) the code belongs to; `None`
+    /// until one opens.
+    window: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for DeliveryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryCode")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(salt: &[u8; 32], code: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(code.as_bytes());
+    h.finalize().into()
+}
+
+impl DeliveryCode {
+    fn matches(&self, code: &Secret) -> bool {
+        let other = digest(&self.salt, code.expose());
+        // Compare every byte so the time taken says nothing about where
+        // the first difference is.
+        self.hash
+            .iter()
+            .zip(other.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// Wrong codes counted from the first failure of a one-minute span.
+#[derive(Debug, Clone, Default)]
+struct CodeFailures {
+    span_start: Option<Instant>,
+    count: u32,
+}
+
+impl CodeFailures {
+    /// Seconds left in the lockout, if requests are refused at `now`.
+    fn locked_out(&self, now: Instant) -> Option<u64> {
+        let start = self.span_start?;
+        let elapsed = now.saturating_duration_since(start);
+        if self.count >= CODE_FAILURES_ALLOWED && elapsed < CODE_LOCKOUT {
+            Some((CODE_LOCKOUT - elapsed).as_secs().max(1))
+        } else {
+            None
+        }
+    }
+
+    fn record(&mut self, now: Instant) -> u32 {
+        match self.span_start {
+            Some(start) if now.saturating_duration_since(start) < CODE_LOCKOUT => self.count += 1,
+            _ => {
+                self.span_start = Some(now);
+                self.count = 1;
+            }
+        }
+        self.count
+    }
+}
+
+/// One door's interlock.
+#[derive(Debug, Clone)]
+pub struct Door {
+    name: String,
+    rules: Rules,
+    tz: TimeZone,
+    schedule: Schedule,
+    lock: LockTracker,
+    door_open: Option<bool>,
+    /// The window occurrence open at the last refresh.
+    window: Option<OpenWindow>,
+    /// The occurrence `entries_used` counts for.
+    entries_window: Option<Timestamp>,
+    entries_used: u32,
+    session: Option<Session>,
+    code: Option<DeliveryCode>,
+    code_in_lock: bool,
+    code_counter: u64,
+    seed: [u8; 32],
+    failures: CodeFailures,
+    /// The lock's own auto-relock as the owner set it; `Some` also means
+    /// the lock has one (it reported it).
+    owner_auto_relock: Option<u32>,
+    grant_duration: Duration,
+    /// What the last finished delivery or refused request came to, shown
+    /// until the window changes.
+    last_outcome: Option<DeliveryState>,
+    timers: Timers,
+}
+
+impl Door {
+    pub fn new(
+        name: &str,
+        rules: Rules,
+        tz: TimeZone,
+        windows: &[config::Window],
+        confirm_timeout: Duration,
+        seed: [u8; 32],
+    ) -> Door {
+        Door {
+            name: name.to_string(),
+            grant_duration: rules.grant_duration,
+            rules,
+            schedule: Schedule::new(tz.clone(), windows),
+            tz,
+            lock: LockTracker::new(confirm_timeout),
+            door_open: None,
+            window: None,
+            entries_window: None,
+            entries_used: 0,
+            session: None,
+            code: None,
+            code_in_lock: false,
+            code_counter: 0,
+            seed,
+            failures: CodeFailures::default(),
+            owner_auto_relock: None,
+            last_outcome: None,
+            timers: Timers::default(),
+        }
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn lock(&self) -> &LockTracker {
+        &self.lock
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The window open at the last refresh.
+    pub fn window(&self) -> Option<OpenWindow> {
+        self.window
+    }
+
+    /// The session to persist, if a delivery is in progress.
+    pub fn session_record(&self) -> Option<SessionRecord> {
+        self.session.as_ref().map(|s| s.record.clone())
+    }
+
+    /// Whether a delivery is in progress (from the unlock until the relock
+    /// is confirmed or given up).
+    pub fn in_session(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The earliest instant this door has work to do, and why. A window
+    /// edge (wall clock) is placed on the monotonic clock from `last`.
+    pub fn poll_timeout(&self, last: Stamp) -> Option<(Instant, Wake)> {
+        let edge = self
+            .schedule
+            .next_change(last.wall)
+            .map(|t| (wall_to_mono(last, t), Wake::WindowEdge));
+        [
+            self.lock
+                .poll_timeout()
+                .map(|t| (t, Wake::LockConfirmation)),
+            self.timers.next().map(|t| (t, Wake::Delivery)),
+            edge,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(t, _)| *t)
+    }
+
+    /// What Home Assistant should show for this door.
+    pub fn status(&self, cameras: &[CameraSnapshot], storage_problem: Option<&str>) -> DoorStatus {
+        let delivery = match &self.session {
+            Some(s) if s.compromised => DeliveryState::Tripped,
+            Some(s) if matches!(s.phase, Phase::Unlocking | Phase::Unlocked) && !s.opened_ever => {
+                DeliveryState::Unlocked
+            }
+            Some(_) => DeliveryState::Watching,
+            None => match (self.last_outcome, self.window) {
+                (Some(outcome), _) => outcome,
+                (None, Some(_)) => DeliveryState::WindowOpen,
+                (None, None) => DeliveryState::Idle,
+            },
+        };
+        DoorStatus {
+            door: self.name.clone(),
+            lock: self.lock.display(),
+            lock_source: self.lock.source(),
+            door_open: self.door_open,
+            interlock_blocking: self.refusal(cameras, storage_problem, false),
+            delivery,
+            window_ends: self.window.map(|w| w.ends),
+            entries_left: match self.window {
+                Some(_) => self
+                    .rules
+                    .entries_per_window
+                    .saturating_sub(self.entries_used),
+                None => 0,
+            },
+            compromised: self.session.as_ref().is_some_and(|s| s.compromised),
+            backstop_armed: self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.record.restore_auto_relock.is_some()),
+            grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Why a delivery request would be refused now (before looking at any
+    /// code), or `None` when it would be granted. `keypad` skips the lock
+    /// check: a keypad entry has already moved the bolt.
+    fn refusal(
+        &self,
+        cameras: &[CameraSnapshot],
+        storage: Option<&str>,
+        keypad: bool,
+    ) -> Option<String> {
+        if let Some(problem) = storage {
+            return Some(format!("storage unavailable: {problem}"));
+        }
+        if self.window.is_none() {
+            return Some("no delivery window is open".into());
+        }
+        if self.entries_used >= self.rules.entries_per_window {
+            return Some(format!(
+                "this window's entries are used up ({} of {})",
+                self.entries_used, self.rules.entries_per_window
+            ));
+        }
+        if self.session.is_some() {
+            return Some("a delivery is already in progress".into());
+        }
+        if !keypad && let Some(reason) = self.lock.blocking_reason() {
+            return Some(reason);
+        }
+        if cameras.is_empty() {
+            return Some("no camera watches this door".into());
+        }
+        let not_live: Vec<String> = cameras
+            .iter()
+            .filter(|c| c.kind != LivenessKind::Live)
+            .map(|c| self.describe_camera(c))
+            .collect();
+        if not_live.is_empty() {
+            None
+        } else {
+            Some(not_live.join("; "))
+        }
+    }
+
+    /// "camera porch frozen since 14:02:11 (12 identical frames)", the time
+    /// on the door's clock.
+    fn describe_camera(&self, c: &CameraSnapshot) -> String {
+        let since = self.local_time(c.since);
+        match &c.reason {
+            Some(reason) => format!(
+                "camera {} {} since {since} ({reason})",
+                c.name,
+                c.kind.as_str()
+            ),
+            None => format!("camera {} {} since {since}", c.name, c.kind.as_str()),
+        }
+    }
+
+    fn local_time(&self, t: Timestamp) -> String {
+        t.to_zoned_datetime(self.tz.clone())
+            .strftime("%H:%M:%S")
+            .to_string()
+    }
+
+    // ---- inputs --------------------------------------------------------
+
+    /// Once, before any event: ask the lock where it is, and clear the
+    /// delivery slot (a crash may have left a code in it).
+    pub fn start(&mut self, ctx: &mut Ctx) {
+        ctx.out.push(self.lock_action(LockCommand::Refresh));
+        if let Some(slot) = self.rules.code_slot {
+            ctx.out
+                .push(self.lock_action(LockCommand::ClearCode { slot }));
+            self.code_in_lock = false;
+        }
+    }
+
+    /// A delivery that was in progress when doorwarden stopped: relock it
+    /// now and say so.
+    pub fn restore(&mut self, ctx: &mut Ctx, record: SessionRecord) {
+        let when = self.local_time(record.unlocked_at);
+        let reason = format!(
+            "doorwarden restarted during a delivery that began at {when}; relocking the door"
+        );
+        if record.restore_auto_relock.is_some() {
+            self.owner_auto_relock = record.restore_auto_relock;
+        }
+        let cmd = self.lock.command(ctx.now.mono, Want::Locked);
+        ctx.out.push(self.lock_action(cmd));
+        self.session = Some(Session {
+            via: None,
+            phase: Phase::Relocking,
+            window: None,
+            unlocked_at: Some(record.unlocked_at),
+            relock_sent_at: Some(ctx.now.wall),
+            relock_reason: Some("restarted during delivery".into()),
+            opened_at: None,
+            open_total: Duration::ZERO,
+            opened_ever: false,
+            compromised: true,
+            restarted: true,
+            code_used: false,
+            timeline: camera_timeline(ctx.now.wall, ctx.cameras),
+            record,
+        });
+        self.event(
+            ctx,
+            DeliveryEventKind::RestartedDuringDelivery,
+            &reason,
+            None,
+            None,
+        );
+        self.audit(ctx, "restarted_during_delivery", &reason, json!({}));
+    }
+
+    /// Re-read the window at the event's wall time (clocks jump), then keep
+    /// the keypad slot in step. Call before and after every input.
+    pub fn refresh(&mut self, ctx: &mut Ctx) {
+        let open = self.schedule.open_window(ctx.now.wall);
+        let before = self.window;
+        let same_occurrence = matches!((before, open), (Some(a), Some(b)) if a.starts == b.starts);
+        if !same_occurrence {
+            if let Some(old) = before {
+                self.window = None;
+                self.window_closed(ctx, old);
+            }
+            if let Some(new) = open {
+                self.window = Some(new);
+                self.window_opened(ctx, new);
+            }
+        }
+        self.window = open;
+        self.sync_code_slot(ctx);
+    }
+
+    fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
+        if self.entries_window != Some(w.starts) {
+            self.entries_window = Some(w.starts);
+            self.entries_used = 0;
+        }
+        self.last_outcome = None;
+        if let Some(code) = &mut self.code
+            && code.window.is_none()
+        {
+            code.window = Some(w.starts);
+        }
+        let reason = format!(
+            "delivery window open until {}{}",
+            self.local_time(w.ends),
+            if w.granted { " (granted now)" } else { "" }
+        );
+        self.event(ctx, DeliveryEventKind::WindowOpened, &reason, None, None);
+        self.audit(ctx, "window_opened", &reason, window_json(&w));
+    }
+
+    fn window_closed(&mut self, ctx: &mut Ctx, w: OpenWindow) {
+        self.last_outcome = None;
+        if self
+            .code
+            .as_ref()
+            .is_some_and(|c| c.window == Some(w.starts))
+        {
+            self.code = None;
+        }
+        let reason = "delivery window closed".to_string();
+        self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
+        self.audit(ctx, "window_closed", &reason, window_json(&w));
+        if self.session.is_some() {
+            self.relock_when_shut(ctx, "the delivery window closed");
+        }
+    }
+
+    /// A liveness change of one of this door's cameras. `cam` is its new
+    /// state; `ctx.cameras` already holds it.
+    pub fn handle_camera(&mut self, ctx: &mut Ctx, cam: &CameraSnapshot, was_live: bool) {
+        let Some(s) = &mut self.session else { return };
+        s.timeline.push(json!({
+            "at": ctx.now.wall.to_string(),
+            "camera": cam.name,
+            "state": cam.kind.as_str(),
+            "reason": cam.reason,
+        }));
+        if !was_live || cam.kind == LivenessKind::Live {
+            return;
+        }
+        s.compromised = true;
+        let relocking = matches!(s.phase, Phase::Relocking | Phase::RelockOnShut);
+        let reason = format!("{} during a delivery", self.describe_camera(cam));
+        let mut ev = self.delivery_event(DeliveryEventKind::InterlockTripped, &reason);
+        ev.camera = Some(cam.name.clone());
+        ev.compromised = Some(true);
+        ctx.out.push(Action::DeliveryEvent(ev));
+        self.audit(ctx, "tripped", &reason, json!({ "camera": cam.name }));
+        if self.rules.on_camera_loss == OnCameraLoss::Relock && !relocking {
+            self.relock_when_shut(ctx, &format!("camera {} stopped being live", cam.name));
+        }
+    }
+
+    /// Storage failed: the unlock of a session still waiting for its
+    /// confirmation may not have been sent (the shell must not send an
+    /// unlock after a failed Persist); take it back.
+    pub fn handle_storage_failed(&mut self, ctx: &mut Ctx) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Unlocking)
+        {
+            self.relock(ctx, "storage failed before the unlock");
+        }
+    }
+
+    /// Deadlines due by `ctx.now`. Early or spurious calls do nothing.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx) {
+        if let Some(note) = self.lock.handle_timeout(ctx.now.mono) {
+            self.on_lock_note(ctx, note, None);
+        }
+        for timer in Timer::ALL {
+            if !self.timers.fire(timer, ctx.now.mono) {
+                continue;
+            }
+            match timer {
+                Timer::MaxUnlocked => self.max_unlocked_reached(ctx),
+                Timer::RelockAfterClose => {
+                    if self
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.phase == Phase::Closing)
+                    {
+                        self.relock(ctx, "the door was shut after the delivery");
+                    }
+                }
+            }
+        }
+    }
+
+    fn max_unlocked_reached(&mut self, ctx: &mut Ctx) {
+        let Some(s) = &mut self.session else { return };
+        if matches!(s.phase, Phase::Relocking | Phase::RelockOnShut) {
+            return;
+        }
+        if self.door_open == Some(true) {
+            s.phase = Phase::RelockOnShut;
+            s.relock_reason = Some("door held open past the time allowed".into());
+            let reason = format!(
+                "door still open {} s after the unlock; relocking as soon as it shuts",
+                self.rules.max_unlocked.as_secs()
+            );
+            self.event(ctx, DeliveryEventKind::DoorHeldOpen, &reason, None, None);
+            self.audit(ctx, "door_held_open", &reason, json!({}));
+        } else {
+            self.relock(
+                ctx,
+                "the longest time a delivery may stay unlocked has passed",
+            );
+        }
+    }
+
+    /// A report from the door's lock or contact sensor.
+    pub fn handle_report(&mut self, ctx: &mut Ctx, report: &DoorReport) {
+        match report {
+            DoorReport::Contact { open } => self.contact(ctx, *open),
+            DoorReport::AutoRelock(secs) => {
+                // While a session runs, the lock reads back doorwarden's own
+                // value; the owner's is the one remembered in the session.
+                if !self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.record.restore_auto_relock.is_some())
+                {
+                    self.owner_auto_relock = Some(*secs);
+                }
+            }
+            DoorReport::CodeSlot { slot, set } => {
+                if Some(*slot) == self.rules.code_slot {
+                    let reason = format!(
+                        "keypad slot {slot} {}",
+                        if *set { "set" } else { "cleared" }
+                    );
+                    self.audit(
+                        ctx,
+                        "code_slot",
+                        &reason,
+                        json!({ "slot": slot, "set": set }),
+                    );
+                }
+            }
+            DoorReport::ContactAvailable(_) => {}
+            other => {
+                let source = match other {
+                    DoorReport::Lock { source, .. } => *source,
+                    _ => None,
+                };
+                if let Some(note) = self.lock.handle_report(ctx.now.mono, other) {
+                    self.on_lock_note(ctx, note, source);
+                }
+            }
+        }
+    }
+
+    fn contact(&mut self, ctx: &mut Ctx, open: bool) {
+        let was = self.door_open;
+        self.door_open = Some(open);
+        if was == Some(open) {
+            return;
+        }
+        let now = ctx.now.mono;
+        if open {
+            let unlock_on_its_way = self
+                .lock
+                .pending()
+                .is_some_and(|p| p.want == Want::Unlocked);
+            if self.lock.state() == LockState::Locked && !unlock_on_its_way {
+                let reason = "door opened while the lock reports it locked".to_string();
+                self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
+                self.audit(ctx, "door_forced", &reason, json!({}));
+            }
+            let Some(s) = &mut self.session else { return };
+            s.opened_at = Some(now);
+            s.opened_ever = true;
+            if s.phase == Phase::Closing {
+                s.phase = Phase::Unlocked;
+                self.timers.stop(Timer::RelockAfterClose);
+            }
+            self.event(
+                ctx,
+                DeliveryEventKind::DoorOpened,
+                "door opened during the delivery",
+                None,
+                None,
+            );
+        } else {
+            let Some(s) = &mut self.session else { return };
+            if let Some(t) = s.opened_at.take() {
+                s.open_total += now.saturating_duration_since(t);
+            }
+            let phase = s.phase.clone();
+            let opened_ever = s.opened_ever;
+            let secs = s.open_seconds(now);
+            self.event(
+                ctx,
+                DeliveryEventKind::DoorClosed,
+                "door shut",
+                None,
+                Some(secs),
+            );
+            match phase {
+                Phase::Unlocking | Phase::Unlocked if opened_ever => {
+                    if let Some(s) = &mut self.session {
+                        s.phase = Phase::Closing;
+                    }
+                    self.timers
+                        .set(Timer::RelockAfterClose, now + self.rules.relock_after_close);
+                }
+                Phase::RelockOnShut => {
+                    let why = self
+                        .session
+                        .as_ref()
+                        .and_then(|s| s.relock_reason.clone())
+                        .unwrap_or_else(|| "relock due".into());
+                    self.relock(ctx, &format!("{why}; the door has shut"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_lock_note(&mut self, ctx: &mut Ctx, note: LockNote, source: Option<MoveSource>) {
+        match note {
+            LockNote::Confirmed(Want::Unlocked) => {
+                let Some(s) = &mut self.session else { return };
+                if s.phase == Phase::Unlocking {
+                    s.phase = Phase::Unlocked;
+                }
+                s.unlocked_at = Some(ctx.now.wall);
+                self.event(
+                    ctx,
+                    DeliveryEventKind::Unlocked,
+                    "lock confirmed the delivery unlock",
+                    None,
+                    None,
+                );
+            }
+            LockNote::Confirmed(Want::Locked) => {
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::Relocking)
+                {
+                    self.event(
+                        ctx,
+                        DeliveryEventKind::Relocked,
+                        "lock confirmed the relock",
+                        None,
+                        None,
+                    );
+                    let outcome = match self.session.as_ref() {
+                        Some(s) if s.compromised => "relocked after the interlock tripped",
+                        _ => "completed",
+                    };
+                    self.finish(ctx, outcome);
+                }
+            }
+            LockNote::Moved {
+                state: LockState::Unlocked,
+                source,
+            } => self.moved_unlocked(ctx, source),
+            LockNote::Moved { state, source } => {
+                let by = source.map(|s| s.as_str()).unwrap_or("unknown");
+                let reason = format!("lock moved to {} by {by}", lock_word(state));
+                self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+                if state == LockState::Locked && self.session.is_some() {
+                    self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
+                    self.finish(ctx, &format!("locked by {by} during the delivery"));
+                }
+            }
+            LockNote::Jammed { pending } => {
+                let reason = "lock reports a jam".to_string();
+                let mut ev = self.delivery_event(DeliveryEventKind::LockJammed, &reason);
+                ev.source = source;
+                ctx.out.push(Action::DeliveryEvent(ev));
+                self.audit(
+                    ctx,
+                    "lock_jammed",
+                    &reason,
+                    json!({ "pending": pending.map(Want::as_str) }),
+                );
+                match self.session.as_ref().map(|s| s.phase.clone()) {
+                    Some(Phase::Relocking) => self.finish(ctx, "lock jammed while relocking"),
+                    Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
+                    _ => {}
+                }
+            }
+            LockNote::Retry(command) => {
+                let reason = "lock did not confirm in time; sending the command again".to_string();
+                self.audit(ctx, "lock_retry", &reason, json!({}));
+                ctx.out.push(self.lock_action(command));
+            }
+            LockNote::Unresponsive(want) => {
+                let reason = format!(
+                    "lock did not confirm the {} command, even after a retry",
+                    want.as_str()
+                );
+                self.event(
+                    ctx,
+                    DeliveryEventKind::LockUnresponsive,
+                    &reason,
+                    None,
+                    None,
+                );
+                self.audit(
+                    ctx,
+                    "lock_unresponsive",
+                    &reason,
+                    json!({ "command": want.as_str() }),
+                );
+                match self.session.as_ref().map(|s| s.phase.clone()) {
+                    Some(Phase::Relocking) => {
+                        self.finish(ctx, "relock not confirmed: lock unresponsive")
+                    }
+                    Some(Phase::Unlocking) => {
+                        self.relock(ctx, "the lock did not confirm the unlock")
+                    }
+                    _ => {}
+                }
+            }
+            LockNote::Availability(up) => {
+                let reason = if up {
+                    "lock reachable again"
+                } else {
+                    "lock unreachable"
+                };
+                self.audit(ctx, "lock_availability", reason, json!({ "online": up }));
+            }
+        }
+    }
+
+    fn moved_unlocked(&mut self, ctx: &mut Ctx, source: Option<MoveSource>) {
+        let delivery_slot = matches!(
+            (source, self.rules.code_slot),
+            (Some(MoveSource::Keypad { slot: Some(s) }), Some(ours)) if s == ours
+        );
+        if delivery_slot && self.session.is_none() {
+            // The courier typed the delivery code on the keypad and the lock
+            // opened itself: that is a delivery entry, held to the same rules.
+            match self.refusal(ctx.cameras, ctx.storage_problem, true) {
+                None => self.begin(ctx, None, RequestChannel::Keypad, true, true),
+                Some(reason) => {
+                    self.deny(ctx, RequestChannel::Keypad, None, &reason);
+                    let cmd = self.lock.command(ctx.now.mono, Want::Locked);
+                    ctx.out.push(self.lock_action(cmd));
+                }
+            }
+            return;
+        }
+        let by = source.map(|s| s.as_str()).unwrap_or("unknown");
+        let reason = format!("lock unlocked by {by} outside doorwarden");
+        let mut ev = self.delivery_event(DeliveryEventKind::ManualUnlock, &reason);
+        ev.source = source;
+        ctx.out.push(Action::DeliveryEvent(ev));
+        self.audit(ctx, "manual_unlock", &reason, json!({ "source": by }));
+    }
+
+    /// A request from the owner, Home Assistant or a courier.
+    pub fn handle_command(&mut self, ctx: &mut Ctx, command: Command) {
+        match command {
+            Command::Grant { duration, code } => {
+                let d = duration.unwrap_or(self.grant_duration);
+                let w = self.schedule.grant(ctx.now.wall, d);
+                let reason = format!("window granted until {}", self.local_time(w.ends));
+                self.audit(ctx, "window_granted", &reason, window_json(&w));
+                self.refresh(ctx);
+                if let Some(code) = code {
+                    self.set_code(ctx, code);
+                }
+            }
+            Command::EndDelivery => {
+                self.schedule.cancel(ctx.now.wall);
+                self.audit(ctx, "window_ended", "ended from Home Assistant", json!({}));
+                self.refresh(ctx);
+                if self.session.is_some() {
+                    self.relock_when_shut(ctx, "the owner ended the delivery");
+                }
+            }
+            Command::CourierUnlock { code, carrier, via } => {
+                self.courier_request(ctx, code, carrier, via)
+            }
+            Command::OwnerLock => {
+                self.audit(
+                    ctx,
+                    "owner_lock",
+                    "owner locked from Home Assistant",
+                    json!({}),
+                );
+                if self.session.is_some() {
+                    self.relock(ctx, "the owner locked the door");
+                } else {
+                    let cmd = self.lock.command(ctx.now.mono, Want::Locked);
+                    ctx.out.push(self.lock_action(cmd));
+                }
+            }
+            Command::OwnerUnlock => {
+                let not_live: Vec<String> = ctx
+                    .cameras
+                    .iter()
+                    .filter(|c| c.kind != LivenessKind::Live)
+                    .map(|c| self.describe_camera(c))
+                    .collect();
+                if self.rules.owner_unlock_requires_cameras && !not_live.is_empty() {
+                    let reason = format!("owner unlock refused: {}", not_live.join("; "));
+                    self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
+                    self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
+                } else {
+                    self.audit(
+                        ctx,
+                        "owner_unlock",
+                        "owner unlocked from Home Assistant",
+                        json!({}),
+                    );
+                    let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
+                    ctx.out.push(self.lock_action(cmd));
+                }
+            }
+            Command::SetGrantDuration(d) => {
+                self.grant_duration = d;
+                let reason = format!("grant duration set to {} min", d.as_secs() / 60);
+                self.audit(
+                    ctx,
+                    "grant_duration",
+                    &reason,
+                    json!({ "seconds": d.as_secs() }),
+                );
+            }
+            Command::SetCode(code) => self.set_code(ctx, code),
+        }
+    }
+
+    fn set_code(&mut self, ctx: &mut Ctx, code: Secret) {
+        // A new code replaces the old one everywhere, the keypad included.
+        if let (true, Some(slot)) = (self.code_in_lock, self.rules.code_slot) {
+            ctx.out
+                .push(self.lock_action(LockCommand::ClearCode { slot }));
+            self.code_in_lock = false;
+        }
+        if code.expose().is_empty() {
+            self.code = None;
+            self.audit(ctx, "code_cleared", "delivery code removed", json!({}));
+            return;
+        }
+        self.code_counter += 1;
+        let mut h = Sha256::new();
+        h.update(self.seed);
+        h.update(self.name.as_bytes());
+        h.update(self.code_counter.to_be_bytes());
+        let salt: [u8; 32] = h.finalize().into();
+        let hash = digest(&salt, code.expose());
+        self.code = Some(DeliveryCode {
+            salt,
+            hash,
+            plain: self.rules.code_slot.map(|_| code),
+            window: self.window.map(|w| w.starts),
+        });
+        self.audit(
+            ctx,
+            "code_set",
+            "a one-time delivery code was set",
+            json!({}),
+        );
+        self.sync_code_slot(ctx);
+    }
+
+    /// Put the delivery PIN in the keypad slot while it may be used, take
+    /// it out as soon as it may not.
+    fn sync_code_slot(&mut self, ctx: &mut Ctx) {
+        let Some(slot) = self.rules.code_slot else {
+            return;
+        };
+        let plain = self.code.as_ref().and_then(|c| c.plain.clone());
+        let usable = plain.is_some()
+            && self.window.is_some()
+            && self.entries_used < self.rules.entries_per_window
+            && ctx.storage_problem.is_none()
+            && !ctx.cameras.is_empty()
+            && ctx.cameras.iter().all(|c| c.kind == LivenessKind::Live);
+        match (usable, self.code_in_lock, plain) {
+            (true, false, Some(code)) => {
+                ctx.out
+                    .push(self.lock_action(LockCommand::SetCode { slot, code }));
+                self.code_in_lock = true;
+                self.audit(
+                    ctx,
+                    "code_slot_set",
+                    &format!("delivery code put in keypad slot {slot}"),
+                    json!({}),
+                );
+            }
+            (false, true, _) => {
+                ctx.out
+                    .push(self.lock_action(LockCommand::ClearCode { slot }));
+                self.code_in_lock = false;
+                self.audit(
+                    ctx,
+                    "code_slot_cleared",
+                    &format!("keypad slot {slot} cleared"),
+                    json!({}),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn courier_request(
+        &mut self,
+        ctx: &mut Ctx,
+        code: Option<Secret>,
+        carrier: Option<String>,
+        via: RequestChannel,
+    ) {
+        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+            let reason = format!("too many wrong codes; try again in {wait} s");
+            return self.deny(ctx, via, carrier, &reason);
+        }
+        if let Some(reason) = self.refusal(ctx.cameras, ctx.storage_problem, false) {
+            return self.deny(ctx, via, carrier, &reason);
+        }
+        let mut code_used = false;
+        if let Some(stored) = &self.code {
+            match code {
+                Some(given) if stored.matches(&given) => code_used = true,
+                Some(_) => {
+                    let count = self.failures.record(ctx.now.mono);
+                    let reason = "wrong delivery code".to_string();
+                    self.audit(
+                        ctx,
+                        "wrong_code",
+                        &reason,
+                        json!({
+                            "failures_this_minute": count,
+                            "carrier": carrier,
+                        }),
+                    );
+                    return self.deny(ctx, via, carrier, &reason);
+                }
+                // The owner's own button and the lock's keypad (which checked
+                // the PIN itself) need no code here.
+                None if matches!(via, RequestChannel::Button | RequestChannel::Keypad) => {}
+                None => return self.deny(ctx, via, carrier, "a delivery code is required"),
+            }
+        }
+        self.begin(ctx, carrier, via, false, code_used);
+    }
+
+    fn deny(&mut self, ctx: &mut Ctx, via: RequestChannel, carrier: Option<String>, reason: &str) {
+        self.last_outcome = Some(DeliveryState::Denied);
+        self.event(ctx, DeliveryEventKind::Denied, reason, None, None);
+        if via == RequestChannel::Mqtt {
+            ctx.out.push(Action::DeliveryResponse {
+                door: self.name.clone(),
+                granted: false,
+                reason: reason.to_string(),
+                carrier: carrier.clone(),
+            });
+        }
+        self.audit(
+            ctx,
+            "denied",
+            reason,
+            json!({ "carrier": carrier, "via": via_str(via) }),
+        );
+    }
+
+    /// Start a delivery. `already_unlocked`: the keypad opened the lock.
+    fn begin(
+        &mut self,
+        ctx: &mut Ctx,
+        carrier: Option<String>,
+        via: RequestChannel,
+        already_unlocked: bool,
+        code_used: bool,
+    ) {
+        self.entries_used += 1;
+        let record = SessionRecord {
+            door: self.name.clone(),
+            unlocked_at: ctx.now.wall,
+            carrier: carrier.clone(),
+            restore_auto_relock: self.owner_auto_relock,
+        };
+        let mut sessions = ctx.other_sessions.to_vec();
+        sessions.push(record.clone());
+        ctx.out.push(Action::Persist(PersistedState { sessions }));
+        if self.owner_auto_relock.is_some() {
+            let secs = u32::try_from(self.rules.max_unlocked.as_secs()).unwrap_or(u32::MAX);
+            ctx.out
+                .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
+        }
+        if !already_unlocked {
+            let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
+            ctx.out.push(self.lock_action(cmd));
+        }
+        self.timers
+            .set(Timer::MaxUnlocked, ctx.now.mono + self.rules.max_unlocked);
+        self.session = Some(Session {
+            record,
+            via: Some(via),
+            phase: if already_unlocked {
+                Phase::Unlocked
+            } else {
+                Phase::Unlocking
+            },
+            window: self.window,
+            unlocked_at: already_unlocked.then_some(ctx.now.wall),
+            relock_sent_at: None,
+            relock_reason: None,
+            opened_at: None,
+            open_total: Duration::ZERO,
+            opened_ever: false,
+            compromised: false,
+            restarted: false,
+            code_used,
+            timeline: camera_timeline(ctx.now.wall, ctx.cameras),
+        });
+        if self.entries_used >= self.rules.entries_per_window {
+            // The code is good for this window's entries and no more.
+            self.code = None;
+        }
+        let who = carrier.as_deref().unwrap_or("a courier");
+        let reason = format!("delivery granted to {who} via {}", via_str(via));
+        let mut ev = self.delivery_event(DeliveryEventKind::Granted, &reason);
+        ev.entries = Some(
+            self.rules
+                .entries_per_window
+                .saturating_sub(self.entries_used),
+        );
+        ctx.out.push(Action::DeliveryEvent(ev));
+        if via == RequestChannel::Mqtt {
+            ctx.out.push(Action::DeliveryResponse {
+                door: self.name.clone(),
+                granted: true,
+                reason: reason.clone(),
+                carrier: carrier.clone(),
+            });
+        }
+        self.audit(
+            ctx,
+            "granted",
+            &reason,
+            json!({
+                "carrier": carrier,
+                "via": via_str(via),
+                "code_used": code_used,
+                "entries_used": self.entries_used,
+            }),
+        );
+    }
+
+    fn relock_when_shut(&mut self, ctx: &mut Ctx, why: &str) {
+        if self.door_open == Some(true) {
+            let Some(s) = &mut self.session else { return };
+            if s.phase == Phase::Relocking {
+                return;
+            }
+            s.phase = Phase::RelockOnShut;
+            s.relock_reason = Some(why.to_string());
+            self.timers.stop_all();
+            let reason = format!("{why}; relocking as soon as the door shuts");
+            self.audit(ctx, "relock_on_shut", &reason, json!({}));
+        } else {
+            self.relock(ctx, why);
+        }
+    }
+
+    fn relock(&mut self, ctx: &mut Ctx, why: &str) {
+        let Some(s) = &mut self.session else { return };
+        if s.phase == Phase::Relocking {
+            return;
+        }
+        s.phase = Phase::Relocking;
+        s.relock_sent_at = Some(ctx.now.wall);
+        s.relock_reason = Some(why.to_string());
+        self.timers.stop_all();
+        let cmd = self.lock.command(ctx.now.mono, Want::Locked);
+        ctx.out.push(self.lock_action(cmd));
+        self.audit(ctx, "relocking", why, json!({}));
+    }
+
+    /// The session is over (relocked, or given up on): restore the owner's
+    /// auto-relock, persist, and write the summary.
+    fn finish(&mut self, ctx: &mut Ctx, outcome: &str) {
+        let Some(s) = self.session.take() else { return };
+        self.timers.stop_all();
+        if let Some(secs) = s.record.restore_auto_relock {
+            ctx.out
+                .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
+        }
+        ctx.out.push(Action::Persist(PersistedState {
+            sessions: ctx.other_sessions.to_vec(),
+        }));
+        let open_s = s.open_seconds(ctx.now.mono);
+        self.last_outcome = Some(if s.compromised {
+            DeliveryState::Tripped
+        } else {
+            DeliveryState::Completed
+        });
+        let mut ev = self.delivery_event(DeliveryEventKind::Completed, outcome);
+        ev.duration_s = Some(open_s);
+        ev.compromised = Some(s.compromised);
+        ctx.out.push(Action::DeliveryEvent(ev));
+        let details = json!({
+            "carrier": s.record.carrier,
+            "via": s.via.map(via_str),
+            "code_used": s.code_used,
+            "window": s.window.as_ref().map(window_json),
+            "cameras": s.timeline,
+            "unlocked_at": s.unlocked_at.map(|t| t.to_string()),
+            "relock_sent_at": s.relock_sent_at.map(|t| t.to_string()),
+            "relocked_at": (self.lock.state() == LockState::Locked).then(|| ctx.now.wall.to_string()),
+            "relock_reason": s.relock_reason,
+            "door_open_s": open_s,
+            "compromised": s.compromised,
+            "restarted": s.restarted,
+            "outcome": outcome,
+        });
+        self.audit(ctx, "delivery_summary", outcome, details);
+    }
+
+    // ---- output helpers -------------------------------------------------
+
+    fn lock_action(&self, command: LockCommand) -> Action {
+        Action::Lock {
+            door: self.name.clone(),
+            command,
+        }
+    }
+
+    fn delivery_event(&self, kind: DeliveryEventKind, reason: &str) -> DeliveryEvent {
+        DeliveryEvent {
+            door: self.name.clone(),
+            kind,
+            reason: reason.to_string(),
+            camera: None,
+            source: None,
+            duration_s: None,
+            entries: None,
+            compromised: None,
+        }
+    }
+
+    fn event(
+        &self,
+        ctx: &mut Ctx,
+        kind: DeliveryEventKind,
+        reason: &str,
+        source: Option<MoveSource>,
+        duration_s: Option<u64>,
+    ) {
+        let mut ev = self.delivery_event(kind, reason);
+        ev.source = source;
+        ev.duration_s = duration_s;
+        ctx.out.push(Action::DeliveryEvent(ev));
+    }
+
+    /// Every decision goes to the audit log with the cameras' states.
+    fn audit(&self, ctx: &mut Ctx, decision: &str, reason: &str, mut details: Value) {
+        if let Value::Object(map) = &mut details {
+            map.insert("cameras_now".into(), cameras_json(ctx.cameras));
+            map.insert("lock".into(), json!(lock_word(self.lock.state())));
+            map.insert("door_open".into(), json!(self.door_open));
+        }
+        ctx.out.push(Action::Audit(AuditRecord {
+            at: ctx.now.wall,
+            door: Some(self.name.clone()),
+            decision: decision.to_string(),
+            reason: reason.to_string(),
+            details,
+        }));
+    }
+}
+
+/// A wall-clock instant placed on the monotonic clock, using the latest
+/// stamp as the bridge between the two. Past instants map to `last.mono`.
+pub fn wall_to_mono(last: Stamp, t: Timestamp) -> Instant {
+    let ahead = t.duration_since(last.wall);
+    match Duration::try_from(ahead) {
+        Ok(d) => last
+            .mono
+            .checked_add(d)
+            .unwrap_or(last.mono + Duration::from_secs(365 * 86_400)),
+        // Negative: already due.
+        Err(_) => last.mono,
+    }
+}
+
+fn camera_timeline(at: Timestamp, cameras: &[CameraSnapshot]) -> Vec<Value> {
+    cameras
+        .iter()
+        .map(|c| {
+            json!({
+                "at": at.to_string(),
+                "camera": c.name,
+                "state": c.kind.as_str(),
+                "reason": c.reason,
+            })
+        })
+        .collect()
+}
+
+fn cameras_json(cameras: &[CameraSnapshot]) -> Value {
+    let map: serde_json::Map<String, Value> = cameras
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                json!({ "state": c.kind.as_str(), "since": c.since.to_string(), "reason": c.reason }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+fn window_json(w: &OpenWindow) -> Value {
+    json!({ "starts": w.starts.to_string(), "ends": w.ends.to_string(), "granted": w.granted })
+}
+
+fn via_str(via: RequestChannel) -> &'static str {
+    match via {
+        RequestChannel::Mqtt => "mqtt",
+        RequestChannel::Button => "button",
+        RequestChannel::Keypad => "keypad",
+    }
+}
+
+fn lock_word(state: LockState) -> &'static str {
+    match state {
+        LockState::Locked => "locked",
+        LockState::Unlocked => "unlocked",
+        LockState::Unknown => "unknown",
+    }
+}

@@ -1,1 +1,475 @@
 //! What each lock is doing, and whether its last command was confirmed in time.
+//!
+//! A [`LockTracker`] holds one door lock's known state (bolt, reachability,
+//! jam, who moved it last, battery) and the command doorwarden is waiting
+//! for it to carry out. It sends nothing itself: [`LockTracker::command`]
+//! records the wish and returns the [`LockCommand`] for the caller to emit.
+//!
+//! # Confirmation
+//!
+//! Every `Lock` / `Unlock` gets a deadline (`confirm_timeout`). The report
+//! that shows the bolt where it was asked to go completes it. When the
+//! deadline passes, the command is sent once more with a fresh deadline; when
+//! that one passes too, the lock is *unresponsive*: shown JAMMED, counted as
+//! not secured, and the caller raises `lock_unresponsive`. A jam report makes
+//! the lock JAMMED at once and ends the wait (the lock has answered, badly).
+//! Any later bolt report clears both conditions: the lock is talking again
+//! and says where its bolt is.
+//!
+//! # Driving it
+//!
+//! `handle_report` for every report from the door's lock, `handle_timeout`
+//! whenever the time in [`LockTracker::poll_timeout`] has come (early or
+//! spurious calls do nothing), and the getters to decide. Time may go
+//! backwards between calls; deadlines then simply have not passed yet.
+
+use std::time::{Duration, Instant};
+
+use super::{DoorReport, LockCommand, LockDisplay, LockState, MoveSource};
+
+/// Where doorwarden asked the bolt to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Locked,
+    Unlocked,
+}
+
+impl Want {
+    fn command(self) -> LockCommand {
+        match self {
+            Want::Locked => LockCommand::Lock,
+            Want::Unlocked => LockCommand::Unlock,
+        }
+    }
+
+    fn state(self) -> LockState {
+        match self {
+            Want::Locked => LockState::Locked,
+            Want::Unlocked => LockState::Unlocked,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Want::Locked => "lock",
+            Want::Unlocked => "unlock",
+        }
+    }
+}
+
+/// A command sent and not yet confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub want: Want,
+    /// 1 for the first send, 2 for the retry.
+    pub attempt: u8,
+    pub sent: Instant,
+}
+
+/// What a report or a timeout meant, for the caller to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockNote {
+    /// The pending command was carried out.
+    Confirmed(Want),
+    /// The bolt moved without doorwarden asking (or against what it asked):
+    /// the thumb-turn, the keypad, another controller, the lock's auto-relock.
+    Moved {
+        state: LockState,
+        source: Option<MoveSource>,
+    },
+    /// The lock reported a jam (or a bolt not fully thrown).
+    Jammed { pending: Option<Want> },
+    /// No confirmation in time: send this command again.
+    Retry(LockCommand),
+    /// No confirmation after the retry either.
+    Unresponsive(Want),
+    /// The backend says the lock became reachable / unreachable.
+    Availability(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The pending command's confirmation deadline.
+    Confirm,
+}
+
+impl Timer {
+    const ALL: [Timer; 1] = [Timer::Confirm];
+}
+
+/// One timer slot per [`Timer`]; the next wake-up is the earliest slot.
+#[derive(Debug, Clone, Default)]
+struct Timers([Option<Instant>; 1]);
+
+impl Timers {
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = Some(at);
+    }
+    fn stop(&mut self, t: Timer) {
+        self.0[t as usize] = None;
+    }
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+    /// Clear and return whether `t` is due at `now`.
+    fn fire(&mut self, t: Timer, now: Instant) -> bool {
+        match self.0[t as usize] {
+            Some(at) if at <= now => {
+                self.0[t as usize] = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One door lock as doorwarden knows it.
+#[derive(Debug, Clone)]
+pub struct LockTracker {
+    confirm_timeout: Duration,
+    state: LockState,
+    /// `None` until the backend says; a lock that never reports availability
+    /// counts as reachable once it reports its bolt.
+    available: Option<bool>,
+    jammed: bool,
+    unresponsive: bool,
+    source: Option<MoveSource>,
+    battery: Option<u8>,
+    pending: Option<Pending>,
+    timers: Timers,
+}
+
+impl LockTracker {
+    pub fn new(confirm_timeout: Duration) -> LockTracker {
+        LockTracker {
+            confirm_timeout,
+            state: LockState::Unknown,
+            available: None,
+            jammed: false,
+            unresponsive: false,
+            source: None,
+            battery: None,
+            pending: None,
+            timers: Timers::default(),
+        }
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    /// The bolt as last reported.
+    pub fn state(&self) -> LockState {
+        self.state
+    }
+
+    pub fn available(&self) -> Option<bool> {
+        self.available
+    }
+
+    pub fn is_jammed(&self) -> bool {
+        self.jammed
+    }
+
+    pub fn is_unresponsive(&self) -> bool {
+        self.unresponsive
+    }
+
+    /// Who or what moved the bolt last, when known.
+    pub fn source(&self) -> Option<MoveSource> {
+        self.source
+    }
+
+    pub fn battery(&self) -> Option<u8> {
+        self.battery
+    }
+
+    pub fn pending(&self) -> Option<Pending> {
+        self.pending
+    }
+
+    /// Locked, confirmed by the lock, reachable, not jammed or unresponsive,
+    /// and nothing in flight: the door is secured.
+    pub fn is_secured(&self) -> bool {
+        self.state == LockState::Locked
+            && self.available != Some(false)
+            && !self.jammed
+            && !self.unresponsive
+            && self.pending.is_none()
+    }
+
+    /// Why the lock cannot take a delivery now, as a phrase for the owner;
+    /// `None` when it is secured and ready.
+    pub fn blocking_reason(&self) -> Option<String> {
+        if self.available == Some(false) {
+            return Some("lock unavailable".into());
+        }
+        if self.jammed {
+            return Some("lock jammed".into());
+        }
+        if self.unresponsive {
+            return Some("lock unresponsive (did not confirm the last command)".into());
+        }
+        if let Some(p) = self.pending {
+            return Some(format!("lock busy (waiting for it to {})", p.want.as_str()));
+        }
+        match self.state {
+            LockState::Locked => None,
+            LockState::Unlocked => Some("lock is not locked".into()),
+            LockState::Unknown => Some("lock state unknown (no report yet)".into()),
+        }
+    }
+
+    /// The lock entity as Home Assistant should show it; `None` while unknown.
+    pub fn display(&self) -> Option<LockDisplay> {
+        if self.jammed || self.unresponsive {
+            return Some(LockDisplay::Jammed);
+        }
+        if let Some(p) = self.pending {
+            return Some(match p.want {
+                Want::Locked => LockDisplay::Locking,
+                Want::Unlocked => LockDisplay::Unlocking,
+            });
+        }
+        match self.state {
+            LockState::Locked => Some(LockDisplay::Locked),
+            LockState::Unlocked => Some(LockDisplay::Unlocked),
+            LockState::Unknown => None,
+        }
+    }
+
+    /// The earliest instant `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ---- inputs --------------------------------------------------------
+
+    /// Ask for the bolt to go to `want`: records the pending command with
+    /// its deadline and returns what to send. A new command replaces one
+    /// still pending (the last wish wins, with a fresh retry budget).
+    #[must_use]
+    pub fn command(&mut self, now: Instant, want: Want) -> LockCommand {
+        self.pending = Some(Pending {
+            want,
+            attempt: 1,
+            sent: now,
+        });
+        self.timers.set(Timer::Confirm, now + self.confirm_timeout);
+        want.command()
+    }
+
+    /// Forget a pending command without waiting for it (the shell could not
+    /// carry it out, e.g. storage failed before a delivery unlock).
+    pub fn abandon(&mut self) {
+        self.pending = None;
+        self.timers.stop(Timer::Confirm);
+    }
+
+    /// A report from the lock's backend. Reports not about the lock
+    /// (contact, code slots, auto-relock) are ignored here.
+    pub fn handle_report(&mut self, _now: Instant, report: &DoorReport) -> Option<LockNote> {
+        match report {
+            DoorReport::Lock { state, source } => self.handle_bolt(*state, *source),
+            DoorReport::Jammed => {
+                let pending = self.pending.take().map(|p| p.want);
+                self.timers.stop(Timer::Confirm);
+                let fresh = !self.jammed;
+                self.jammed = true;
+                // A lock repeating its jam state is not news.
+                (fresh || pending.is_some()).then_some(LockNote::Jammed { pending })
+            }
+            DoorReport::LockAvailable(up) => {
+                let changed = self.available != Some(*up);
+                self.available = Some(*up);
+                changed.then_some(LockNote::Availability(*up))
+            }
+            DoorReport::Battery(level) => {
+                self.battery = Some(*level);
+                None
+            }
+            DoorReport::Contact { .. }
+            | DoorReport::ContactAvailable(_)
+            | DoorReport::CodeSlot { .. }
+            | DoorReport::AutoRelock(_) => None,
+        }
+    }
+
+    fn handle_bolt(&mut self, state: LockState, source: Option<MoveSource>) -> Option<LockNote> {
+        let before = self.state;
+        self.state = state;
+        if state != LockState::Unknown {
+            // A bolt report means the lock is talking and not stuck.
+            self.unresponsive = false;
+            self.jammed = false;
+        }
+        // A report of the bolt implies the backend reached the lock.
+        if self.available.is_none() {
+            self.available = Some(true);
+        }
+        if let Some(p) = self.pending {
+            if p.want.state() == state {
+                self.pending = None;
+                self.timers.stop(Timer::Confirm);
+                if source.is_some() {
+                    self.source = source;
+                } else {
+                    self.source = Some(MoveSource::Rf);
+                }
+                return Some(LockNote::Confirmed(p.want));
+            }
+            // A report still showing the old position is the lock echoing
+            // its state before moving; keep waiting.
+            return None;
+        }
+        if state == before || state == LockState::Unknown {
+            return None;
+        }
+        self.source = source;
+        // The very first report is what the lock is, not a move.
+        if before == LockState::Unknown {
+            return None;
+        }
+        Some(LockNote::Moved { state, source })
+    }
+
+    /// Deadlines that have come by `now`: the retry, then unresponsive.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<LockNote> {
+        let mut note = None;
+        for timer in Timer::ALL {
+            if !self.timers.fire(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Confirm => {
+                    let Some(p) = self.pending else { continue };
+                    if p.attempt < 2 {
+                        self.pending = Some(Pending {
+                            attempt: p.attempt + 1,
+                            sent: now,
+                            ..p
+                        });
+                        self.timers.set(Timer::Confirm, now + self.confirm_timeout);
+                        note = Some(LockNote::Retry(p.want.command()));
+                    } else {
+                        self.pending = None;
+                        self.unresponsive = true;
+                        note = Some(LockNote::Unresponsive(p.want));
+                    }
+                }
+            }
+        }
+        note
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locked() -> DoorReport {
+        DoorReport::Lock {
+            state: LockState::Locked,
+            source: None,
+        }
+    }
+    fn unlocked(source: Option<MoveSource>) -> DoorReport {
+        DoorReport::Lock {
+            state: LockState::Unlocked,
+            source,
+        }
+    }
+
+    #[test]
+    fn confirmed_unlock_shows_unlocked_and_clears_the_deadline() {
+        let t0 = Instant::now();
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        assert_eq!(lock.handle_report(t0, &locked()), None);
+        assert!(lock.is_secured());
+        assert_eq!(lock.command(t0, Want::Unlocked), LockCommand::Unlock);
+        assert_eq!(lock.display(), Some(LockDisplay::Unlocking));
+        assert!(!lock.is_secured());
+        // The lock echoing its old state is not a confirmation.
+        assert_eq!(lock.handle_report(t0, &locked()), None);
+        let note = lock.handle_report(t0, &unlocked(None));
+        assert_eq!(note, Some(LockNote::Confirmed(Want::Unlocked)));
+        assert_eq!(lock.display(), Some(LockDisplay::Unlocked));
+        assert_eq!(lock.poll_timeout(), None);
+    }
+
+    #[test]
+    fn silent_lock_is_retried_once_then_unresponsive_and_jammed() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut lock = LockTracker::new(10 * s);
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        // Early and spurious wake-ups do nothing.
+        assert_eq!(lock.handle_timeout(t0 + 9 * s), None);
+        assert_eq!(
+            lock.handle_timeout(t0 + 10 * s),
+            Some(LockNote::Retry(LockCommand::Lock))
+        );
+        assert_eq!(lock.poll_timeout(), Some(t0 + 20 * s));
+        assert_eq!(
+            lock.handle_timeout(t0 + 20 * s),
+            Some(LockNote::Unresponsive(Want::Locked))
+        );
+        assert_eq!(lock.display(), Some(LockDisplay::Jammed));
+        assert!(!lock.is_secured());
+        assert_eq!(lock.poll_timeout(), None);
+        // The lock speaks again: the condition clears.
+        assert_eq!(
+            lock.handle_report(t0 + 30 * s, &locked()),
+            Some(LockNote::Moved {
+                state: LockState::Locked,
+                source: None
+            })
+        );
+        assert!(lock.is_secured());
+    }
+
+    #[test]
+    fn jam_report_is_jammed_at_once_and_ends_the_wait() {
+        let t0 = Instant::now();
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        assert_eq!(
+            lock.handle_report(t0, &DoorReport::Jammed),
+            Some(LockNote::Jammed {
+                pending: Some(Want::Locked)
+            })
+        );
+        assert_eq!(lock.display(), Some(LockDisplay::Jammed));
+        assert_eq!(lock.poll_timeout(), None);
+        assert_eq!(lock.handle_report(t0, &DoorReport::Jammed), None);
+    }
+
+    #[test]
+    fn thumb_turn_is_an_unsolicited_move_with_its_source() {
+        let t0 = Instant::now();
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &locked());
+        assert_eq!(
+            lock.handle_report(t0, &unlocked(Some(MoveSource::Manual))),
+            Some(LockNote::Moved {
+                state: LockState::Unlocked,
+                source: Some(MoveSource::Manual)
+            })
+        );
+        assert_eq!(lock.source(), Some(MoveSource::Manual));
+    }
+
+    #[test]
+    fn offline_lock_is_not_secured_and_earlier_time_does_not_fire() {
+        let t0 = Instant::now() + Duration::from_secs(100);
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &locked());
+        assert_eq!(
+            lock.handle_report(t0, &DoorReport::LockAvailable(false)),
+            Some(LockNote::Availability(false))
+        );
+        assert_eq!(lock.blocking_reason().as_deref(), Some("lock unavailable"));
+        let _ = lock.command(t0, Want::Locked);
+        assert_eq!(lock.handle_timeout(t0 - Duration::from_secs(50)), None);
+    }
+}

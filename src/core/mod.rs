@@ -40,7 +40,10 @@
 pub mod interlock;
 pub mod liveness;
 pub mod lock;
+mod machine;
 pub mod schedule;
+
+pub use machine::{Core, CoreError, RATE_INTERVAL, STORAGE_RETRY, Wake, soonest};
 
 use std::time::{Duration, Instant};
 
@@ -64,7 +67,10 @@ impl Stamp {
             .ok()
             .and_then(|sd| self.wall.checked_add(sd).ok())
             .unwrap_or(jiff::Timestamp::MAX);
-        Stamp { mono: self.mono + d, wall }
+        Stamp {
+            mono: self.mono + d,
+            wall,
+        }
     }
 }
 
@@ -119,7 +125,10 @@ pub struct FrameSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DoorReport {
     /// The lock's bolt, as the lock itself reports it.
-    Lock { state: LockState, source: Option<MoveSource> },
+    Lock {
+        state: LockState,
+        source: Option<MoveSource>,
+    },
     /// The lock says it is jammed (or was not fully thrown).
     Jammed,
     /// The lock backend says whether the lock is reachable.
@@ -148,7 +157,9 @@ pub enum LockState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveSource {
     /// The keypad, with the user slot when the lock says which.
-    Keypad { slot: Option<u16> },
+    Keypad {
+        slot: Option<u16>,
+    },
     /// Thumb-turn or key.
     Manual,
     /// A radio command (Zigbee / Z-Wave), i.e. doorwarden or another controller.
@@ -163,11 +174,18 @@ pub enum MoveSource {
 pub enum Command {
     /// Open a delivery window now, for `duration` (the door's
     /// `grant_duration` when `None`), optionally with a one-time code.
-    Grant { duration: Option<Duration>, code: Option<Secret> },
+    Grant {
+        duration: Option<Duration>,
+        code: Option<Secret>,
+    },
     /// Close the window and end any delivery now (relocks).
     EndDelivery,
     /// A courier asks to be let in.
-    CourierUnlock { code: Option<Secret>, carrier: Option<String>, via: RequestChannel },
+    CourierUnlock {
+        code: Option<Secret>,
+        carrier: Option<String>,
+        via: RequestChannel,
+    },
     /// The owner's own lock / unlock from the Home Assistant lock entity.
     OwnerLock,
     OwnerUnlock,
@@ -205,7 +223,12 @@ pub enum Action {
     /// Publish a delivery event (Home Assistant `event` entity).
     DeliveryEvent(DeliveryEvent),
     /// Answer a courier's request made on MQTT.
-    DeliveryResponse { door: String, granted: bool, reason: String, carrier: Option<String> },
+    DeliveryResponse {
+        door: String,
+        granted: bool,
+        reason: String,
+        carrier: Option<String>,
+    },
     /// Append a record to the audit log.
     Audit(AuditRecord),
 }
@@ -221,9 +244,14 @@ pub enum LockCommand {
     /// Set the lock's own auto-relock timer (seconds, 0 = off).
     SetAutoRelock(u32),
     /// Store a keypad PIN in a user slot.
-    SetCode { slot: u16, code: Secret },
+    SetCode {
+        slot: u16,
+        code: Secret,
+    },
     /// Clear a keypad user slot.
-    ClearCode { slot: u16 },
+    ClearCode {
+        slot: u16,
+    },
 }
 
 /// Everything Home Assistant shows about a door (`<base>/<door>/state`).

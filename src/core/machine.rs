@@ -1,0 +1,551 @@
+//! [`Core`]: the cameras and doors of one home, composed into one machine.
+//!
+//! Each camera has its liveness machine, each door its interlock
+//! ([`interlock::Door`], which owns the door's schedule and lock tracker).
+//! `Core` routes every event to the machines it concerns, runs their
+//! timeouts, tells the doors when one of their cameras changes, and
+//! publishes what Home Assistant shows whenever it changes.
+//!
+//! # Time
+//!
+//! The monotonic half of each [`Stamp`] never goes backwards inside the
+//! core: an event stamped earlier than the last one is handled as if it
+//! came at the last instant. The wall half is taken as given (wall clocks
+//! are stepped), and every window is re-read from it on every event, so a
+//! jump opens or closes windows at once. [`Core::next_deadline`] turns the
+//! next window edge into an `Instant` from the latest stamp; if the wall
+//! clock jumps in between, the tick comes early or late and the next event
+//! corrects it. Early and spurious ticks are harmless.
+//!
+//! # Storage
+//!
+//! The core cannot see whether a [`Action::Persist`] worked. It assumes
+//! success unless [`EventKind::StorageFailed`] is the *next* event the shell
+//! hands in (the shell reports a failed write at once, before anything
+//! else). After a failure deliveries are refused with "storage unavailable:
+//! <reason>", an unlock still waiting for its confirmation is taken back,
+//! and every [`STORAGE_RETRY`] the core emits a probe `Persist` of the
+//! current sessions; when the event after a probe (or after any other
+//! `Persist`) is not another failure, storage counts as working again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jiff::tz::TimeZone;
+use serde_json::json;
+
+use super::interlock::{self, CameraSnapshot, Ctx, Rules};
+use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
+use super::schedule;
+use super::{
+    Action, AuditRecord, CameraStatus, DoorStatus, Event, EventKind, PersistedState, SessionRecord,
+    Stamp,
+};
+use crate::config::{self, Config};
+
+/// How often a probe `Persist` is sent while storage is failing.
+pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
+/// Camera rates (fps, bitrate) are published at most this often.
+pub const RATE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the core wants to be woken (str0m's `Reason`): for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wake {
+    /// A camera's liveness deadline (stall, warmup, freeze).
+    Camera,
+    /// A lock command's confirmation deadline.
+    LockConfirmation,
+    /// A delivery session's relock deadline.
+    Delivery,
+    /// A delivery window opens or closes (wall clock).
+    WindowEdge,
+    /// Time to probe failing storage again.
+    StorageRetry,
+}
+
+/// The earlier of two deadlines, keeping the reason of the one chosen.
+pub fn soonest(a: Option<(Instant, Wake)>, b: Option<(Instant, Wake)>) -> Option<(Instant, Wake)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// What stops the core from being built; each names the config entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("door `{door}`: {reason}")]
+    TimeZone { door: String, reason: String },
+    #[error("door `{door}` needs camera `{camera}`, which is not under `cameras`")]
+    UnknownCamera { door: String, camera: String },
+    #[error("`deliveries.{door}` has no door of that name under `locks`")]
+    DeliveriesWithoutDoor { door: String },
+    #[error("door `{door}`: cannot apply the default delivery rules: {reason}")]
+    Defaults { door: String, reason: String },
+}
+
+struct CameraEntry {
+    liveness: CameraLiveness,
+    /// The kind the doors were last told about.
+    kind: LivenessKind,
+    published: Option<CameraStatus>,
+    rates_published_at: Option<Instant>,
+}
+
+impl CameraEntry {
+    fn snapshot(&self, name: &str) -> CameraSnapshot {
+        let state = self.liveness.state();
+        CameraSnapshot {
+            name: name.to_string(),
+            kind: state.kind(),
+            since: state.since().wall,
+            reason: state.reason(),
+        }
+    }
+
+    fn status(&self, name: &str) -> CameraStatus {
+        self.liveness.status(name)
+    }
+}
+
+struct DoorEntry {
+    door: interlock::Door,
+    cameras: Vec<String>,
+    published: Option<DoorStatus>,
+    published_online: Option<bool>,
+}
+
+/// The whole home's decisions. See the module docs of `crate::core` for
+/// the driver's contract.
+pub struct Core {
+    cameras: BTreeMap<String, CameraEntry>,
+    doors: BTreeMap<String, DoorEntry>,
+    restored: Vec<SessionRecord>,
+    storage_problem: Option<String>,
+    storage_retry: Option<Instant>,
+    /// A `Persist` went out while storage was failing; if the next event is
+    /// not a failure, it worked.
+    persist_probe: bool,
+    last: Stamp,
+}
+
+impl Core {
+    /// Build the core from the validated config and what the store
+    /// recovered. `seed` is fresh randomness from the shell (the core reads
+    /// none itself); it salts the hashes of delivery codes.
+    ///
+    /// # Errors
+    ///
+    /// A door whose time zone cannot be found, a door naming a camera that
+    /// is not configured, delivery rules for a door that does not exist.
+    pub fn new(
+        config: &Config,
+        restored: PersistedState,
+        seed: [u8; 32],
+        now: Stamp,
+    ) -> Result<Core, CoreError> {
+        for name in config.deliveries.keys() {
+            if !config.locks.contains_key(name) {
+                return Err(CoreError::DeliveriesWithoutDoor { door: name.clone() });
+            }
+        }
+        let cameras = config
+            .cameras
+            .iter()
+            .map(|(name, cam)| {
+                let entry = CameraEntry {
+                    liveness: CameraLiveness::new(CameraSettings::from(cam), now),
+                    kind: LivenessKind::Connecting,
+                    published: None,
+                    rates_published_at: None,
+                };
+                (name.clone(), entry)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let mut doors = BTreeMap::new();
+        for (name, door_cfg) in &config.locks {
+            for camera in &door_cfg.cameras {
+                if !cameras.contains_key(camera) {
+                    return Err(CoreError::UnknownCamera {
+                        door: name.clone(),
+                        camera: camera.clone(),
+                    });
+                }
+            }
+            let (deliveries, tz) = match config.deliveries.get(name) {
+                Some(d) => {
+                    let tz = schedule::time_zone(d.time_zone.as_deref()).map_err(|reason| {
+                        CoreError::TimeZone {
+                            door: name.clone(),
+                            reason,
+                        }
+                    })?;
+                    (d.clone(), tz)
+                }
+                None => {
+                    // No windows: the zone only formats times, and UTC is
+                    // honest when the system's cannot be found.
+                    let d: config::Deliveries =
+                        serde_json::from_value(json!({})).map_err(|e| CoreError::Defaults {
+                            door: name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    (d, schedule::time_zone(None).unwrap_or(TimeZone::UTC))
+                }
+            };
+            let mut door_seed = seed;
+            // Each door's salts differ even for the same counter.
+            for (i, b) in name.bytes().enumerate() {
+                door_seed[i % 32] ^= b;
+            }
+            let door = interlock::Door::new(
+                name,
+                Rules::new(door_cfg, &deliveries),
+                tz,
+                &deliveries.windows,
+                door_cfg.confirm_timeout,
+                door_seed,
+            );
+            doors.insert(
+                name.clone(),
+                DoorEntry {
+                    door,
+                    cameras: door_cfg.cameras.clone(),
+                    published: None,
+                    published_online: None,
+                },
+            );
+        }
+        Ok(Core {
+            cameras,
+            doors,
+            restored: restored.sessions,
+            storage_problem: None,
+            storage_retry: None,
+            persist_probe: false,
+            last: now,
+        })
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    /// The latest stamp seen (monotonic half never goes backwards).
+    pub fn now(&self) -> Stamp {
+        self.last
+    }
+
+    /// What Home Assistant shows for `door` right now.
+    pub fn door_status(&self, door: &str) -> Option<DoorStatus> {
+        let entry = self.doors.get(door)?;
+        let cams = self.snapshots(&entry.cameras);
+        Some(entry.door.status(&cams, self.storage_problem.as_deref()))
+    }
+
+    pub fn camera_status(&self, camera: &str) -> Option<CameraStatus> {
+        self.cameras.get(camera).map(|c| c.status(camera))
+    }
+
+    /// The deliveries in progress, as they would be persisted.
+    pub fn sessions(&self) -> PersistedState {
+        PersistedState {
+            sessions: self
+                .doors
+                .values()
+                .filter_map(|d| d.door.session_record())
+                .collect(),
+        }
+    }
+
+    pub fn door_names(&self) -> impl Iterator<Item = &str> {
+        self.doors.keys().map(String::as_str)
+    }
+
+    /// The instant the core next has work to do, and why; `None` when
+    /// nothing is scheduled. Never earlier than the last stamp seen. Call
+    /// after every [`Core::handle`] / [`Core::start`].
+    pub fn next_deadline(&self) -> Option<(Instant, Wake)> {
+        let mut next = self.storage_retry.map(|t| (t, Wake::StorageRetry));
+        for cam in self.cameras.values() {
+            next = soonest(next, cam.liveness.poll_timeout().map(|t| (t, Wake::Camera)));
+        }
+        for entry in self.doors.values() {
+            next = soonest(next, entry.door.poll_timeout(self.last));
+        }
+        next.map(|(t, why)| (t.max(self.last.mono), why))
+    }
+
+    // ---- inputs --------------------------------------------------------
+
+    /// Once, before the first event: publish every camera and door, ask the
+    /// locks where they are, and relock any delivery left open by a crash.
+    #[must_use]
+    pub fn start(&mut self, now: Stamp) -> Vec<Action> {
+        let now = self.stamp(now);
+        let mut out = Vec::new();
+        let names: Vec<String> = self.doors.keys().cloned().collect();
+        for name in &names {
+            self.with_door(name, now, &mut out, |door, ctx| door.start(ctx));
+        }
+        let restored = std::mem::take(&mut self.restored);
+        for record in restored {
+            let name = record.door.clone();
+            if self.doors.contains_key(&name) {
+                self.with_door(&name, now, &mut out, |door, ctx| door.restore(ctx, record));
+            } else {
+                out.push(Action::Audit(AuditRecord {
+                    at: now.wall,
+                    door: Some(name.clone()),
+                    decision: "restarted_during_delivery".into(),
+                    reason: format!(
+                        "a delivery at door `{name}` was in progress before the restart, \
+                         but that door is no longer configured; it cannot be relocked"
+                    ),
+                    details: json!({ "unlocked_at": record.unlocked_at.to_string() }),
+                }));
+            }
+        }
+        for name in &names {
+            self.with_door(name, now, &mut out, |door, ctx| door.refresh(ctx));
+        }
+        for (name, cam) in &mut self.cameras {
+            let status = cam.status(name);
+            cam.published = Some(status.clone());
+            cam.rates_published_at = Some(now.mono);
+            out.push(Action::CameraState(status));
+        }
+        self.publish_changes(&mut out);
+        out
+    }
+
+    /// One stamped input. Carry out the returned actions in order.
+    #[must_use]
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let now = self.stamp(event.at);
+        let mut out = Vec::new();
+        if self.persist_probe && !matches!(event.kind, EventKind::StorageFailed { .. }) {
+            self.storage_problem = None;
+            self.storage_retry = None;
+        }
+        self.persist_probe = false;
+
+        self.run_timeouts(now, &mut out);
+        self.refresh_doors(now, &mut out);
+        match event.kind {
+            EventKind::Tick => {}
+            EventKind::CameraUp { camera } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let _ = c.liveness.handle_up(now);
+                    self.camera_changed(&camera, now, &mut out);
+                }
+            }
+            EventKind::CameraFrame { camera, frame } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let _ = c.liveness.handle_frame(now, &frame);
+                    self.camera_changed(&camera, now, &mut out);
+                }
+            }
+            EventKind::CameraDown { camera, reason } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let _ = c.liveness.handle_down(now, &crate::redact::text(&reason));
+                    self.camera_changed(&camera, now, &mut out);
+                }
+            }
+            EventKind::Door { door, report } => {
+                if self.doors.contains_key(&door) {
+                    self.with_door(&door, now, &mut out, |d, ctx| d.handle_report(ctx, &report));
+                }
+            }
+            EventKind::Command { door, command } => {
+                if self.doors.contains_key(&door) {
+                    self.with_door(&door, now, &mut out, |d, ctx| {
+                        d.handle_command(ctx, command)
+                    });
+                }
+            }
+            EventKind::StorageFailed { reason } => {
+                let reason = crate::redact::text(&reason);
+                out.push(Action::Audit(AuditRecord {
+                    at: now.wall,
+                    door: None,
+                    decision: "storage_failed".into(),
+                    reason: format!("storage unavailable: {reason}"),
+                    details: json!({}),
+                }));
+                self.storage_problem = Some(reason);
+                self.storage_retry = Some(now.mono + STORAGE_RETRY);
+                let names: Vec<String> = self.doors.keys().cloned().collect();
+                for name in &names {
+                    self.with_door(name, now, &mut out, |d, ctx| d.handle_storage_failed(ctx));
+                }
+            }
+        }
+        self.refresh_doors(now, &mut out);
+        self.publish_changes(&mut out);
+        if self.storage_problem.is_some() && out.iter().any(|a| matches!(a, Action::Persist(_))) {
+            self.persist_probe = true;
+        }
+        out
+    }
+
+    // ---- internals -----------------------------------------------------
+
+    /// Keep the monotonic clock from going backwards.
+    fn stamp(&mut self, at: Stamp) -> Stamp {
+        let now = Stamp {
+            mono: at.mono.max(self.last.mono),
+            wall: at.wall,
+        };
+        self.last = now;
+        now
+    }
+
+    fn snapshots(&self, names: &[String]) -> Vec<CameraSnapshot> {
+        names
+            .iter()
+            .filter_map(|n| self.cameras.get(n).map(|c| c.snapshot(n)))
+            .collect()
+    }
+
+    /// Run `f` on one door with a context holding its cameras and the other
+    /// doors' sessions.
+    fn with_door<R>(
+        &mut self,
+        name: &str,
+        now: Stamp,
+        out: &mut Vec<Action>,
+        f: impl FnOnce(&mut interlock::Door, &mut Ctx) -> R,
+    ) -> Option<R> {
+        let others: Vec<SessionRecord> = self
+            .doors
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .filter_map(|(_, d)| d.door.session_record())
+            .collect();
+        let cams = self.snapshots(&self.doors.get(name)?.cameras);
+        let entry = self.doors.get_mut(name)?;
+        let mut ctx = Ctx {
+            now,
+            cameras: &cams,
+            storage_problem: self.storage_problem.as_deref(),
+            other_sessions: &others,
+            out,
+        };
+        Some(f(&mut entry.door, &mut ctx))
+    }
+
+    fn run_timeouts(&mut self, now: Stamp, out: &mut Vec<Action>) {
+        if self.storage_retry.is_some_and(|t| t <= now.mono) {
+            self.storage_retry = Some(now.mono + STORAGE_RETRY);
+            out.push(Action::Persist(self.sessions()));
+            self.persist_probe_audit(now, out);
+        }
+        let due: Vec<String> = self
+            .cameras
+            .iter()
+            .filter(|(_, c)| c.liveness.poll_timeout().is_some_and(|t| t <= now.mono))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            if let Some(c) = self.cameras.get_mut(&name) {
+                let _ = c.liveness.handle_timeout(now);
+                self.camera_changed(&name, now, out);
+            }
+        }
+        let names: Vec<String> = self.doors.keys().cloned().collect();
+        for name in &names {
+            self.with_door(name, now, out, |d, ctx| d.handle_timeout(ctx));
+        }
+    }
+
+    fn persist_probe_audit(&self, now: Stamp, out: &mut Vec<Action>) {
+        out.push(Action::Audit(AuditRecord {
+            at: now.wall,
+            door: None,
+            decision: "storage_retry".into(),
+            reason: "trying to write the delivery state again".into(),
+            details: json!({}),
+        }));
+    }
+
+    fn refresh_doors(&mut self, now: Stamp, out: &mut Vec<Action>) {
+        let names: Vec<String> = self.doors.keys().cloned().collect();
+        for name in &names {
+            self.with_door(name, now, out, |d, ctx| d.refresh(ctx));
+        }
+    }
+
+    /// After any input to a camera: publish a state change at once (rates
+    /// at most once a second) and tell its doors when liveness changed.
+    fn camera_changed(&mut self, name: &str, now: Stamp, out: &mut Vec<Action>) {
+        let Some(cam) = self.cameras.get_mut(name) else {
+            return;
+        };
+        let kind = cam.liveness.state().kind();
+        let was = cam.kind;
+        cam.kind = kind;
+        let status = cam.status(name);
+        let shown = cam.published.as_ref();
+        let state_changed =
+            shown.is_none_or(|p| p.state != status.state || p.reason != status.reason);
+        let rates_due = cam
+            .rates_published_at
+            .is_none_or(|t| now.mono.saturating_duration_since(t) >= RATE_INTERVAL);
+        let rates_changed = shown.is_none_or(|p| {
+            p.fps != status.fps
+                || p.bitrate_kbps != status.bitrate_kbps
+                || p.last_frame != status.last_frame
+        });
+        if state_changed || (rates_due && rates_changed) {
+            cam.published = Some(status.clone());
+            cam.rates_published_at = Some(now.mono);
+            out.push(Action::CameraState(status));
+        }
+        if kind == was {
+            return;
+        }
+        let snapshot = cam.snapshot(name);
+        let doors: Vec<String> = self
+            .doors
+            .iter()
+            .filter(|(_, d)| d.cameras.iter().any(|c| c == name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for door in &doors {
+            self.with_door(door, now, out, |d, ctx| {
+                d.handle_camera(ctx, &snapshot, was == LivenessKind::Live);
+            });
+        }
+    }
+
+    /// Publish each door's state and availability when they differ from
+    /// what was last published.
+    fn publish_changes(&mut self, out: &mut Vec<Action>) {
+        let storage = self.storage_problem.clone();
+        let names: Vec<String> = self.doors.keys().cloned().collect();
+        for name in &names {
+            let Some(entry) = self.doors.get(name) else {
+                continue;
+            };
+            let cams = self.snapshots(&entry.cameras);
+            let status = entry.door.status(&cams, storage.as_deref());
+            let online = entry.door.lock().available();
+            let Some(entry) = self.doors.get_mut(name) else {
+                continue;
+            };
+            if let Some(up) = online
+                && entry.published_online != Some(up)
+            {
+                entry.published_online = Some(up);
+                out.push(Action::DoorAvailability {
+                    door: name.clone(),
+                    online: up,
+                });
+            }
+            if entry.published.as_ref() != Some(&status) {
+                entry.published = Some(status.clone());
+                out.push(Action::DoorState(status));
+            }
+        }
+    }
+}
