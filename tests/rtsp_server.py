@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""A real RTSP server for doorwarden's tests: GStreamer's gst-rtsp-server on
+127.0.0.1, serving pre-encoded H.264 clips pushed in real time (no live
+encoding, so a dozen streams cost next to nothing).
+
+Mounts (all shared: every client of a mount sees the same stream):
+  /live    the moving clip; its source can be paused or switched to the still
+           picture from stdin
+  /still   the still picture (encoder running, picture unchanged)
+  /auth    the moving clip behind HTTP Basic authentication (on <auth port>)
+  /<name>  any extra clip given with --mount name=path.h264
+
+Usage:
+  rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
+                 [--mount name=path.h264 ...] [--fps 15]
+User and password also come from RTSP_TEST_USER / RTSP_TEST_PASSWORD.
+
+Prints "READY <port> <auth port>" on stdout once it listens: /auth is served
+on a second port (see below why). Reads commands on stdin, one
+per line, and answers "OK <command>" once applied ("ERR ..." otherwise):
+  pause [mount]    stop sending frames; the RTSP session stays up
+  resume [mount]   send again
+  still [mount]    switch the mount to the still picture
+  moving [mount]   switch it back to the moving clip
+  quit             exit
+The mount defaults to "live". End of stdin or SIGTERM/SIGKILL stops the
+server, which is how a test makes the camera vanish.
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def access_units(path):
+    """Splits an Annex B H.264 file into access units (one per frame).
+
+    Assumes one slice per picture (true of the bundled clips, x264 without
+    sliced threads): a new unit starts at an access unit delimiter, SPS, PPS
+    or SEI that follows a picture, or at a second picture slice.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    starts = []
+    i = 0
+    n = len(data)
+    while True:
+        j = data.find(b"\x00\x00\x01", i)
+        if j < 0:
+            break
+        # Keep a 4-byte start code's leading zero with its NAL.
+        s = j - 1 if j > 0 and data[j - 1] == 0 else j
+        starts.append((s, j + 3))
+        i = j + 3
+    nals = []
+    for k, (s, body) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else n
+        if body < end:
+            nals.append((data[s:end], data[body] & 0x1F))
+    units = []
+    current = []
+    has_picture = False
+    for nal, kind in nals:
+        is_picture = kind in (1, 5)
+        if has_picture and kind in (1, 5, 6, 7, 8, 9):
+            units.append(b"".join(current))
+            current, has_picture = [], False
+        current.append(nal)
+        has_picture = has_picture or is_picture
+    if current:
+        units.append(b"".join(current))
+    if not units:
+        raise SystemExit(f"no H.264 access units in {path}")
+    return units
+
+
+class Feed:
+    """The frames of one mount, pushed in real time into whichever appsrc
+    the mount's (shared) media currently has."""
+
+    def __init__(self, name, clips, first, fps):
+        self.name = name
+        self.clips = clips  # clip name -> list of access units
+        self.clip = first
+        self.index = 0
+        self.fps = fps
+        self.paused = False
+        self.sources = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.run, name=f"feed-{name}", daemon=True).start()
+
+    def attach(self, appsrc):
+        with self.lock:
+            self.sources.append(appsrc)
+
+    def detach(self, appsrc):
+        with self.lock:
+            if appsrc in self.sources:
+                self.sources.remove(appsrc)
+
+    def command(self, word):
+        with self.lock:
+            if word == "pause":
+                self.paused = True
+            elif word == "resume":
+                self.paused = False
+            elif word in self.clips:
+                if self.clip != word:
+                    # Start the new clip at its first (key)frame.
+                    self.clip, self.index = word, 0
+            else:
+                return False
+        return True
+
+    def run(self):
+        period = 1.0 / self.fps
+        next_at = time.monotonic()
+        while True:
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                # Fell behind (a busy machine): skip ahead instead of bursting.
+                next_at = time.monotonic()
+            with self.lock:
+                if self.paused:
+                    continue
+                units = self.clips[self.clip]
+                unit = units[self.index % len(units)]
+                self.index = (self.index + 1) % len(units)
+                sources = list(self.sources)
+            for src in sources:
+                buf = Gst.Buffer.new_wrapped(unit)
+                buf.duration = int(Gst.SECOND / self.fps)
+                src.emit("push-buffer", buf)
+
+
+class Factory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, feed, fps):
+        super().__init__()
+        self.feed = feed
+        self.set_shared(True)
+        self.set_launch(
+            "( appsrc name=src is-live=true format=time do-timestamp=true "
+            f"caps=video/x-h264,stream-format=byte-stream,alignment=au,framerate={fps}/1 "
+            "max-buffers=30 leaky-type=downstream "
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        self.connect("media-configure", self.on_configure)
+
+    def on_configure(self, _factory, media):
+        appsrc = media.get_element().get_child_by_name("src")
+        self.feed.attach(appsrc)
+        media.connect("unprepared", lambda _m: self.feed.detach(appsrc))
+
+
+def permissions(*roles):
+    perms = GstRtspServer.RTSPPermissions()
+    for role in roles:
+        perms.add_role_from_structure(
+            Gst.Structure.new_from_string(
+                f"{role}, media.factory.access=(boolean)true, "
+                "media.factory.construct=(boolean)true"
+            )
+        )
+    return perms
+
+
+def listener(port):
+    srv = GstRtspServer.RTSPServer()
+    srv.set_address("127.0.0.1")
+    srv.set_service(str(port))
+    return srv
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--clips", default=os.path.join(here, "..", "assets", "clips"))
+    ap.add_argument("--user", default=os.environ.get("RTSP_TEST_USER", "courier"))
+    ap.add_argument("--password", default=os.environ.get("RTSP_TEST_PASSWORD", "letmein"))
+    ap.add_argument("--mount", action="append", default=[])
+    ap.add_argument("--fps", type=int, default=15)
+    args = ap.parse_args()
+
+    Gst.init(None)
+    moving = access_units(os.path.join(args.clips, "moving.h264"))
+    still = access_units(os.path.join(args.clips, "still.h264"))
+    both = {"moving": moving, "still": still}
+
+    # Two servers: gst-rtsp-server answers 404 (not 401) to an anonymous
+    # client of a mount it may not see whenever anonymous clients exist at
+    # all, so the password-protected mount lives on a server of its own that
+    # admits nobody without credentials.
+    server = listener(args.port)
+    auth_server = listener(0)
+    auth = GstRtspServer.RTSPAuth()
+    user = GstRtspServer.RTSPToken()
+    user.set_string("media.factory.role", "user")
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), user)
+    auth_server.set_auth(auth)
+
+    feeds = {}
+
+    def add(srv, name, clips, first):
+        feed = Feed(name, clips, first, args.fps)
+        factory = Factory(feed, args.fps)
+        if srv is auth_server:
+            factory.set_permissions(permissions("user"))
+        srv.get_mount_points().add_factory("/" + name, factory)
+        feeds[name] = feed
+
+    add(server, "live", both, "moving")
+    add(server, "still", {"still": still}, "still")
+    add(auth_server, "auth", {"moving": moving}, "moving")
+    for spec in args.mount:
+        name, _, path = spec.partition("=")
+        add(server, name, {"moving": access_units(path)}, "moving")
+
+    for srv in (server, auth_server):
+        if srv.attach(None) == 0:
+            print("ERR cannot listen", flush=True)
+            sys.exit(1)
+    loop = GLib.MainLoop()
+    print(f"READY {server.get_bound_port()} {auth_server.get_bound_port()}", flush=True)
+
+    def control():
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            if words[0] == "quit":
+                break
+            target = words[1] if len(words) > 1 else "live"
+            feed = feeds.get(target)
+            if feed is not None and feed.command(words[0]):
+                print(f"OK {line.strip()}", flush=True)
+            else:
+                print(f"ERR {line.strip()}", flush=True)
+        GLib.idle_add(loop.quit)
+
+    threading.Thread(target=control, name="control", daemon=True).start()
+    loop.run()
+
+
+if __name__ == "__main__":
+    main()
