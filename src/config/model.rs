@@ -116,8 +116,12 @@ pub struct Camera {
 fn default_stall_after() -> Duration {
     Duration::from_secs(2)
 }
+// A live encoder never sends the same frame twice (every slice header
+// carries a new frame number), so repeated frames can be judged fast: at
+// 15 fps, 200 ms flags a replayed frame on its third repeat. The slower
+// still-picture rule waits at least 3 s whatever this is (core::liveness).
 fn default_freeze_after() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_millis(200)
 }
 fn default_warmup() -> Duration {
     Duration::from_secs(3)
