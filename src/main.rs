@@ -82,7 +82,9 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Audit { command: AuditCommand::Verify { path } } => audit_verify(&path),
+        Command::Audit {
+            command: AuditCommand::Verify { path },
+        } => audit_verify(&path),
         Command::Run { config: path } => {
             let cfg = match config::load(&path) {
                 Ok(cfg) => cfg,
@@ -138,7 +140,11 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
     match doorwarden::io::store::verify(path) {
         Ok(report) => {
             println!("{report}");
-            if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("{e}");

@@ -19,7 +19,9 @@ pub fn text(input: &str) -> String {
         // The authority ends at the first '/', '?', '#' or whitespace; a
         // '@' inside it separates the userinfo we must hide.
         let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -57,15 +59,20 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(v) => {
                 out.push(v);
                 i += 3;
-                continue;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -77,11 +84,20 @@ mod tests {
     #[test]
     fn hides_userinfo_everywhere() {
         let cases = [
-            ("rtsp://admin:s3cret@porch-camera.local:554/h264", "rtsp://***@porch-camera.local:554/h264"),
-            ("error: connect rtsp://u:p@cam/x failed", "error: connect rtsp://***@cam/x failed"),
+            (
+                "rtsp://admin:s3cret@porch-camera.local:554/h264",
+                "rtsp://***@porch-camera.local:554/h264",
+            ),
+            (
+                "error: connect rtsp://u:p@cam/x failed",
+                "error: connect rtsp://***@cam/x failed",
+            ),
             ("mqtts://bridge:pw@broker.local", "mqtts://***@broker.local"),
             ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
-            ("a rtsp://x:y@h b rtsp://p:q@k", "a rtsp://***@h b rtsp://***@k"),
+            (
+                "a rtsp://x:y@h b rtsp://p:q@k",
+                "a rtsp://***@h b rtsp://***@k",
+            ),
             ("rtsp://we:ird@pass@host/p", "rtsp://***@host/p"),
             ("no url here", "no url here"),
             ("trailing ://", "trailing ://"),

@@ -1,19 +1,502 @@
 //! The one task that owns the core and drives it from the real world.
+//!
+//! str0m's loop shape: wait for the core's next deadline, an MQTT message,
+//! a camera event or shutdown; stamp what happened; hand it to
+//! [`Core::handle`]; carry out every action in order; read the next deadline
+//! again. Nothing else holds delivery state, so there is no lock around it.
+//!
+//! What the shell adds to the core's decisions, all of it on the side of
+//! failing closed:
+//!
+//! - **Persist before unlock.** A failed [`Action::Persist`] cancels every
+//!   later unlock of the same batch and tells the core
+//!   ([`EventKind::StorageFailed`]), which then refuses deliveries.
+//! - **Relocks survive a broker outage; unlocks do not.** A lock command the
+//!   link refuses while disconnected is remembered and sent after the
+//!   reconnect if it was a *lock*; an *unlock* is dropped, because the
+//!   conditions that allowed it may no longer hold.
+//! - **A panic in the core** (a bug) is caught here: every door is sent a
+//!   lock command, the fault is audited, and a fresh core is built from the
+//!   store, which relocks any delivery that was in progress.
+//! - **Shutdown** relocks the doors with a delivery in progress before
+//!   leaving; the persisted session makes the next start relock them too.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
-/// Why the bridge stopped.
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::core::{
+    Action, AuditRecord, Core, CoreError, Event, EventKind, LockCommand, PersistedState, Stamp,
+};
+use crate::devices::{DoorDevices, Parsed};
+use crate::ha::{CommandParse, CommandTopics, Mirror};
+use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
+use crate::io::rtsp::CameraTask;
+use crate::io::store::Store;
+use crate::redact;
+
+/// Why the bridge could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("the bridge runtime is not wired to the core yet")]
-    NotWired,
+    #[error("cannot start the MQTT link: {0}")]
+    Link(#[from] LinkError),
+    #[error("cannot build the delivery rules: {0}")]
+    Core(#[from] CoreError),
+}
+
+/// Camera events waiting for the core; at 32 cameras and 15 fps this is
+/// several seconds of frames.
+const CAMERA_QUEUE: usize = 4096;
+/// How long a clean shutdown waits for camera teardowns and the MQTT link.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Both clocks, now.
+pub fn now() -> Stamp {
+    Stamp {
+        mono: Instant::now(),
+        wall: jiff::Timestamp::now(),
+    }
+}
+
+/// Fresh randomness for the core (it salts delivery-code hashes), from the
+/// standard library's per-process random hasher keys.
+fn seed() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
 }
 
 /// Run the bridge until `shutdown` completes.
-pub async fn run(
-    _cfg: crate::config::Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), RuntimeError> {
-    shutdown.await;
-    Err(RuntimeError::NotWired)
+///
+/// # Errors
+/// Settings the MQTT link cannot use (an unreadable password or CA file),
+/// or delivery rules the core cannot build. Everything that can go wrong
+/// later (broker down, camera gone, disk full) is handled while running.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut store = match Store::open(&cfg.storage) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!("storage unavailable, deliveries will be refused: {e}");
+            None
+        }
+    };
+    let restored = restore(&cfg, store.as_ref());
+
+    let devices: BTreeMap<String, DoorDevices> = cfg
+        .locks
+        .iter()
+        .map(|(name, door)| (name.clone(), DoorDevices::from_config(name, door)))
+        .collect();
+    let commands = CommandTopics::new(&cfg);
+    let mut mirror = Mirror::new(&cfg);
+    let mut subscriptions = commands.subscriptions();
+    subscriptions.push(mirror.config_filter());
+    for d in devices.values() {
+        subscriptions.extend(d.subscriptions());
+    }
+    subscriptions.sort();
+    subscriptions.dedup();
+
+    let mut core = Core::new(&cfg, restored, seed(), now())?;
+    let BrokerLink {
+        handle: link,
+        incoming: mut mqtt_rx,
+        task: link_task,
+    } = BrokerLink::start(&cfg.mqtt, subscriptions, stopped(stop_rx.clone()))?;
+
+    let (cam_tx, mut cam_rx) = mpsc::channel::<Event>(CAMERA_QUEUE);
+    let camera_tasks: Vec<_> = cfg
+        .cameras
+        .iter()
+        .map(|(name, cam)| {
+            CameraTask::new(name.clone(), cam).spawn(cam_tx.clone(), stopped(stop_rx.clone()))
+        })
+        .collect();
+    drop(cam_tx);
+
+    info!(
+        doors = cfg.locks.len(),
+        cameras = cfg.cameras.len(),
+        broker = %redact::text(&cfg.mqtt.url),
+        "doorwarden {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut shell = Shell {
+        cfg: &cfg,
+        link,
+        devices,
+        commands,
+        mirror: &mut mirror,
+        store: store.as_mut(),
+        relock_later: BTreeSet::new(),
+    };
+    let first = core.start(now());
+    for event in shell.carry_out(first) {
+        shell.handle(&mut core, event);
+    }
+
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = core.next_deadline().map(|(at, _)| at);
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let events = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(ev) = cam_rx.recv() => vec![ev],
+            Some(msg) = mqtt_rx.recv() => shell.incoming(msg),
+            _ = sleep => vec![Event { at: now(), kind: EventKind::Tick }],
+        };
+        for event in events {
+            shell.handle(&mut core, event);
+        }
+    }
+
+    info!("shutting down");
+    for door in core
+        .sessions()
+        .sessions
+        .iter()
+        .map(|s| s.door.clone())
+        .collect::<Vec<_>>()
+    {
+        warn!(door, "delivery still open at shutdown: relocking");
+        shell.send_lock(&door, &LockCommand::Lock);
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        for t in camera_tasks {
+            let _ = t.await;
+        }
+        let _ = link_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+/// What the store recovered. A state file that cannot be read is treated as
+/// a delivery in progress at every door with delivery rules: relocking a door
+/// that was locked costs nothing, missing one that was open costs a home.
+fn restore(cfg: &Config, store: Option<&Store>) -> PersistedState {
+    let Some(store) = store else {
+        return every_delivery_door(cfg);
+    };
+    match store.load() {
+        Ok(state) => {
+            if !state.sessions.is_empty() {
+                warn!(
+                    count = state.sessions.len(),
+                    "deliveries were in progress when doorwarden stopped: relocking"
+                );
+            }
+            state
+        }
+        Err(e) => {
+            error!("cannot read the persisted delivery state ({e}); relocking every delivery door");
+            every_delivery_door(cfg)
+        }
+    }
+}
+
+fn every_delivery_door(cfg: &Config) -> PersistedState {
+    PersistedState {
+        sessions: cfg
+            .deliveries
+            .keys()
+            .map(|door| crate::core::SessionRecord {
+                door: door.clone(),
+                unlocked_at: jiff::Timestamp::now(),
+                carrier: None,
+                restore_auto_relock: None,
+            })
+            .collect(),
+    }
+}
+
+/// The shell's side of the loop: turning messages into events and actions
+/// into messages, disk writes and lock commands.
+struct Shell<'a> {
+    cfg: &'a Config,
+    link: LinkHandle,
+    devices: BTreeMap<String, DoorDevices>,
+    commands: CommandTopics,
+    mirror: &'a mut Mirror,
+    store: Option<&'a mut Store>,
+    /// Doors whose relock could not be sent (broker down): sent again on the
+    /// next connect.
+    relock_later: BTreeSet<String>,
+}
+
+impl Shell<'_> {
+    /// Hand one event to the core, carry out what it says, and repeat for the
+    /// events that carrying it out produced (a failed persist).
+    fn handle(&mut self, core: &mut Core, event: Event) {
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            let actions = match catch_unwind(AssertUnwindSafe(|| core.handle(event))) {
+                Ok(actions) => actions,
+                Err(_) => {
+                    self.recover_from_panic(core);
+                    continue;
+                }
+            };
+            queue.extend(self.carry_out(actions));
+        }
+    }
+
+    /// Carry out actions in order. Returns follow-up events for the core.
+    fn carry_out(&mut self, actions: Vec<Action>) -> Vec<Event> {
+        let mut follow_up = Vec::new();
+        let mut persist_failed = false;
+        for action in actions {
+            match &action {
+                Action::Persist(state) => {
+                    let result = match self.store.as_deref() {
+                        Some(store) => store.save(state).map_err(|e| e.to_string()),
+                        None => Err("storage directory could not be opened".to_string()),
+                    };
+                    if let Err(reason) = result {
+                        error!("cannot persist delivery state, refusing deliveries: {reason}");
+                        persist_failed = true;
+                        follow_up.push(Event {
+                            at: now(),
+                            kind: EventKind::StorageFailed { reason },
+                        });
+                    }
+                }
+                Action::Lock { door, command } => {
+                    if persist_failed && *command == LockCommand::Unlock {
+                        warn!(
+                            door,
+                            "unlock cancelled: the delivery could not be persisted first"
+                        );
+                        continue;
+                    }
+                    info!(door, command = ?command, "lock command");
+                    self.send_lock(door, command);
+                }
+                Action::Audit(record) => {
+                    if let Err(reason) = self.audit(record) {
+                        error!("cannot write the audit log: {reason}");
+                        follow_up.push(Event {
+                            at: now(),
+                            kind: EventKind::StorageFailed { reason },
+                        });
+                    }
+                }
+                Action::DeliveryEvent(e) => {
+                    info!(door = %e.door, event = e.kind.as_str(), reason = %redact::text(&e.reason), "delivery event");
+                    self.publish_ha(&action);
+                }
+                Action::DeliveryResponse {
+                    door,
+                    granted,
+                    reason,
+                    ..
+                } => {
+                    info!(door, granted, reason = %redact::text(reason), "delivery request answered");
+                    self.publish_ha(&action);
+                }
+                Action::DoorState(_) | Action::DoorAvailability { .. } | Action::CameraState(_) => {
+                    self.publish_ha(&action)
+                }
+            }
+        }
+        follow_up
+    }
+
+    fn audit(&mut self, record: &AuditRecord) -> Result<(), String> {
+        match self.store.as_deref_mut() {
+            Some(store) => store.append(record).map_err(|e| e.to_string()),
+            None => Err("storage directory could not be opened".to_string()),
+        }
+    }
+
+    fn publish_ha(&mut self, action: &Action) {
+        for m in self.mirror.from_action(action) {
+            if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
+                warn!("{e}");
+            }
+        }
+    }
+
+    /// Send a lock command through the door's backend. A relock that cannot
+    /// go out now is remembered for the next connect; an unlock is not.
+    fn send_lock(&mut self, door: &str, command: &LockCommand) {
+        let Some(devices) = self.devices.get(door) else {
+            warn!(door, "lock command for a door that is not configured");
+            return;
+        };
+        for out in devices.commands(command) {
+            if let Err(e) = self.link.publish_command(&out.topic, out.payload) {
+                match command {
+                    LockCommand::Lock => {
+                        warn!(
+                            door,
+                            "relock not sent yet ({e}); will send it when the broker is back"
+                        );
+                        self.relock_later.insert(door.to_string());
+                    }
+                    _ => warn!(door, "lock command {command:?} not sent: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Turn what the broker delivered into an event for the core, or act on
+    /// it here (Home Assistant restarts, stale discovery configs).
+    fn incoming(&mut self, msg: Incoming) -> Vec<Event> {
+        match msg {
+            Incoming::Connected => {
+                info!("connected to the MQTT broker");
+                self.republish();
+                for door in std::mem::take(&mut self.relock_later) {
+                    self.send_lock(&door, &LockCommand::Lock);
+                }
+                // After an outage the locks may have moved: ask them.
+                for d in self.devices.values() {
+                    for out in d.refresh() {
+                        if let Err(e) = self.link.publish_command(&out.topic, out.payload) {
+                            debug!("refresh not sent: {e}");
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            Incoming::Disconnected { reason } => {
+                warn!("MQTT broker connection lost: {}", redact::text(&reason));
+                Vec::new()
+            }
+            Incoming::Message {
+                topic,
+                payload,
+                retain,
+            } => self.message(topic, payload, retain),
+        }
+    }
+
+    fn message(&mut self, topic: String, payload: Vec<u8>, retain: bool) -> Vec<Event> {
+        match self.commands.parse(&topic, &payload, retain) {
+            CommandParse::Command { door, command } => {
+                return vec![Event {
+                    at: now(),
+                    kind: EventKind::Command { door, command },
+                }];
+            }
+            CommandParse::HaStatus { online } => {
+                if online {
+                    info!("Home Assistant (re)started: republishing every entity");
+                    self.republish();
+                }
+                return Vec::new();
+            }
+            CommandParse::RetainedIgnored { topic } => {
+                warn!(topic, "ignoring a retained message on a command topic");
+                return Vec::new();
+            }
+            CommandParse::Malformed { topic, reason } => {
+                warn!(topic, "ignoring a malformed command: {reason}");
+                return Vec::new();
+            }
+            CommandParse::NotCommand => {}
+        }
+        for (door, devices) in &self.devices {
+            match devices.parse(&topic, &payload) {
+                Parsed::Reports(reports) => {
+                    // Several reports from one message (state, battery…)
+                    // reach the core one at a time, in order, same instant.
+                    let at = now();
+                    return reports
+                        .into_iter()
+                        .map(|report| Event {
+                            at,
+                            kind: EventKind::Door {
+                                door: door.clone(),
+                                report,
+                            },
+                        })
+                        .collect();
+                }
+                Parsed::Malformed(reason) => {
+                    warn!(door, topic, "ignoring a malformed device message: {reason}");
+                    return Vec::new();
+                }
+                Parsed::NotMine => {}
+            }
+        }
+        if let Some(removal) = self.mirror.stale_config(&topic, &payload, retain) {
+            info!(
+                topic = removal.topic,
+                "removing an entity that left the config"
+            );
+            if let Err(e) = self.link.publish(&removal.topic, removal.payload, true) {
+                warn!("{e}");
+            }
+        }
+        Vec::new()
+    }
+
+    fn republish(&mut self) {
+        for m in self.mirror.republish_all() {
+            if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
+                warn!("{e}");
+            }
+        }
+    }
+
+    /// The core panicked: a bug. Lock every door, say so, and start a fresh
+    /// core from the store (which relocks any delivery in progress).
+    fn recover_from_panic(&mut self, core: &mut Core) {
+        error!("internal error in the delivery core: locking every door and restarting the core");
+        let doors: Vec<String> = self.devices.keys().cloned().collect();
+        for door in &doors {
+            self.send_lock(door, &LockCommand::Lock);
+        }
+        let at = now();
+        let _ = self.audit(&AuditRecord {
+            at: at.wall,
+            door: None,
+            decision: "core_restarted".into(),
+            reason: "internal error in the delivery core; every door was sent a lock command"
+                .into(),
+            details: serde_json::Value::Null,
+        });
+        let restored = restore(self.cfg, self.store.as_deref());
+        match Core::new(self.cfg, restored, seed(), at) {
+            Ok(mut fresh) => {
+                let actions = fresh.start(at);
+                *core = fresh;
+                let follow = self.carry_out(actions);
+                for ev in follow {
+                    self.handle(core, ev);
+                }
+            }
+            Err(e) => error!("cannot rebuild the delivery core: {e}"),
+        }
+    }
 }
