@@ -1,0 +1,520 @@
+//! The Home Assistant automation blueprints in `blueprints/automation/doorwarden/`.
+//!
+//! Each file is read with a YAML loader that keeps the `!input` tag (serde_yaml
+//! gives it as `Value::Tagged`), then checked for what Home Assistant needs to
+//! import it on 2024.3 and every later release, and against doorwarden's own
+//! MQTT contract (docs/mqtt.md): the entity kinds it creates and the delivery
+//! event types it sends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_yaml::Value;
+
+const SOURCE_BASE: &str =
+    "https://github.com/doorwarden/doorwarden/blob/main/blueprints/automation/doorwarden/";
+
+/// Inputs that are meant to take an entity from another integration.
+const FOREIGN_ENTITY_INPUTS: [(&str, &str); 1] =
+    [("grant_window_on_out_for_delivery.yaml", "tracking_entity")];
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("blueprints/automation/doorwarden")
+}
+
+fn blueprints() -> Vec<(String, Value)> {
+    let mut files: Vec<(String, Value)> = std::fs::read_dir(dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, value)
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files
+}
+
+/// Every `!input <id>` in `value`.
+fn input_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Tagged(tagged) => {
+            if tagged.tag == "input" {
+                match &tagged.value {
+                    Value::String(id) => out.push(id.clone()),
+                    other => panic!("`!input` must name an input, got {other:?}"),
+                }
+            } else {
+                panic!("unexpected YAML tag {}", tagged.tag);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| input_refs(v, out)),
+        Value::Mapping(m) => m.values().for_each(|v| input_refs(v, out)),
+        _ => {}
+    }
+}
+
+fn inputs(bp: &Value) -> &serde_yaml::Mapping {
+    bp["blueprint"]["input"]
+        .as_mapping()
+        .expect("blueprint.input is a mapping")
+}
+
+/// Event types doorwarden sends, as listed in docs/mqtt.md.
+fn documented_event_types() -> BTreeSet<String> {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/mqtt.md"))
+            .unwrap();
+    let start = doc
+        .find("Delivery event types")
+        .expect("docs/mqtt.md lists the event types");
+    let end = start + doc[start..].find("Each carries").unwrap();
+    doc[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| *s != "event_type")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn there_is_a_blueprint_for_each_routine() {
+    let names: Vec<String> = blueprints().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "camera_not_live_alert.yaml",
+            "delivery_summary.yaml",
+            "door_held_open_lock_unresponsive.yaml",
+            "grant_window_on_out_for_delivery.yaml",
+            "interlock_tripped_notify.yaml",
+        ]
+    );
+}
+
+#[test]
+fn blueprint_block_has_what_home_assistant_requires() {
+    for (file, bp) in blueprints() {
+        let b = &bp["blueprint"];
+        assert!(
+            b["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("doorwarden - ")),
+            "{file}: name"
+        );
+        assert!(
+            b["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{file}: description"
+        );
+        assert_eq!(b["domain"], Value::from("automation"), "{file}: domain");
+        assert_eq!(
+            b["source_url"],
+            Value::from(format!("{SOURCE_BASE}{file}")),
+            "{file}: source_url"
+        );
+        // Loads on 2024.3: say so, so older releases refuse it with a clear message.
+        assert_eq!(
+            b["homeassistant"]["min_version"],
+            Value::from("2024.3.0"),
+            "{file}: min_version"
+        );
+        for (id, input) in inputs(&bp) {
+            let id = id.as_str().unwrap();
+            assert!(
+                input["name"].as_str().is_some(),
+                "{file}: input {id} has no name"
+            );
+            // Input sections need 2024.6.
+            assert!(
+                input.get("input").is_none(),
+                "{file}: input {id} is a section"
+            );
+            let selector = input["selector"]
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{file}: input {id} has no selector"));
+            assert_eq!(selector.len(), 1, "{file}: input {id}: one selector type");
+            let kind = selector.keys().next().unwrap().as_str().unwrap();
+            assert!(
+                [
+                    "entity", "device", "text", "number", "boolean", "duration", "select"
+                ]
+                .contains(&kind),
+                "{file}: input {id}: selector `{kind}`"
+            );
+            if kind == "select" {
+                let options: Vec<&Value> = selector["select"]["options"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|o| if o.is_mapping() { &o["value"] } else { o })
+                    .collect();
+                if let Some(defaults) = input.get("default") {
+                    for d in defaults.as_sequence().unwrap() {
+                        assert!(
+                            options.contains(&d),
+                            "{file}: input {id}: default {d:?} is not an option"
+                        );
+                    }
+                }
+            }
+            if kind == "number" {
+                let n = &selector["number"];
+                let (min, max) = (n["min"].as_f64().unwrap(), n["max"].as_f64().unwrap());
+                if let Some(d) = input.get("default").and_then(Value::as_f64) {
+                    assert!(
+                        (min..=max).contains(&d),
+                        "{file}: input {id}: default out of range"
+                    );
+                }
+            }
+        }
+        let mode = bp["mode"].as_str().unwrap_or("single");
+        assert!(
+            ["single", "restart", "queued", "parallel"].contains(&mode),
+            "{file}: mode {mode}"
+        );
+    }
+}
+
+#[test]
+fn every_input_is_declared_and_used() {
+    for (file, bp) in blueprints() {
+        let declared: BTreeSet<String> = inputs(&bp)
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let mut body = bp.as_mapping().unwrap().clone();
+        body.remove("blueprint");
+        let mut used = Vec::new();
+        input_refs(&Value::Mapping(body), &mut used);
+        let used: BTreeSet<String> = used.into_iter().collect();
+        let undeclared: Vec<_> = used.difference(&declared).collect();
+        let unused: Vec<_> = declared.difference(&used).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{file}: `!input` of undeclared inputs {undeclared:?}"
+        );
+        assert!(unused.is_empty(), "{file}: inputs never used {unused:?}");
+    }
+}
+
+/// `trigger:`/`platform:`/`condition:`/`action:`/`service:` as 2024.3 reads
+/// them; the plural keys and `trigger: state` / `action: lock.lock` came in
+/// 2024.10 and 2024.8.
+#[test]
+fn classic_spelling_throughout() {
+    fn walk(file: &str, path: &str, value: &Value) {
+        match value {
+            Value::Mapping(m) => {
+                if let Some(Value::String(s)) = m.get("action") {
+                    panic!("{file}: {path}: `action: {s}` needs 2024.8; write `service: {s}`");
+                }
+                if m.contains_key("wait_for_trigger") {
+                    for t in m["wait_for_trigger"].as_sequence().unwrap() {
+                        assert!(
+                            t.get("platform").is_some(),
+                            "{file}: {path}: wait_for_trigger needs `platform:`"
+                        );
+                    }
+                }
+                for (k, v) in m {
+                    let k = k.as_str().unwrap_or("?");
+                    // Payloads, not steps: a notification's `actions` list
+                    // rightly has `action:` keys.
+                    if k != "data" && k != "event_data" {
+                        walk(file, &format!("{path}.{k}"), v);
+                    }
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(file, &format!("{path}[{i}]"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (file, bp) in blueprints() {
+        for new in ["triggers", "conditions", "actions"] {
+            assert!(bp.get(new).is_none(), "{file}: `{new}:` needs 2024.10");
+        }
+        let triggers = bp["trigger"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{file}: trigger list"));
+        assert!(!triggers.is_empty());
+        for t in triggers {
+            assert!(
+                t.get("platform").is_some_and(Value::is_string),
+                "{file}: trigger without `platform:`"
+            );
+            assert!(
+                t.get("trigger").is_none(),
+                "{file}: `trigger: <kind>` needs 2024.10"
+            );
+        }
+        let actions = bp["action"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{file}: action list"));
+        assert!(!actions.is_empty());
+        walk(&file, "action", &bp["action"]);
+        if let Some(conditions) = bp.get("condition") {
+            for c in conditions.as_sequence().unwrap() {
+                assert!(
+                    c.get("condition").is_some(),
+                    "{file}: condition without `condition:`"
+                );
+            }
+        }
+    }
+}
+
+/// Entity selectors offer only doorwarden's entities: integration mqtt and
+/// the domain / device class doorwarden gives that entity.
+#[test]
+fn entity_selectors_are_filtered_to_doorwarden_entities() {
+    // Domain -> device classes doorwarden creates for it (docs/mqtt.md).
+    let ours: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("event", &[][..]),
+        ("button", &[][..]),
+        ("lock", &[][..]),
+        ("number", &[][..]),
+        ("binary_sensor", &["connectivity", "problem", "door"][..]),
+        ("sensor", &["enum", "timestamp"][..]),
+    ]);
+    let mut seen = 0;
+    for (file, bp) in blueprints() {
+        for (id, input) in inputs(&bp) {
+            let id = id.as_str().unwrap();
+            let Some(entity) = input["selector"].get("entity") else {
+                if let Some(device) = input["selector"].get("device") {
+                    assert_eq!(
+                        device["filter"][0]["integration"],
+                        Value::from("mobile_app"),
+                        "{file}: input {id}: device selectors pick a phone"
+                    );
+                }
+                continue;
+            };
+            if FOREIGN_ENTITY_INPUTS.contains(&(file.as_str(), id)) {
+                continue;
+            }
+            seen += 1;
+            let filters = entity["filter"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{file}: input {id}: no filter"));
+            assert!(!filters.is_empty(), "{file}: input {id}: empty filter");
+            for f in filters {
+                assert_eq!(f["integration"], Value::from("mqtt"), "{file}: input {id}");
+                let domain = f["domain"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: input {id}: no domain"));
+                let classes = ours
+                    .get(domain)
+                    .unwrap_or_else(|| panic!("{file}: input {id}: doorwarden has no {domain}"));
+                match f.get("device_class").and_then(Value::as_str) {
+                    Some(class) => assert!(
+                        classes.contains(&class),
+                        "{file}: input {id}: {domain} {class}"
+                    ),
+                    // A binary_sensor or sensor without a class would offer
+                    // the wrong kind of doorwarden entity.
+                    None => assert!(
+                        classes.is_empty(),
+                        "{file}: input {id}: {domain} needs a device_class"
+                    ),
+                }
+            }
+        }
+    }
+    assert!(seen >= 6, "only {seen} doorwarden entity inputs");
+}
+
+/// Every event type a blueprint offers or compares with is one doorwarden
+/// sends, and the attributes read from an event are the documented ones.
+#[test]
+fn event_types_and_attributes_match_the_mqtt_contract() {
+    let documented = documented_event_types();
+    assert!(
+        documented.contains("interlock_tripped") && documented.contains("completed"),
+        "{documented:?}"
+    );
+    let attributes: BTreeSet<&str> = [
+        "event_type",
+        "reason",
+        "camera",
+        "source",
+        "duration_s",
+        "entries",
+        "compromised",
+        "friendly_name",
+    ]
+    .into_iter()
+    .collect();
+    for (file, bp) in blueprints() {
+        let text = std::fs::read_to_string(dir().join(&file)).unwrap();
+        // Literals compared with the event type in templates.
+        let mut used = BTreeSet::new();
+        for (i, _) in text.match_indices("event_type ==") {
+            let rest = &text[i + "event_type ==".len()..];
+            if let Some(literal) = rest
+                .trim_start()
+                .strip_prefix('\'')
+                .and_then(|r| r.split('\'').next())
+            {
+                used.insert(literal.to_string());
+            }
+        }
+        // Options offered by select inputs.
+        for (_, input) in inputs(&bp) {
+            if let Some(select) = input["selector"].get("select") {
+                for o in select["options"].as_sequence().unwrap() {
+                    used.insert(o["value"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        for event_type in &used {
+            assert!(
+                documented.contains(event_type),
+                "{file}: `{event_type}` is not a doorwarden event type"
+            );
+        }
+        for (i, _) in text.match_indices("to_state.attributes.") {
+            let name: String = text[i + "to_state.attributes.".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                attributes.contains(name.as_str()),
+                "{file}: reads attribute `{name}`, which events lack"
+            );
+        }
+    }
+}
+
+/// Triggers on the event entities skip the state changes that are not events:
+/// the entity going unavailable (bridge offline) and coming back from it.
+#[test]
+fn event_entity_triggers_ignore_availability_changes() {
+    for (file, bp) in blueprints() {
+        for t in bp["trigger"].as_sequence().unwrap() {
+            let Some(Value::Tagged(tag)) = t.get("entity_id") else {
+                continue;
+            };
+            let Value::String(id) = &tag.value else {
+                continue;
+            };
+            let selector = &inputs(&bp)[id.as_str()]["selector"];
+            if selector["entity"]["filter"][0]["domain"] != Value::from("event") {
+                continue;
+            }
+            assert!(
+                t["not_from"]
+                    .as_sequence()
+                    .is_some_and(|s| s.contains(&Value::from("unavailable"))),
+                "{file}: trigger on {id} fires when the entity comes back"
+            );
+            assert!(
+                t["not_to"]
+                    .as_sequence()
+                    .is_some_and(|s| s.contains(&Value::from("unavailable"))),
+                "{file}: trigger on {id} fires when the entity goes away"
+            );
+        }
+    }
+}
+
+/// The actionable notification's buttons are answered in the same run.
+#[test]
+fn interlock_alert_buttons_are_handled() {
+    let text = std::fs::read_to_string(dir().join("interlock_tripped_notify.yaml")).unwrap();
+    let bp: Value = serde_yaml::from_str(&text).unwrap();
+    let steps = bp["action"].as_sequence().unwrap();
+    let notify = steps
+        .iter()
+        .find(|s| s.get("type") == Some(&Value::from("notify")))
+        .unwrap();
+    let buttons: Vec<&str> = notify["data"]["actions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    let wait = steps
+        .iter()
+        .find_map(|s| s.get("wait_for_trigger"))
+        .unwrap();
+    let waited: Vec<&str> = wait
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .inspect(|t| {
+            assert_eq!(
+                t["event_type"],
+                Value::from("mobile_app_notification_action")
+            )
+        })
+        .map(|t| t["event_data"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(buttons, waited, "each button has its wait_for_trigger");
+    let services: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| s.get("choose"))
+        .flat_map(|c| c.as_sequence().unwrap())
+        .flat_map(|o| o["sequence"].as_sequence().unwrap())
+        .filter_map(|s| s["service"].as_str())
+        .collect();
+    assert_eq!(services, ["lock.lock", "button.press"]);
+    assert!(
+        text.contains("trigger.to_state.attributes.camera")
+            && text.contains("trigger.to_state.attributes.reason")
+    );
+}
+
+/// docs/home-assistant.md offers a one-click import for every blueprint, in
+/// the my.home-assistant.io redirect form, pointing at the file's raw URL.
+#[test]
+fn every_blueprint_has_an_import_link_in_the_docs() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/home-assistant.md"),
+    )
+    .unwrap();
+    const PREFIX: &str = "https://my.home-assistant.io/redirect/blueprint_import/?blueprint_url=";
+    let mut linked = BTreeSet::new();
+    for (i, _) in doc.match_indices(PREFIX) {
+        let encoded: String = doc[i + PREFIX.len()..]
+            .chars()
+            .take_while(|c| !matches!(c, ')' | ' ' | '\n'))
+            .collect();
+        let mut decoded = Vec::new();
+        let bytes = encoded.as_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            if bytes[j] == b'%' {
+                let hex = std::str::from_utf8(&bytes[j + 1..j + 3]).unwrap();
+                decoded.push(u8::from_str_radix(hex, 16).unwrap());
+                j += 3;
+            } else {
+                decoded.push(bytes[j]);
+                j += 1;
+            }
+        }
+        let url = String::from_utf8(decoded).unwrap();
+        assert!(
+            !url.contains('/') || encoded.contains("%2F"),
+            "{url}: the blueprint URL must be URL-encoded"
+        );
+        let file = url
+            .strip_prefix(
+                "https://raw.githubusercontent.com/doorwarden/doorwarden/main/blueprints/automation/doorwarden/",
+            )
+            .unwrap_or_else(|| panic!("{url} is not a raw URL of a blueprint"));
+        linked.insert(file.to_string());
+    }
+    let files: BTreeSet<String> = blueprints().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(linked, files);
+}
