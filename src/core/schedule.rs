@@ -321,6 +321,12 @@ fn describe_days(days: &[Weekday]) -> String {
 pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
     match name {
         Some(name) => TimeZone::get(name).map_err(|_| {
+            if jiff::tz::db().is_definitively_empty() {
+                return format!(
+                    "cannot look up time zone `{name}`: this system has no time zone \
+                     database (install the `tzdata` package)"
+                );
+            }
             format!(
                 "unknown time zone `{name}`: use an IANA name such as \"Europe/Berlin\" \
                  or \"America/New_York\""

@@ -29,7 +29,11 @@
 //! [`verify`] names the first record where it breaks. Cutting records off the
 //! *end* of the log cannot be detected from the log alone (no hash chain
 //! can); the per-delivery summaries and Home Assistant's own history are the
-//! cross-check for that.
+//! cross-check for that. Likewise someone with write access who recomputes
+//! every hash from the changed record to the end produces a consistent
+//! chain: the chain proves the log was not edited *after* its head was seen
+//! elsewhere, so publish [`Store::head`] somewhere the attacker cannot write
+//! (Home Assistant's history, a remote syslog) to pin it.
 //!
 //! Text fields (`door`, `decision`, `reason` and every string inside
 //! `details`) go through [`crate::redact::text`] before they are written, so
@@ -237,6 +241,13 @@ impl Store {
     /// `seq` of the last record written, 0 before the first.
     pub fn last_seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The chain's head: the last record's `seq` and the SHA-256 (hex) of its
+    /// line, i.e. the `prev` the next record will carry. Published elsewhere,
+    /// it pins the log up to that record against a rewrite.
+    pub fn head(&self) -> (u64, &str) {
+        (self.seq, &self.prev)
     }
 
     fn rotate(&mut self) -> Result<(), StoreError> {
@@ -872,6 +883,8 @@ mod tests {
             report.to_string(),
             "audit log intact: 4 records (seq 1-4) in 1 file"
         );
+        let last = lines(&store.audit_path()).pop().expect("a line");
+        assert_eq!(store.head(), (4, sha256_hex(last.as_bytes()).as_str()));
     }
 
     #[test]
