@@ -56,6 +56,15 @@ const LOCK_STATE_JAMMED: u64 = 11;
 /// Notification CC Access Control: "Window/door is closed" state.
 const DOOR_STATE_CLOSED: u64 = 23;
 
+/// Access Control state variables (retained values); every other
+/// `Access_Control/<x>` topic is a stateless event.
+const STATE_VARIABLES: [&str; 4] = [
+    "Lock_state",
+    "Keypad_state",
+    "Door_state",
+    "Door_handle_state",
+];
+
 /// Topics of one node and of the gateway it hangs off.
 #[derive(Debug, Clone)]
 struct Node {
@@ -153,16 +162,24 @@ impl ZwaveLock {
     }
 
     fn parse_value(&self, rel: &str, payload: &[u8]) -> Option<Result<Vec<DoorReport>, String>> {
-        // A retained value being removed (the gateway publishes an empty
-        // retained message) carries no news.
-        if payload.is_empty() {
-            return Some(Ok(Vec::new()));
-        }
-        let value = match value_of(payload) {
-            Ok(v) => v,
-            Err(why) => return Some(Err(why)),
-        };
         let parts: Vec<&str> = rel.split('/').collect();
+        let value = if payload.is_empty() {
+            match parts.as_slice() {
+                // An event is never retained, so an empty one is the event
+                // itself, without parameters (raw payload style).
+                ["113", "0", "Access_Control", event] if !STATE_VARIABLES.contains(event) => {
+                    Value::Null
+                }
+                // Anything else empty is the gateway clearing a retained
+                // value: no news.
+                _ => return Some(Ok(Vec::new())),
+            }
+        } else {
+            match value_of(payload) {
+                Ok(v) => v,
+                Err(why) => return Some(Err(why)),
+            }
+        };
         Some(match parts.as_slice() {
             ["status"] => node_status(&value).map(|up| vec![DoorReport::LockAvailable(up)]),
             ["98", "0", "currentMode"] => current_mode(&value).map(|state| {
@@ -401,11 +418,14 @@ fn value_of(payload: &[u8]) -> Result<Value, String> {
     }
 }
 
+/// `{"time":..,"value":v}` and the whole ValueId object both hold `value`;
+/// an event without parameters is `{"time":..}` alone; in the raw style an
+/// object is the value itself (an event's parameters, `{"userId":3}`).
 fn object_value(mut map: Map<String, Value>) -> Result<Value, String> {
     match map.remove("value") {
         Some(v) => Ok(v),
         None if map.contains_key("time") => Ok(Value::Null),
-        None => Err("object without a `value`".into()),
+        None => Ok(Value::Object(map)),
     }
 }
 
