@@ -20,8 +20,9 @@
 //!   `461 Unsupported Transport`.
 //! - RTCP sender reports every 2 s on the odd channel, also while stalled
 //!   (a stalled real camera keeps its RTCP going too).
-//! - Optional Basic authentication: `401` with `WWW-Authenticate` until the
-//!   right `Authorization` arrives. The password is never logged.
+//! - Optional authentication, Digest (MD5, no `qop`, as most cameras) or
+//!   Basic: `401` with `WWW-Authenticate` until the right `Authorization`
+//!   arrives. The password is never logged.
 //! - A DESCRIBE for any path other than the configured one gets `404`.
 //!
 //! # Example
@@ -36,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod clip;
 mod playback;
 mod rtp;
@@ -53,6 +55,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Secret;
+use auth::Auth;
+pub use auth::SimAuthScheme;
 use clip::Clip;
 use playback::Playback;
 use rtsp::{Parsed, Request, Response};
@@ -64,7 +68,7 @@ pub struct SimCameraOptions {
     pub port: u16,
     /// Path of the stream, without the leading slash (`sim/camera`).
     pub path: String,
-    /// When set, clients must authenticate (Basic).
+    /// When set, clients must authenticate.
     pub credentials: Option<SimCredentials>,
     /// The picture the camera shows when started and after
     /// [`SimCamera::restore`].
@@ -87,6 +91,18 @@ impl Default for SimCameraOptions {
 pub struct SimCredentials {
     pub username: String,
     pub password: Secret,
+    pub scheme: SimAuthScheme,
+}
+
+impl SimCredentials {
+    /// Digest credentials, the scheme most IP cameras use.
+    pub fn new(username: impl Into<String>, password: Secret) -> Self {
+        SimCredentials {
+            username: username.into(),
+            password,
+            scheme: SimAuthScheme::Digest,
+        }
+    }
 }
 
 /// The bundled clips (4 s each, 640x360, 15 fps, one IDR a second).
@@ -170,8 +186,8 @@ struct Shared {
 #[derive(Debug)]
 struct Setup {
     path: String,
-    /// The exact `Authorization` value expected, when credentials are set.
-    authorization: Option<String>,
+    /// Credentials clients must present, if any.
+    auth: Option<Auth>,
     moving: &'static Clip,
     still: &'static Clip,
     frames_sent: Arc<AtomicU64>,
@@ -205,10 +221,10 @@ impl SimCamera {
         let frames_sent = Arc::new(AtomicU64::new(0));
         let setup = Arc::new(Setup {
             path: path.clone(),
-            authorization: options.credentials.as_ref().map(|c| {
-                let pair = format!("{}:{}", c.username, c.password.expose());
-                format!("Basic {}", rtsp::base64(pair.as_bytes()))
-            }),
+            auth: options
+                .credentials
+                .as_ref()
+                .map(|c| Auth::new(c.scheme, &c.username, c.password.expose(), random_u64())),
             moving,
             still,
             frames_sent: frames_sent.clone(),
@@ -566,11 +582,11 @@ impl Connection {
     fn respond(&mut self, request: &Request) -> (Response, After) {
         let ok = || Response::to(Some(request), 200, "OK");
         if request.method != "OPTIONS"
-            && let Some(expected) = &self.setup.authorization
-            && request.header("Authorization") != Some(expected.as_str())
+            && let Some(auth) = &self.setup.auth
+            && !auth.accepts(&request.method, request.header("Authorization"))
         {
             let challenge = Response::to(Some(request), 401, "Unauthorized")
-                .header("WWW-Authenticate", "Basic realm=\"doorwarden-sim\"");
+                .header("WWW-Authenticate", auth.challenge());
             return (challenge, After::Continue);
         }
         match request.method.as_str() {
