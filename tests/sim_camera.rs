@@ -437,3 +437,58 @@ async fn concurrent_clients_each_get_the_stream_and_faults() {
         assert!(seen.windows(2).all(|w| w[0].data == w[1].data));
     }
 }
+
+#[tokio::test]
+async fn client_garbage_gets_400_and_the_camera_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let camera = start(SimCameraOptions::default()).await;
+    let mut raw = tokio::net::TcpStream::connect(camera.local_addr())
+        .await
+        .expect("connects");
+    raw.write_all(b"\x00\xffnot rtsp at all\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, raw.read_to_end(&mut reply))
+        .await
+        .expect("the camera hangs up")
+        .expect("reads");
+    assert!(
+        reply.starts_with(b"RTSP/1.0 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    let mut stream = play(&camera.url(), None).await.expect("still serving");
+    frames(&mut stream, 2).await;
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_shuts_the_camera_down() {
+    let camera = start(SimCameraOptions::default()).await;
+    let addr = camera.local_addr();
+    let mut stream = play(&camera.url(), None).await.expect("plays");
+    frames(&mut stream, 2).await;
+    let clone = camera.clone();
+    drop(camera);
+    // A clone keeps it running.
+    frames(&mut stream, 2).await;
+    drop(clone);
+    let mut ended = false;
+    for _ in 0..30 {
+        match next_frame(&mut stream, PATIENCE).await {
+            Ok(Some(Ok(_))) => continue, // in flight before the drop
+            Ok(None) | Ok(Some(Err(_))) => {
+                ended = true;
+                break;
+            }
+            Err(_) => panic!("stream still open after the camera was dropped"),
+        }
+    }
+    assert!(ended);
+    let deadline = Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening after drop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -453,7 +453,7 @@ impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let (mut reader, mut writer) = stream.into_split();
         let (out, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE_FRAMES);
-        let writer_task = tokio::spawn(async move {
+        let mut writer_task = tokio::spawn(async move {
             while let Some(bytes) = queue.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
                     return;
@@ -461,6 +461,9 @@ impl Connection {
             }
         });
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        // The default missed-tick behaviour (burst) catches up after a late
+        // tick, so over time frames match the RTP clock and the wall clock,
+        // as a real camera's do; only the fault knobs break that.
         let mut frames = tokio::time::interval(Duration::from_micros(
             1_000_000 * u64::from(playback::TICKS_PER_FRAME) / 90_000,
         ));
@@ -529,9 +532,15 @@ impl Connection {
             }
         }
         // Let queued bytes (a last response) go out, then close. A client
-        // that does not read cannot hold this up: the wait is bounded.
+        // that does not read cannot hold the socket open: the wait is
+        // bounded, then the writer is aborted, which drops the socket.
         drop(out);
-        let _ = tokio::time::timeout(Duration::from_millis(200), writer_task).await;
+        if tokio::time::timeout(Duration::from_millis(200), &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
         tracing::debug!("simulated camera: connection closed");
     }
 
