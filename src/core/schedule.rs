@@ -651,8 +651,20 @@ mod tests {
             })
     }
 
+    /// DST changes in 2026 (Unix seconds) in the zones the proptest uses:
+    /// Berlin spring and autumn, New York spring and autumn, Lord Howe
+    /// (a half-hour shift) autumn and spring.
+    const DST_CHANGES: [i64; 6] = [
+        1_774_746_000,
+        1_792_890_000,
+        1_772_953_200,
+        1_793_512_800,
+        1_775_314_800,
+        1_791_041_400,
+    ];
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(1000))]
 
         /// Nothing changes strictly between `now` and `next_change(now)`,
         /// and an open window always contains `now`.
@@ -660,8 +672,12 @@ mod tests {
         fn next_change_is_never_late(
             zone in prop::sample::select(vec!["Europe/Berlin", "America/New_York", "UTC", "Australia/Lord_Howe"]),
             windows in prop::collection::vec(any_window(), 0..4),
-            // Around 2026, including both DST weekends in each zone.
-            start_s in 1_767_225_600i64..1_798_761_600,
+            // Any time in 2026, or the two days before a DST change.
+            start_s in prop_oneof![
+                1_767_225_600i64..1_798_761_600,
+                (prop::sample::select(DST_CHANGES.to_vec()), -172_800i64..3_600)
+                    .prop_map(|(change, offset)| change + offset),
+            ],
             grant in prop::option::of((0i64..86_400 * 3, 0u64..86_400 * 2)),
             cancel in prop::option::of(0i64..86_400 * 3),
             probes in prop::collection::vec(0.0f64..1.0, 1..8),
