@@ -17,6 +17,7 @@
 pub mod addon;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod devices;
 pub mod ha;
 pub mod io;

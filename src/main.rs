@@ -44,6 +44,22 @@ enum Command {
         /// The config file.
         path: PathBuf,
     },
+    /// Show the whole story on this machine: an embedded MQTT broker, a
+    /// simulated home (lock, door sensor, RTSP camera) and the real bridge.
+    Demo {
+        /// Use this broker (mqtt://127.0.0.1:PORT) instead of the embedded one.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Port for the embedded broker (default: a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// After the story, take commands (freeze, stall, request, open…) from stdin.
+        #[arg(long)]
+        interactive: bool,
+        /// Leave after the story (the default when stdin is not a terminal).
+        #[arg(long)]
+        exit_after_story: bool,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -85,6 +101,18 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => audit_verify(&path),
+        Command::Demo {
+            broker,
+            port,
+            interactive,
+            exit_after_story,
+        } => run_demo(doorwarden::demo::DemoOptions {
+            broker,
+            port,
+            interactive,
+            exit_after_story,
+            storage: None,
+        }),
         Command::Run { config: path } => {
             let cfg = match config::load(&path) {
                 Ok(cfg) => cfg,
@@ -148,6 +176,23 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(options: doorwarden::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("doorwarden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(doorwarden::demo::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("doorwarden demo: {e}");
             ExitCode::FAILURE
         }
     }
