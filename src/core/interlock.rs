@@ -820,6 +820,7 @@ impl Door {
                         None,
                     );
                     let outcome = match self.session.as_ref() {
+                        Some(s) if s.restarted => "relocked after a restart",
                         Some(s) if s.compromised => "relocked after the interlock tripped",
                         _ => "completed",
                     };
