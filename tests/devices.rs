@@ -362,6 +362,30 @@ fn zigbee_malformed_payloads_are_reported_without_their_content() {
 }
 
 #[test]
+fn zigbee_malformed_description_names_the_device_and_the_problem() {
+    let d = door("zigbee2mqtt: {topic: zigbee2mqtt/Front door}");
+    let topic = "zigbee2mqtt/Front door";
+    assert_eq!(
+        d.parse(topic, br#"{"state":"UNLOCK","lock_st"#),
+        Parsed::Malformed(
+            "zigbee2mqtt lock zigbee2mqtt/Front door: payload is not JSON (truncated)".into()
+        )
+    );
+    assert_eq!(
+        d.parse(topic, br#"{"state":"LOCK","lock_state":"half_locked"}"#),
+        Parsed::Malformed(
+            "zigbee2mqtt lock zigbee2mqtt/Front door: unknown `lock_state` value".into()
+        )
+    );
+    assert_eq!(
+        d.parse(&format!("{topic}/availability"), br#"{"state":"sleeping"}"#),
+        Parsed::Malformed(
+            "zigbee2mqtt lock zigbee2mqtt/Front door availability: `state` is neither online nor offline".into()
+        )
+    );
+}
+
+#[test]
 fn zigbee_echoes_and_foreign_topics_are_not_mine() {
     let d = door("zigbee2mqtt: {topic: zigbee2mqtt/Front door}");
     for topic in [

@@ -178,23 +178,18 @@ fn object(payload: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err("payload is not a JSON object".into()),
-        Err(e) => Err(format!("payload is not JSON ({})", e.classify_name())),
+        Err(e) => Err(format!("payload is not JSON ({})", json_error_kind(&e))),
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    /// Only the kind of error: serde_json's message can quote the payload.
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Eof => "truncated",
-        }
+/// Only the kind of a JSON error: serde_json's message can quote the
+/// payload, and the payload can hold a PIN.
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated",
     }
 }
 
