@@ -47,7 +47,7 @@
 //!
 //! # Timers
 //!
-//! Two deadlines, held as data in a small table (see [`Timer`]):
+//! Two deadlines, held as data in a small table (`Timer`):
 //! - *stall*: last frame (or session start) + `stall_after`. A stall is
 //!   detected when this fires, not when the next frame finally arrives; a
 //!   frame arriving after the deadline also reveals it, if the driver was late.
@@ -117,7 +117,10 @@
 //!      static night scene behind heavy noise reduction and a quiet encoder,
 //!      leaves noise that makes small frames vary by far more than that.
 //!
-//!    Then `Frozen`, "picture unchanged for 3.0 s (empty P-frames)". It is
+//!    Then `Frozen`, "picture unchanged for 3.0 s (empty P-frames)". While
+//!    such a run stands (two frames or more), a camera that is not yet
+//!    `Live` does not become `Live`, so a camera that reconnects hung is
+//!    never live for a moment before the rule can judge it. It is
 //!    safe because it needs a sudden collapse *and* an exactly constant size;
 //!    a gradual fall to night levels keeps the frames varying in size, and a
 //!    camera that never showed larger frames is never judged.
@@ -535,6 +538,14 @@ struct StillRun {
     frames: u32,
 }
 
+impl StillRun {
+    fn verdict(self, now: Instant, still_after: Duration) -> Option<FreezeCause> {
+        let unchanged_for = now.saturating_duration_since(self.since);
+        (self.frames >= STILL_MIN_FRAMES && unchanged_for >= still_after)
+            .then_some(FreezeCause::StillPicture { unchanged_for })
+    }
+}
+
 /// What is known about the current session's stream.
 #[derive(Debug, Clone)]
 struct Stream {
@@ -866,8 +877,11 @@ impl CameraLiveness {
             }
         }
 
+        let still_after = self.settings.still_after();
         let still = if frame.keyframe {
-            None
+            // A keyframe says nothing about motion; it neither breaks a run
+            // of empty P-frames nor, while the run stands, counts as good.
+            s.still.and_then(|run| run.verdict(t, still_after))
         } else if self.baseline.judges_as_empty(frame.size) {
             let run = match s.still {
                 Some(run)
@@ -888,9 +902,7 @@ impl CameraLiveness {
                 },
             };
             s.still = Some(run);
-            let unchanged_for = t.saturating_duration_since(run.since);
-            (run.frames >= STILL_MIN_FRAMES && unchanged_for >= self.settings.still_after())
-                .then_some(FreezeCause::StillPicture { unchanged_for })
+            run.verdict(t, still_after)
         } else {
             s.still = None;
             self.baseline.learn(frame.size);
@@ -953,16 +965,19 @@ impl CameraLiveness {
         if self.is_live() {
             return;
         }
+        // A standing run of empty P-frames may be a hang the still rule has
+        // not had time to judge; wait until a frame breaks it.
         let ready = self.stream.keyframe_seen
             && self.stream.drift.checked
-            && self.stream.drift.suspect_since.is_none();
+            && self.stream.drift.suspect_since.is_none()
+            && self.stream.still.is_none_or(|run| run.frames < 2);
         match good_since.checked_add(self.settings.warmup) {
             Some(end) if end <= now.mono => {
                 if ready {
                     self.state = Liveness::Live { since: now };
                 }
-                // Not ready: the clock has not been judged yet; the next
-                // frame will try again. A timer in the past would spin.
+                // Not ready: the next frame will try again. A timer in the
+                // past would spin.
                 self.timers.clear(Timer::Warmup);
             }
             end => self.timers.set(Timer::Warmup, end),
@@ -991,6 +1006,15 @@ impl CameraLiveness {
             return 0.0;
         };
         let now = self.latest;
+        // Silent for `stall_after`: the honest rate is zero, even though the
+        // window still holds older frames (no later call may come to prune it).
+        let silent = self
+            .stream
+            .last_arrival
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.settings.stall_after);
+        if silent {
+            return 0.0;
+        }
         let in_window = self
             .stream
             .recent
@@ -1595,15 +1619,23 @@ mod tests {
         sim.play_edited(&mut feed, secs(20), hang);
         assert_eq!(sim.kind(), LivenessKind::Frozen);
         let (at, tr) = sim.left_live_after(Duration::ZERO).unwrap();
+        let tr = tr.clone();
         assert_eq!(
             tr.reason.as_deref(),
             Some("picture unchanged for 3.0 s (empty P-frames)")
         );
         assert!(at - fault <= ms(3_200), "took {:?}", at - fault);
         // And it stays caught: the learned baseline does not sink with it.
+        let transitions = sim.log.len();
         sim.play_edited(&mut feed, secs(300), hang);
         assert_eq!(sim.kind(), LivenessKind::Frozen);
-        assert_eq!(sim.left_live_after(at + ms(1)), None);
+        assert_eq!(
+            sim.log.len(),
+            transitions,
+            "no flicker: {:?}",
+            &sim.log[transitions..]
+        );
+        assert_eq!(sim.reason(), tr.reason);
     }
 
     #[test]
@@ -1839,14 +1871,98 @@ mod tests {
 
     #[test]
     fn rates_fall_to_zero_while_stalled() {
-        let (mut sim, _) = live_camera(defaults(), secs(10));
-        sim.run_to(secs(20));
+        let (mut sim, feed) = live_camera(defaults(), secs(10));
+        // Right when the stall timer fires, and with no later call.
+        sim.run_to(feed.last_arrival + secs(2));
         assert_eq!(sim.kind(), LivenessKind::Stalled);
-        // The stall timer fired at about 12 s; rates reflect the silence
-        // once the driver hands in a later time.
-        sim.cam.handle_timeout(sim.stamp(secs(20)));
         assert_eq!(sim.cam.fps(), 0.0);
         assert_eq!(sim.cam.bitrate_kbps(), 0.0);
+    }
+
+    #[test]
+    fn a_frozen_camera_that_goes_silent_is_stalled() {
+        let (mut sim, mut feed) = live_camera(defaults(), secs(10));
+        let frozen = feed.last.unwrap();
+        sim.play_edited(&mut feed, secs(11), |f| FrameSummary {
+            rtp_ts: f.rtp_ts,
+            ..frozen
+        });
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        sim.run_to(secs(14));
+        assert_eq!(sim.kind(), LivenessKind::Stalled);
+        assert_eq!(sim.reason().as_deref(), Some("no frame for 2.0 s"));
+    }
+
+    #[test]
+    fn recovery_from_a_freeze_goes_through_the_warmup() {
+        let (mut sim, mut feed) = live_camera(defaults(), secs(10));
+        let frozen = feed.last.unwrap();
+        sim.play_edited(&mut feed, secs(12), |f| FrameSummary {
+            rtp_ts: f.rtp_ts,
+            ..frozen
+        });
+        let frozen_at = sim.entered(LivenessKind::Frozen).unwrap();
+        // New pictures again from 12 s on.
+        sim.play(&mut feed, ms(14_900));
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        assert_eq!(sim.reason().as_deref(), Some("4 identical frames"));
+        assert_eq!(
+            sim.entered(LivenessKind::Frozen),
+            Some(frozen_at),
+            "no new episode"
+        );
+        sim.play(&mut feed, secs(16));
+        assert!(sim.cam.is_live());
+        assert!(sim.entered(LivenessKind::Live).unwrap() >= secs(15));
+    }
+
+    #[test]
+    fn a_camera_that_reconnects_hung_is_caught_from_what_it_showed_before() {
+        let (mut sim, mut feed) = live_camera(defaults(), secs(10));
+        sim.cam.handle_down(sim.stamp(secs(10)), "connection reset");
+        sim.cam.handle_up(sim.stamp(secs(11)));
+        sim.now = secs(11);
+        feed.capture = secs(11);
+        feed.last_arrival = secs(11);
+        feed.index = 0;
+        sim.play_edited(&mut feed, secs(30), hang);
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("picture unchanged for 3.0 s (empty P-frames)")
+        );
+        assert!(
+            sim.log
+                .iter()
+                .all(|(at, t)| *at < secs(11) || t.to != LivenessKind::Live)
+        );
+    }
+
+    #[test]
+    fn a_camera_that_reconnects_into_a_quiet_night_becomes_live() {
+        // The baseline learned by day is kept, and the night frames are small
+        // enough to be judged; their noise is what keeps them live.
+        let (mut sim, mut feed) = live_camera(defaults(), secs(10));
+        sim.cam.handle_down(sim.stamp(secs(10)), "connection reset");
+        sim.cam.handle_up(sim.stamp(secs(11)));
+        sim.now = secs(11);
+        feed.capture = secs(11);
+        feed.last_arrival = secs(11);
+        feed.index = 0;
+        let mut dice = Dice(11);
+        sim.play_edited(&mut feed, secs(120), |f| {
+            if f.keyframe {
+                f
+            } else {
+                FrameSummary {
+                    size: 30 + dice.below(21) as u32,
+                    ..f
+                }
+            }
+        });
+        assert!(sim.cam.is_live(), "{:?}", sim.reason());
+        let live_at = sim.entered(LivenessKind::Live).unwrap();
+        assert!(live_at < secs(15), "live only at {live_at:?}");
     }
 
     #[test]
