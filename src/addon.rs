@@ -653,6 +653,9 @@ pub fn write(args: &AddonConfigArgs) -> Result<(), AddonError> {
         config_dir: args.config_dir.clone(),
     };
     let prepared = prepare(&options, &service, &paths)?;
+    if !prepared.secrets.is_empty() {
+        private_dir(&secrets_dir(&paths))?;
+    }
     for secret in &prepared.secrets {
         write_file(&secret.path, secret.value.expose().as_bytes(), true)?;
     }
@@ -690,6 +693,21 @@ fn parse_service(text: &str) -> Result<Json, AddonError> {
     serde_json::from_str(text).map_err(|e| AddonError::BadMqttService {
         detail: format!("not JSON ({e})"),
     })
+}
+
+/// The folder of the password files: readable by the add-on's user only.
+fn private_dir(dir: &Path) -> Result<(), AddonError> {
+    let err = |source| AddonError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), AddonError> {

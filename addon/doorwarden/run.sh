@@ -50,7 +50,7 @@ log "asking the Supervisor for the MQTT broker"
     curl --silent --show-error --max-time 15 \
         --header @<(printf 'Authorization: Bearer %s\n' "${SUPERVISOR_TOKEN}") \
         "${supervisor_url}/services/mqtt" ||
-        log "could not reach the Supervisor at ${supervisor_url}"
+        log "could not fetch ${supervisor_url}/services/mqtt (curl exit status $?)"
 } |
     "${doorwarden}" addon-config \
         --options "${options}" \
