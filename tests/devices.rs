@@ -4,7 +4,7 @@
 
 use doorwarden::config::{self, Secret};
 use doorwarden::core::{DoorReport, LockCommand, LockState, MoveSource};
-use doorwarden::devices::{DoorDevices, Outgoing, Parsed};
+use doorwarden::devices::{DoorDevices, Outgoing, Parsed, subscriptions_of};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -298,6 +298,26 @@ fn zigbee_subscriptions_put_bridge_state_first() {
             "zigbee2mqtt/Front door/availability",
             "zigbee2mqtt/Front door contact",
             "zigbee2mqtt/Front door contact/availability",
+        ]
+    );
+}
+
+#[test]
+fn subscriptions_of_several_doors_put_every_bridge_topic_first_once() {
+    let front = door("zigbee2mqtt: {topic: zigbee2mqtt/Front door}");
+    let back = door("zigbee2mqtt: {topic: zigbee2mqtt/Back door}\ncontact: {zwave_js: {node: 4}}");
+    assert_eq!(
+        subscriptions_of([&front, &back]),
+        vec![
+            "zigbee2mqtt/bridge/state",
+            "zwave/_CLIENTS/ZWAVE_GATEWAY-zwave-js-ui/status",
+            "zigbee2mqtt/Front door",
+            "zigbee2mqtt/Front door/availability",
+            "zigbee2mqtt/Back door",
+            "zigbee2mqtt/Back door/availability",
+            "zwave/4/status",
+            "zwave/4/113/0/Access_Control/Door_state",
+            "zwave/4/48/0/Door-Window",
         ]
     );
 }

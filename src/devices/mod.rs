@@ -114,7 +114,8 @@ impl DoorDevices {
     /// MQTT topic filters to subscribe to, without duplicates. Subscribe to
     /// them in this order (ideally in one SUBSCRIBE): bridge-wide status
     /// comes first, so a device's own retained availability is delivered
-    /// after it and has the last word.
+    /// after it and has the last word. For several doors use
+    /// [`subscriptions_of`], which keeps that order across doors.
     pub fn subscriptions(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut add = |list: Vec<String>| {
@@ -184,6 +185,23 @@ impl DoorDevices {
     pub fn supports_auto_relock(&self) -> bool {
         self.lock.is_some()
     }
+}
+
+/// The topic filters of several doors, for one SUBSCRIBE: without
+/// duplicates, every bridge-wide topic first. Subscribing door by door
+/// instead would let a second copy of a retained `bridge/state: online`
+/// arrive after another door's retained `availability: offline` and undo it.
+pub fn subscriptions_of<'a>(doors: impl IntoIterator<Item = &'a DoorDevices>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for door in doors {
+        for t in door.subscriptions() {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out.sort_by_key(|t| !is_bridge_topic(t));
+    out
 }
 
 /// Topics that speak for a whole bridge rather than one device.
