@@ -332,3 +332,147 @@ async fn settings_errors_come_before_connecting() {
         .expect_err("bad filter");
     assert!(matches!(err, LinkError::BadFilter { .. }), "{err}");
 }
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn level(&mut self) -> String {
+        // No control characters: Mosquitto drops a client whose topic has one.
+        const CHARS: &[char] = &['a', 'z', '0', '_', '-', ' ', '$', 'é', '門', '.', '"', '\''];
+        (0..self.below(12))
+            .map(|_| CHARS[self.below(CHARS.len())])
+            .collect()
+    }
+    fn payload(&mut self) -> Vec<u8> {
+        let len = match self.below(10) {
+            0 => 0,
+            1 => 16 * 1024 + self.below(48 * 1024),
+            _ => self.below(512),
+        };
+        let mut bytes: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
+        // Some payloads that nearly make sense.
+        if self.below(4) == 0 {
+            let near = [
+                "PRESS",
+                "UNLOCK",
+                "{\"code\":",
+                "{\"minutes\": 1e999}",
+                "online",
+                "{",
+            ];
+            bytes = near[self.below(near.len())].as_bytes().to_vec();
+            bytes.extend((0..self.below(4)).map(|_| self.next() as u8));
+        }
+        bytes
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_random_payloads_on_every_subscription_break_nothing() {
+    let broker = Mosquitto::start();
+    let yaml = format!(
+        "mqtt:\n  url: {}\n  client_id: dw-fuzz\nlocks:\n  front:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/front\n",
+        broker.url()
+    );
+    let config = doorwarden::config::load_str(&yaml, "fuzz.yaml").expect("valid config");
+    let commands = doorwarden::ha::CommandTopics::new(&config);
+    let mirror = doorwarden::ha::Mirror::new(&config);
+    let mut filters = commands.subscriptions();
+    filters.push(mirror.config_filter());
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let mut run = start(&config.mqtt, &refs);
+    connected(&mut run.link.incoming).await;
+
+    let mut rng = XorShift(0x5eed_d00d_cafe_f00d);
+    let sender = TestClient::connect(&broker).await;
+    let mut retained_topics = Vec::new();
+    for _ in 0..1000 {
+        let filter = &filters[rng.below(filters.len())];
+        let topic = filter
+            .split('/')
+            .map(|level| {
+                if level == "+" {
+                    rng.level()
+                } else {
+                    level.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let retain = rng.below(3) == 0;
+        if retain {
+            retained_topics.push(topic.clone());
+        }
+        let payload = rng.payload();
+        sender.publish(&topic, payload, retain).await;
+    }
+
+    let mut received = 0;
+    while received < 1000 {
+        match tokio::time::timeout(WAIT, run.link.incoming.recv()).await {
+            Ok(Some(Incoming::Message {
+                topic,
+                payload,
+                retain,
+            })) => {
+                received += 1;
+                let parsed = commands.parse(&topic, &payload, retain);
+                if retain {
+                    assert!(
+                        !matches!(parsed, doorwarden::ha::CommandParse::Command { .. }),
+                        "retained message on {topic} acted on"
+                    );
+                }
+                let _ = mirror.stale_config(&topic, &payload, retain);
+            }
+            Ok(Some(other)) => panic!("link changed state under load: {other:?}"),
+            Ok(None) | Err(_) => panic!(
+                "only {received} of 1000 messages arrived; broker log:\n{}",
+                broker.log()
+            ),
+        }
+    }
+
+    // Still connected, still subscribed, still publishing.
+    assert!(run.link.handle.is_connected());
+    let mut ha = TestClient::connect(&broker).await;
+    ha.subscribe("doorwarden/front/state").await;
+    run.link
+        .handle
+        .publish("doorwarden/front/state", "{}", false)
+        .expect("queued");
+    ha.wait_topic("doorwarden/front/state", WAIT).await;
+    sender
+        .publish(
+            "doorwarden/front/delivery/courier_unlock/set",
+            "PRESS",
+            false,
+        )
+        .await;
+    let (payload, retain) = message_on(
+        &mut run.link.incoming,
+        "doorwarden/front/delivery/courier_unlock/set",
+    )
+    .await;
+    assert!(matches!(
+        commands.parse(
+            "doorwarden/front/delivery/courier_unlock/set",
+            &payload,
+            retain
+        ),
+        doorwarden::ha::CommandParse::Command { .. }
+    ));
+    for topic in retained_topics {
+        sender.clear_retained(&topic).await;
+    }
+}
