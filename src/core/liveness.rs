@@ -100,6 +100,9 @@
 //!    after a short network hiccup does not move the lower envelope and is
 //!    ignored. With 100 ms of jitter the error is at most 0.1 / 1 s = 10 %.
 //!    Until one measurement has passed, the camera cannot become `Live`.
+//!    A camera that stamps every frame with a fixed RTP step whatever its
+//!    real frame rate fails this rule when it changes rate; raising its
+//!    `clock_tolerance` is the way out for such a camera.
 //! 7. **Still picture, encoder running** (a hung sensor or ISP: frames keep
 //!    coming, each a little different in its header, so hashes differ).
 //!    Caught in the compressed domain: the encoder, fed the same picture
@@ -120,14 +123,20 @@
 //!    Then `Frozen`, "picture unchanged for 3.0 s (empty P-frames)". While
 //!    such a run stands (two frames or more), a camera that is not yet
 //!    `Live` does not become `Live`, so a camera that reconnects hung is
-//!    never live for a moment before the rule can judge it. It is
-//!    safe because it needs a sudden collapse *and* an exactly constant size;
-//!    a gradual fall to night levels keeps the frames varying in size, and a
-//!    camera that never showed larger frames is never judged.
+//!    never live for a moment before the rule can judge it.
+//!
+//!    Why it is safe: it needs frames below an absolute floor *and* far
+//!    below what this very camera normally sends *and* of a constant size,
+//!    for seconds. The last condition is the one a live sensor can never
+//!    meet: even a static night scene behind strong noise reduction and a
+//!    quiet encoder leaves some blocks coded each frame, so small frames
+//!    still vary by tens of bytes. A camera that never sent larger frames
+//!    (a night-only scene from the first connection) is never judged.
 //!    What it cannot see: a hang upstream of a still-running OSD overlay (the
 //!    clock text changes each second, so frames are not empty), an encoder
-//!    that pads to a constant bitrate, and a camera already hung when the
-//!    session started (no baseline). A camera whose picture is truly constant
+//!    that pads to a constant bitrate, and a camera already hung the first
+//!    time doorwarden connects to it (no baseline; the baseline is kept
+//!    across reconnects). A camera whose picture is truly constant
 //!    (privacy mode, covered lens, pitch black with IR off) is reported as
 //!    frozen, which is the right answer for a courier interlock.
 //!
@@ -832,7 +841,7 @@ impl CameraLiveness {
         let rate = frame.clock_rate.max(1);
         match &mut s.rtp {
             Some(rtp) if rtp.clock_rate == rate => {
-                rtp.ext += rtp_step(frame.rtp_ts, rtp.last_raw);
+                rtp.ext = rtp.ext.saturating_add(rtp_step(frame.rtp_ts, rtp.last_raw));
                 rtp.last_raw = frame.rtp_ts;
                 let behind = rtp.high - rtp.ext;
                 if behind < 0 {
@@ -1481,23 +1490,36 @@ mod tests {
     #[test]
     fn two_byte_identical_keyframes_in_a_row_freeze_at_once() {
         let (mut sim, mut feed) = live_camera(defaults(), secs(10));
-        // A looped single GOP: every frame differs from its neighbour, but
+        // From the next keyframe on, one recorded GOP (2 s) plays in a loop
+        // with fresh RTP times: every frame differs from its neighbour, but
         // the keyframe comes round again byte for byte.
-        let mut loop_start = None;
-        let mut gop = Vec::new();
-        sim.play_edited(&mut feed, secs(14), |f| {
-            if f.keyframe {
-                let first = *loop_start.get_or_insert(f.hash);
-                return FrameSummary { hash: first, ..f };
+        let mut recorded: Vec<u64> = Vec::new();
+        let mut n = 0;
+        let mut loop_started = None;
+        sim.play_edited(&mut feed, secs(16), |f| {
+            if f.keyframe && recorded.is_empty() {
+                loop_started = Some(f.rtp_ts);
             }
-            gop.push(f.hash);
-            f
+            if loop_started.is_none() {
+                return f;
+            }
+            if recorded.len() < 30 {
+                recorded.push(f.hash);
+                return f;
+            }
+            let hash = recorded[n % 30];
+            n += 1;
+            FrameSummary { hash, ..f }
         });
         assert_eq!(sim.kind(), LivenessKind::Frozen);
+        let (at, tr) = sim.left_live_after(Duration::ZERO).unwrap();
         assert_eq!(
-            sim.reason().as_deref(),
+            tr.reason.as_deref(),
             Some("two keyframes in a row are byte-identical")
         );
+        // The loop began at the keyframe after 10 s (10.1 s); its keyframe
+        // came round 2 s later, and that frame was the one flagged.
+        assert!(at >= ms(12_100) && at < ms(12_200), "flagged at {at:?}");
     }
 
     #[test]
