@@ -384,8 +384,7 @@ fn run_sh_reads_only_options_in_the_schema() {
             .split('\'')
             .nth(1)
             .unwrap_or_else(|| panic!("jq filter not quoted: {line}"));
-        let mut chars = filter.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in filter.char_indices() {
             if c == '.' {
                 let name: String = filter[i + 1..]
                     .chars()
@@ -678,10 +677,10 @@ fn fake_supervisor(token: &'static str, answer: Json) -> (String, Seen) {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
                     break;
                 }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("authorization") {
-                        auth = Some(value.trim().to_string());
-                    }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    auth = Some(value.trim().to_string());
                 }
             }
             let authorized = auth.as_deref() == Some(&format!("Bearer {token}"));

@@ -409,7 +409,7 @@ fn event_entity_triggers_ignore_availability_changes() {
                 continue;
             };
             let selector = &inputs(&bp)[id.as_str()]["selector"];
-            if selector["entity"]["filter"][0]["domain"] != Value::from("event") {
+            if selector["entity"]["filter"][0]["domain"] != "event" {
                 continue;
             }
             assert!(
