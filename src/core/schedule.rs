@@ -188,7 +188,7 @@ impl Schedule {
         self.cancelled_at = Some(now);
     }
 
-    /// The current grant, open or not yet expired, whatever the time.
+    /// The last grant, whether or not it has ended since (a cancel clears it).
     pub fn granted(&self) -> Option<OpenWindow> {
         self.grant
     }
