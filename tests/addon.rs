@@ -860,3 +860,58 @@ fn shell_scripts_are_shellcheck_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What `doorwarden addon-config` does on disk, through the library call the
+/// CLI wires to it: the config, and each password in its own private file.
+#[test]
+fn addon_config_writes_the_config_and_private_password_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = dir.path().join("options.json");
+    let answer = dir.path().join("mqtt.json");
+    std::fs::write(&options, home_options().to_string()).unwrap();
+    std::fs::write(&answer, service(false, "1883").to_string()).unwrap();
+    let args = doorwarden::addon::AddonConfigArgs {
+        options,
+        mqtt_service: answer,
+        out: dir.path().join("data/doorwarden.yaml"),
+        data_dir: dir.path().join("data"),
+        config_dir: dir.path().join("config"),
+    };
+    doorwarden::addon::write(&args).unwrap();
+    let cfg = doorwarden::config::load(&args.out).unwrap();
+    assert_eq!(cfg.mqtt.url, "mqtt://core-mosquitto:1883");
+    let secrets = dir.path().join("data/secrets");
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("mqtt_password")).unwrap(),
+        "Mq77-pass-never-shown"
+    );
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("camera_porch_camera_password")).unwrap(),
+        "Cam-pass-never-shown"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&secrets), 0o700);
+        assert_eq!(mode(&secrets.join("mqtt_password")), 0o600);
+        assert_eq!(mode(&args.out), 0o600);
+    }
+    // No temporary file left behind by the atomic writes.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["doorwarden.yaml", "secrets"]);
+
+    // An answer that is not JSON is refused without echoing it.
+    std::fs::write(&args.mqtt_service, "password=Mq77-pass-never-shown").unwrap();
+    let err = doorwarden::addon::write(&args).unwrap_err().to_string();
+    assert!(
+        err.starts_with("the Supervisor's MQTT service answer is unusable: not JSON"),
+        "{err}"
+    );
+    assert!(!err.contains("Mq77"), "{err}");
+}
