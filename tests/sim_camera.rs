@@ -349,21 +349,41 @@ async fn basic_credentials_are_demanded() {
 }
 
 #[tokio::test]
-async fn wrong_path_is_404_and_udp_is_461() {
+async fn wrong_path_is_404() {
     let camera = start(SimCameraOptions::default()).await;
     let wrong = camera.url().replace("/sim/camera", "/other");
     let err = play(&wrong, None).await.err().expect("404");
     assert_eq!(err.status_code(), Some(404));
+}
 
-    let err = play_over(
+#[tokio::test]
+async fn udp_transport_streams_and_takes_faults() {
+    let camera = start(SimCameraOptions::default()).await;
+    let mut stream = play_over(
         &camera.url(),
         None,
         Transport::Udp(UdpTransportOptions::default()),
     )
     .await
-    .err()
-    .expect("461");
-    assert_eq!(err.status_code(), Some(461));
+    .expect("plays over UDP");
+    let seen = frames(&mut stream, 20).await;
+    assert!(seen.iter().any(|f| f.key));
+    assert!(rtp_steps(&seen).iter().all(|&d| d == 6000));
+
+    camera.freeze();
+    wait_for(&mut stream, "repeat", |a, b| a.data == b.data).await;
+    let frozen = frames(&mut stream, 5).await;
+    assert!(frozen.windows(2).all(|w| w[0].data == w[1].data));
+
+    camera.stall();
+    let mut drained = 0;
+    while next_frame(&mut stream, Duration::from_millis(1500))
+        .await
+        .is_ok()
+    {
+        drained += 1;
+        assert!(drained < 30, "frames keep coming after stall()");
+    }
 }
 
 #[tokio::test]

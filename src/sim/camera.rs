@@ -16,7 +16,8 @@
 //! - One H.264 video stream, packetization-mode 1 (single NAL units and
 //!   FU-A), 90 kHz clock, random initial sequence number, timestamp and
 //!   SSRC per client, marker bit on each frame's last packet.
-//! - Transport: TCP interleaved only; a UDP SETUP gets
+//! - Transport: TCP interleaved, or UDP unicast to the client's ports
+//!   (RTP on an even server port, RTCP on the next). Multicast gets
 //!   `461 Unsupported Transport`.
 //! - RTCP sender reports every 2 s on the odd channel, also while stalled
 //!   (a stalled real camera keeps its RTCP going too).
@@ -42,10 +43,11 @@ mod clip;
 mod playback;
 mod rtp;
 mod rtsp;
+mod transport;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -60,6 +62,7 @@ pub use auth::SimAuthScheme;
 use clip::Clip;
 use playback::Playback;
 use rtsp::{Parsed, Request, Response};
+use transport::{Delivery, Requested};
 
 /// How a [`SimCamera`] starts.
 #[derive(Debug, Clone)]
@@ -387,7 +390,7 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "simulated camera: client connected");
                     let faults = faults.clone();
-                    tokio::spawn(Connection::new(setup.clone(), faults).run(stream));
+                    tokio::spawn(Connection::new(setup.clone(), faults, peer.ip()).run(stream));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "simulated camera: accept failed");
@@ -411,8 +414,10 @@ struct Connection {
     faults: watch::Receiver<Faults>,
     generation: u64,
     session_id: String,
-    /// Set by SETUP: the interleaved RTP channel and the stream's sender.
-    rtp: Option<(u8, rtp::Packetizer)>,
+    /// Set by SETUP: where the stream goes, and its RTP sender state.
+    stream: Option<(Delivery, rtp::Packetizer)>,
+    /// The client's address, where UDP streams are sent.
+    peer: IpAddr,
     playback: Playback,
     playing: bool,
     garbage_state: u64,
@@ -426,7 +431,7 @@ enum After {
 }
 
 impl Connection {
-    fn new(setup: Arc<Setup>, faults: watch::Receiver<Faults>) -> Self {
+    fn new(setup: Arc<Setup>, faults: watch::Receiver<Faults>, peer: IpAddr) -> Self {
         let current = faults.borrow().clone();
         let random = random_u64();
         let playback = Playback::new(
@@ -441,7 +446,8 @@ impl Connection {
             generation: current.drop_generation,
             faults,
             session_id: format!("{:016X}", random_u64()),
-            rtp: None,
+            stream: None,
+            peer,
             playback,
             playing: false,
             garbage_state: random_u64() | 1,
@@ -520,13 +526,15 @@ impl Connection {
                 }
                 _ = rtcp.tick(), if self.playing => {
                     if !self.faults.borrow().garbage
-                        && let Some((channel, packetizer)) = &self.rtp
+                        && let Some((delivery, packetizer)) = &self.stream
                     {
                         let report = packetizer
                             .sender_report(std::time::SystemTime::now(), self.playback.timestamp());
-                        let mut bytes = Vec::with_capacity(32);
-                        rtp::interleave(channel + 1, &report, &mut bytes);
-                        let _ = out.try_send(bytes);
+                        let mut bytes = Vec::new();
+                        delivery.send(true, &[report], &mut bytes);
+                        if !bytes.is_empty() {
+                            let _ = out.try_send(bytes);
+                        }
                     }
                 }
             }
@@ -544,21 +552,24 @@ impl Connection {
         tracing::debug!("simulated camera: connection closed");
     }
 
-    /// The interleaved packets for the next frame, or garbage, or nothing
-    /// (stalled).
+    /// Sends the next frame. Returns what must go out on the RTSP
+    /// connection: interleaved packets or garbage; nothing when stalled or
+    /// when the frame went out over UDP.
     fn next_frame_bytes(&mut self, faults: &Faults) -> Option<Vec<u8>> {
         let (frame, timestamp) = self.playback.tick(faults)?;
+        let (delivery, packetizer) = self.stream.as_mut()?;
         if faults.garbage {
-            let channel = self.rtp.as_ref()?.0;
+            let channel = match delivery {
+                Delivery::Interleaved { channel } => *channel,
+                Delivery::Udp { .. } => 0,
+            };
             return Some(self.garbage_bytes(channel));
         }
-        let (channel, packetizer) = self.rtp.as_mut()?;
-        let mut bytes = Vec::with_capacity(frame.size() + 64);
-        for packet in packetizer.packetize(frame, timestamp) {
-            rtp::interleave(*channel, &packet, &mut bytes);
-        }
+        let packets = packetizer.packetize(frame, timestamp);
+        let mut bytes = Vec::new();
+        delivery.send(false, &packets, &mut bytes);
         self.setup.frames_sent.fetch_add(1, Ordering::Relaxed);
-        Some(bytes)
+        (!bytes.is_empty()).then_some(bytes)
     }
 
     /// An "RTP" packet that is not (version 0), then bytes that are neither
@@ -621,7 +632,7 @@ impl Connection {
             }
             "SETUP" => self.setup_stream(request),
             "PLAY" => {
-                let Some((_, packetizer)) = &self.rtp else {
+                let Some((_, packetizer)) = &self.stream else {
                     return (
                         Response::to(Some(request), 455, "Method Not Valid in This State"),
                         After::Continue,
@@ -655,46 +666,41 @@ impl Connection {
     }
 
     fn setup_stream(&mut self, request: &Request) -> (Response, After) {
-        let transport = request.header("Transport").unwrap_or_default();
-        let tcp = transport
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .starts_with("RTP/AVP/TCP");
-        let channels = transport
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("interleaved="))
-            .and_then(|range| range.split('-').next())
-            .and_then(|first| first.parse::<u8>().ok())
-            .filter(|&c| c < 255)
-            .unwrap_or(0);
-        if !tcp {
-            return (
-                Response::to(Some(request), 461, "Unsupported Transport"),
-                After::Continue,
-            );
-        }
-        if self.rtp.is_some() {
+        if self.stream.is_some() {
+            // One stream per session; a second SETUP is a client bug.
             return (
                 Response::to(Some(request), 455, "Method Not Valid in This State"),
                 After::Continue,
             );
         }
+        let transport = request.header("Transport").unwrap_or_default();
+        let delivery = match transport::requested(transport) {
+            Requested::Tcp { channel } => Delivery::Interleaved { channel },
+            Requested::Udp { client_port } => match Delivery::udp(self.peer, client_port) {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated camera: no UDP ports");
+                    return (
+                        Response::to(Some(request), 500, "Internal Server Error"),
+                        After::Continue,
+                    );
+                }
+            },
+            Requested::Unsupported => {
+                return (
+                    Response::to(Some(request), 461, "Unsupported Transport"),
+                    After::Continue,
+                );
+            }
+        };
         let random = random_u64();
         // Truncations intended: slices of one random value.
         let ssrc = random as u32;
         let packetizer = rtp::Packetizer::new(ssrc, (random >> 32) as u16);
-        self.rtp = Some((channels, packetizer));
         let response = Response::to(Some(request), 200, "OK")
             .header("Session", format!("{};timeout=60", self.session_id))
-            .header(
-                "Transport",
-                format!(
-                    "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={ssrc:08X}",
-                    channels,
-                    channels + 1
-                ),
-            );
+            .header("Transport", delivery.describe(ssrc));
+        self.stream = Some((delivery, packetizer));
         (response, After::Continue)
     }
 

@@ -19,6 +19,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    #[cfg(test)]
     pub(crate) fn size(&self) -> usize {
         self.nals.iter().map(Vec::len).sum()
     }
