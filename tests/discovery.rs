@@ -13,7 +13,6 @@ use doorwarden::core::{
     Action, CameraStatus, Command, DeliveryEvent, DeliveryEventKind, DeliveryState, DoorStatus,
     LockDisplay, MoveSource, RequestChannel, liveness::LivenessKind,
 };
-use doorwarden::ha::discovery;
 use doorwarden::ha::{CommandParse, CommandTopics, Message, Mirror};
 use doorwarden::io::mqtt::{BrokerLink, Incoming};
 use serde_json::{Value, json};
