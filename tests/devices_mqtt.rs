@@ -27,6 +27,8 @@ struct Door {
     link: TestClient,
     tracker: LockTracker,
     seen: Vec<DoorReport>,
+    /// Descriptions of the malformed messages, as the shell would log them.
+    malformed: Vec<String>,
 }
 
 impl Door {
@@ -42,6 +44,7 @@ impl Door {
             link,
             tracker: LockTracker::new(confirm),
             seen: Vec::new(),
+            malformed: Vec::new(),
         }
     }
 
@@ -85,7 +88,8 @@ impl Door {
                         Parsed::Reports(r) => r,
                         Parsed::NotMine => continue,
                         Parsed::Malformed(why) => {
-                            panic!("the simulator sent a malformed message: {why}")
+                            self.malformed.push(why);
+                            continue;
                         }
                     };
                     for report in reports {
@@ -106,6 +110,28 @@ impl Door {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Wait until `n` malformed messages have been seen (and set aside).
+    async fn until_malformed(&mut self, n: usize) {
+        while self.malformed.len() < n {
+            let Some(msg) = self.link.try_wait_for(|_| true, LIMIT).await else {
+                panic!(
+                    "timed out waiting for {n} malformed messages; saw {:?}",
+                    self.malformed
+                );
+            };
+            match self.devices.parse(&msg.topic, &msg.payload) {
+                Parsed::Malformed(why) => self.malformed.push(why),
+                Parsed::Reports(reports) => {
+                    for report in reports {
+                        let _ = self.tracker.handle_report(Instant::now(), &report);
+                        self.seen.push(report);
+                    }
+                }
+                Parsed::NotMine => {}
             }
         }
     }
@@ -165,6 +191,49 @@ async fn zigbee_unlock_and_lock_are_confirmed_by_the_lock() {
             r#"{"state":"LOCK"}"#
         ]
     );
+}
+
+#[tokio::test]
+async fn zigbee_malformed_messages_change_nothing() {
+    let (broker, sim, mut door) = zigbee(Duration::from_secs(5)).await;
+    let stranger = TestClient::connect(&broker).await;
+    stranger
+        .publish(
+            "zigbee2mqtt/Front door",
+            r#"{"state":"UNLOCK","lock_st"#,
+            false,
+        )
+        .await;
+    stranger
+        .publish(
+            "zigbee2mqtt/Front door",
+            r#"{"state":"OPEN","lock_state":"open"}"#,
+            false,
+        )
+        .await;
+    stranger
+        .publish(
+            "zigbee2mqtt/Front door",
+            r#"{"state":"UNLOCK","battery":"low"}"#,
+            false,
+        )
+        .await;
+    door.until_malformed(3).await;
+    sim.manual_lock()
+        .await
+        .expect("a real message after the bad ones");
+    door.until(bolt(LockState::Locked), "the lock's next real message")
+        .await;
+    assert_eq!(door.malformed.len(), 3, "{:?}", door.malformed);
+    assert!(!door.seen.iter().any(|r| matches!(
+        r,
+        DoorReport::Lock {
+            state: LockState::Unlocked,
+            ..
+        }
+    )));
+    assert_eq!(door.tracker.state(), LockState::Locked);
+    assert_eq!(door.tracker.display(), Some(LockDisplay::Locked));
 }
 
 #[tokio::test]
