@@ -476,3 +476,32 @@ async fn a_thousand_random_payloads_on_every_subscription_break_nothing() {
         sender.clear_retained(&topic).await;
     }
 }
+
+#[tokio::test]
+async fn a_broker_that_comes_up_later_is_joined_and_the_outage_reported_once() {
+    let mut broker = Mosquitto::start();
+    broker.stop();
+    let mut run = start(&broker.mqtt_config("dw-late"), &["doorwarden/+/lock/set"]);
+    let reason = disconnected(&mut run.link.incoming).await;
+    assert!(reason.contains("127.0.0.1"), "{reason}");
+
+    // Several attempts fail (0.5 s, 1 s, …) while the broker is down; the
+    // runtime hears about the outage once.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let mut reports = 0;
+    while let Ok(incoming) = run.link.incoming.try_recv() {
+        assert!(
+            matches!(incoming, Incoming::Disconnected { .. }),
+            "{incoming:?}"
+        );
+        reports += 1;
+    }
+    assert_eq!(reports, 0, "outage reported more than once");
+
+    broker.restart();
+    connected(&mut run.link.incoming).await;
+    let ha = TestClient::connect(&broker).await;
+    ha.publish("doorwarden/front/lock/set", "LOCK", false).await;
+    let (payload, _) = message_on(&mut run.link.incoming, "doorwarden/front/lock/set").await;
+    assert_eq!(payload, b"LOCK");
+}
