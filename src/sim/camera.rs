@@ -260,7 +260,8 @@ impl SimCamera {
         self.shared.addr
     }
 
-    /// Frames sent so far, summed over every client.
+    /// Frames sent so far, summed over every client (counted when handed to
+    /// the connection; a client too slow to take them may lose some).
     pub fn frames_sent(&self) -> u64 {
         self.shared.frames_sent.load(Ordering::Relaxed)
     }
@@ -474,10 +475,14 @@ impl Connection {
             1_000_000 * u64::from(playback::TICKS_PER_FRAME) / 90_000,
         ));
         let mut rtcp = tokio::time::interval(RTCP_INTERVAL);
+        // Whether queued bytes still go out before the socket closes: yes
+        // after a last response, no when the camera cuts the connection.
+        let mut flush = true;
         'serve: loop {
             tokio::select! {
                 changed = self.faults.changed() => {
                     if changed.is_err() || self.faults.borrow().drop_generation != self.generation {
+                        flush = false;
                         break 'serve;
                     }
                 }
@@ -539,11 +544,12 @@ impl Connection {
                 }
             }
         }
-        // Let queued bytes (a last response) go out, then close. A client
-        // that does not read cannot hold the socket open: the wait is
-        // bounded, then the writer is aborted, which drops the socket.
+        // A client that does not read cannot hold the socket open: the
+        // flush is bounded, then the writer is aborted, which drops the
+        // socket.
         drop(out);
-        if tokio::time::timeout(Duration::from_millis(200), &mut writer_task)
+        let flush_for = Duration::from_millis(if flush { 200 } else { 0 });
+        if tokio::time::timeout(flush_for, &mut writer_task)
             .await
             .is_err()
         {
