@@ -228,6 +228,13 @@ impl Mirror {
         vec![message]
     }
 
+    /// Forgets what was last sent on `topic`, so the next state for it goes
+    /// out even if unchanged. Call it when a message from
+    /// [`Mirror::from_action`] could not be queued.
+    pub fn forget(&mut self, topic: &str) {
+        self.last.remove(topic);
+    }
+
     /// Everything again: discovery configs, bridge info, then the last
     /// payload of every retained state topic. For Home Assistant's birth
     /// message (`online` on `mqtt.ha_status_topic`) and after a reconnect.
