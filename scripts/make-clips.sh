@@ -10,6 +10,9 @@ set -eu
 out="$(dirname "$0")/../assets/clips"
 mkdir -p "$out"
 
+# Constant quality (-crf), not a bitrate: with a bitrate target x264 spends
+# the spare bits refining a still picture, and its P-frames stay kilobytes.
+# The SEI x264 writes (its settings, as text) is stripped: it is not video.
 common="-an -c:v libx264 -profile:v baseline -level 3.0 -pix_fmt yuv420p -preset medium -bf 0 -g 15 -keyint_min 15 -sc_threshold 0 -crf 30 -x264-params repeat-headers=1:sliced-threads=0 -bsf:v filter_units=remove_types=6 -f h264"
 
 # A moving test pattern: testsrc2 scrolls and counts on its own.
