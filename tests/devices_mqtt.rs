@@ -288,6 +288,14 @@ async fn zigbee_lock_going_offline_and_back() {
 }
 
 #[tokio::test]
+async fn zigbee_bridge_vanishing_takes_the_lock_away() {
+    let (_broker, sim, mut door) = zigbee(Duration::from_secs(5)).await;
+    // The bridge process dies: the broker publishes its last will.
+    drop(sim);
+    door.until_note(LockNote::Availability(false)).await;
+}
+
+#[tokio::test]
 async fn zigbee_door_opened_and_shut() {
     let broker = Mosquitto::start();
     let _lock = SimZigbeeLock::start("127.0.0.1", broker.port(), "zigbee2mqtt/Front door")
@@ -430,6 +438,14 @@ async fn zwave_dead_node_is_unavailable() {
     door.until_note(LockNote::Availability(false)).await;
     sim.set_alive(true).await.expect("alive");
     door.until_note(LockNote::Availability(true)).await;
+}
+
+#[tokio::test]
+async fn zwave_gateway_vanishing_takes_the_lock_away() {
+    let (_broker, sim, mut door) =
+        zwave(PayloadStyle::TimeValue, false, Duration::from_secs(5)).await;
+    drop(sim);
+    door.until_note(LockNote::Availability(false)).await;
 }
 
 #[tokio::test]

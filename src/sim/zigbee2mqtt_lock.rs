@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -55,11 +57,14 @@ pub(crate) struct SimLink {
 impl SimLink {
     /// Connect, subscribe to `filters`, call `on_connect` after every
     /// (re)connection and `on_message` for every publish received. Returns
-    /// once the broker acknowledged the subscriptions.
+    /// once the broker acknowledged the subscriptions. `will` is the retained
+    /// (topic, payload) the broker publishes if the simulator vanishes, as
+    /// the real bridges set one.
     pub(crate) async fn connect(
         name: &str,
         host: &str,
         port: u16,
+        will: Option<(String, Vec<u8>)>,
         filters: Vec<String>,
         on_connect: impl Fn(&AsyncClient) + Send + 'static,
         on_message: impl Fn(&AsyncClient, Publish) + Send + 'static,
@@ -71,6 +76,9 @@ impl SimLink {
             .collect();
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(5));
+        if let Some((topic, payload)) = will {
+            options.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true));
+        }
         let (client, eventloop) = AsyncClient::new(options, 64);
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = tokio::spawn(drive(
@@ -251,6 +259,11 @@ impl SimZigbeeLock {
         let topic = topic.trim_end_matches('/').to_string();
         let base = topic.split('/').next().unwrap_or("zigbee2mqtt").to_string();
         let filters = vec![format!("{topic}/set"), format!("{topic}/get")];
+        // Zigbee2MQTT's own last will: the whole bridge is gone.
+        let will = (
+            format!("{base}/bridge/state"),
+            to_bytes(&json!({"state": "offline"})),
+        );
         let (t1, s1) = (topic.clone(), state.clone());
         let on_connect = move |client: &AsyncClient| {
             let online = locked(&s1).online;
@@ -269,7 +282,16 @@ impl SimZigbeeLock {
         };
         let (t2, s2) = (topic.clone(), state.clone());
         let on_message = move |client: &AsyncClient, p: Publish| answer(client, &t2, &s2, p);
-        let link = SimLink::connect(&topic, host, port, filters, on_connect, on_message).await?;
+        let link = SimLink::connect(
+            &topic,
+            host,
+            port,
+            Some(will),
+            filters,
+            on_connect,
+            on_message,
+        )
+        .await?;
         Ok(SimZigbeeLock { link, topic, state })
     }
 
@@ -476,6 +498,7 @@ impl SimZigbeeContact {
             &topic,
             host,
             port,
+            None,
             vec![format!("{topic}/get")],
             on_connect,
             on_message,

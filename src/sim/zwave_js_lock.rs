@@ -113,6 +113,8 @@ impl SimZwaveLock {
             format!("{api}/sendCommand/set"),
             format!("{api}/refreshCCValues/set"),
         ];
+        // The gateway's last will, as Z-Wave JS UI sets it.
+        let will = (gateway_status(&cfg), to_bytes(&json!({"value": false})));
         let (c1, s1) = (cfg.clone(), state.clone());
         let on_connect = move |client: &AsyncClient| {
             let s = locked(&s1);
@@ -145,8 +147,16 @@ impl SimZwaveLock {
         };
         let (c2, s2) = (cfg.clone(), state.clone());
         let on_message = move |client: &AsyncClient, p: Publish| answer(client, &c2, &s2, p);
-        let link =
-            SimLink::connect(&cfg.node_topic, host, port, filters, on_connect, on_message).await?;
+        let link = SimLink::connect(
+            &cfg.node_topic,
+            host,
+            port,
+            Some(will),
+            filters,
+            on_connect,
+            on_message,
+        )
+        .await?;
         Ok(SimZwaveLock { link, cfg, state })
     }
 
