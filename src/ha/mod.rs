@@ -26,7 +26,9 @@
 //! // For every core action:
 //! for m in mirror.from_action(&action) { link.publish(&m.topic, m.payload, m.retain)?; }
 //! // For every incoming message that is not a command:
-//! if let Some(m) = mirror.stale_config(&topic, &payload, retain) { link.publish(…)?; }
+//! if let Some(m) = mirror.stale_config(&topic, &payload, retain) {
+//!     link.publish(&m.topic, m.payload, m.retain)?;
+//! }
 //! ```
 
 pub mod commands;
