@@ -528,8 +528,48 @@ fn zwave_node_status_dead_is_the_only_unavailable() {
     assert_eq!(schlage.parse("alive"), vec![LockAvailable(true)]);
     assert_eq!(schlage.parse("dead"), vec![LockAvailable(false)]);
     assert_eq!(schlage.parse("gateway_offline"), vec![LockAvailable(false)]);
-    // The gateway's return proves nothing about the lock: its node status follows.
-    assert_eq!(schlage.parse("gateway_online"), vec![]);
+    // The gateway's return does not revive a node it last reported dead.
+    assert_eq!(schlage.parse("gateway_online"), vec![LockAvailable(false)]);
+    assert_eq!(schlage.parse("alive"), vec![LockAvailable(true)]);
+
+    // Before any node status, the gateway's return says nothing about the lock.
+    let fresh = Zw::load("schlage_be469.json", "");
+    assert_eq!(fresh.parse("gateway_online"), vec![]);
+    // While the gateway is gone, an old retained "alive" does not count.
+    assert_eq!(fresh.parse("gateway_offline"), vec![LockAvailable(false)]);
+    assert_eq!(fresh.parse("alive"), vec![LockAvailable(false)]);
+    assert_eq!(fresh.parse("gateway_online"), vec![LockAvailable(true)]);
+}
+
+#[test]
+fn zigbee_availability_does_not_depend_on_message_order() {
+    // Retained messages on different topics arrive in no promised order: a
+    // bridge "online" after the device's "offline" must not revive it.
+    let d = door("zigbee2mqtt: {topic: zigbee2mqtt/Front door}");
+    let device = "zigbee2mqtt/Front door/availability";
+    let bridge = "zigbee2mqtt/bridge/state";
+    assert_eq!(
+        reports(d.parse(device, br#"{"state":"offline"}"#)),
+        vec![LockAvailable(false)]
+    );
+    assert_eq!(
+        reports(d.parse(bridge, br#"{"state":"online"}"#)),
+        vec![LockAvailable(false)]
+    );
+    assert_eq!(
+        reports(d.parse(device, br#"{"state":"online"}"#)),
+        vec![LockAvailable(true)]
+    );
+    // Without device availability (Zigbee2MQTT's default) the bridge decides.
+    let plain = door("zigbee2mqtt: {topic: zigbee2mqtt/Front door}");
+    assert_eq!(
+        reports(plain.parse(bridge, br#"{"state":"offline"}"#)),
+        vec![LockAvailable(false)]
+    );
+    assert_eq!(
+        reports(plain.parse(bridge, br#"{"state":"online"}"#)),
+        vec![LockAvailable(true)]
+    );
 }
 
 #[test]

@@ -16,6 +16,8 @@
 pub mod zigbee2mqtt;
 pub mod zwave_js;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use crate::config;
 use crate::core::{DoorReport, LockCommand};
 
@@ -142,7 +144,9 @@ impl DoorDevices {
     }
 
     /// Translate one received message. Retained or not makes no difference
-    /// here: a retained state is still the device's last known state.
+    /// here: a retained state is still the device's last known state. The
+    /// only memory kept is the last bridge and device availability, so that
+    /// their order of arrival does not matter (see `Reachability`).
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Parsed {
         let from_lock = match &self.lock {
             Some(LockLink::Zigbee(l)) => l.parse(topic, payload),
@@ -207,6 +211,62 @@ pub fn subscriptions_of<'a>(doors: impl IntoIterator<Item = &'a DoorDevices>) ->
 /// Topics that speak for a whole bridge rather than one device.
 fn is_bridge_topic(topic: &str) -> bool {
     topic.ends_with("/bridge/state") || topic.contains("/_CLIENTS/")
+}
+
+/// Whether a device is reachable, from two signals that arrive on separate
+/// topics in no guaranteed order: the bridge's own status (Zigbee2MQTT
+/// `bridge/state`, Z-Wave JS UI's gateway client status) and the device's
+/// (Zigbee2MQTT `<topic>/availability`, the Z-Wave node `status`). The
+/// device is reachable only while neither says otherwise, so a retained
+/// "bridge online" delivered after a retained "device offline" cannot undo
+/// it. Atomics keep `parse(&self)` usable from anywhere; the shell feeds
+/// messages one at a time anyway.
+#[derive(Debug, Default)]
+pub(crate) struct Reachability {
+    bridge: AtomicU8,
+    device: AtomicU8,
+}
+
+const SIGNAL_UNKNOWN: u8 = 0;
+const SIGNAL_UP: u8 = 1;
+const SIGNAL_DOWN: u8 = 2;
+
+impl Clone for Reachability {
+    fn clone(&self) -> Self {
+        Reachability {
+            bridge: AtomicU8::new(self.bridge.load(Ordering::Relaxed)),
+            device: AtomicU8::new(self.device.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Reachability {
+    fn signal(up: bool) -> u8 {
+        if up { SIGNAL_UP } else { SIGNAL_DOWN }
+    }
+
+    /// Record the bridge's status; the device's reachability if known.
+    /// A bridge coming up says nothing about a device not heard from yet
+    /// when `device_required` (Z-Wave, whose node status always follows).
+    pub(crate) fn bridge(&self, up: bool, device_required: bool) -> Option<bool> {
+        self.bridge.store(Self::signal(up), Ordering::Relaxed);
+        let device = self.device.load(Ordering::Relaxed);
+        if up && device_required && device == SIGNAL_UNKNOWN {
+            return None;
+        }
+        Some(self.effective())
+    }
+
+    /// Record the device's own status; its reachability.
+    pub(crate) fn device(&self, up: bool) -> bool {
+        self.device.store(Self::signal(up), Ordering::Relaxed);
+        self.effective()
+    }
+
+    fn effective(&self) -> bool {
+        self.bridge.load(Ordering::Relaxed) != SIGNAL_DOWN
+            && self.device.load(Ordering::Relaxed) != SIGNAL_DOWN
+    }
 }
 
 /// The bytes of a payload as text, if they are UTF-8 (MQTT payloads from

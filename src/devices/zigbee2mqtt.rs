@@ -25,7 +25,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Outgoing, Parsed, payload_text};
+use super::{Outgoing, Parsed, Reachability, payload_text};
 use crate::core::{DoorReport, LockCommand, LockState, MoveSource};
 
 /// The topics Zigbee2MQTT uses for one device.
@@ -34,6 +34,7 @@ struct Topics {
     state: String,
     availability: String,
     bridge_state: String,
+    reach: Reachability,
 }
 
 impl Topics {
@@ -44,6 +45,7 @@ impl Topics {
             availability: format!("{state}/availability"),
             bridge_state: format!("{base}/bridge/state"),
             state,
+            reach: Reachability::default(),
         }
     }
 
@@ -53,6 +55,20 @@ impl Topics {
             self.state.clone(),
             self.availability.clone(),
         ]
+    }
+
+    /// The device's reachability after a message on its availability topic
+    /// or the bridge's, `None` for other topics.
+    fn availability(&self, topic: &str, payload: &[u8]) -> Option<Result<bool, String>> {
+        if topic == self.availability {
+            Some(parse_availability(payload).map(|up| self.reach.device(up)))
+        } else if topic == self.bridge_state {
+            // Zigbee2MQTT's device availability is optional (off by
+            // default), so a bridge coming up is enough on its own.
+            Some(parse_availability(payload).map(|up| self.reach.bridge(up, false).unwrap_or(up)))
+        } else {
+            None
+        }
     }
 }
 
@@ -83,8 +99,8 @@ impl ZigbeeLock {
                 Ok(reports) => Parsed::Reports(reports),
                 Err(why) => Parsed::Malformed(format!("zigbee2mqtt lock {name}: {why}")),
             }
-        } else if topic == self.topics.availability || topic == self.topics.bridge_state {
-            match parse_availability(payload) {
+        } else if let Some(result) = self.topics.availability(topic, payload) {
+            match result {
                 Ok(online) => Parsed::Reports(vec![DoorReport::LockAvailable(online)]),
                 Err(why) => {
                     Parsed::Malformed(format!("zigbee2mqtt lock {name} availability: {why}"))
@@ -155,8 +171,8 @@ impl ZigbeeContact {
                 Ok(reports) => Parsed::Reports(reports),
                 Err(why) => Parsed::Malformed(format!("zigbee2mqtt contact sensor {name}: {why}")),
             }
-        } else if topic == self.topics.availability || topic == self.topics.bridge_state {
-            match parse_availability(payload) {
+        } else if let Some(result) = self.topics.availability(topic, payload) {
+            match result {
                 Ok(online) => Parsed::Reports(vec![DoorReport::ContactAvailable(online)]),
                 Err(why) => Parsed::Malformed(format!(
                     "zigbee2mqtt contact sensor {name} availability: {why}"

@@ -43,7 +43,7 @@
 use serde_json::{Map, Value, json};
 
 use super::zigbee2mqtt::whole_number;
-use super::{Outgoing, Parsed, payload_text};
+use super::{Outgoing, Parsed, Reachability, payload_text};
 use crate::config;
 use crate::core::{DoorReport, LockCommand, LockState, MoveSource};
 
@@ -73,6 +73,8 @@ struct Node {
     id: Option<u32>,
     /// `<prefix>/_CLIENTS/ZWAVE_GATEWAY-<name>`.
     gateway: String,
+    /// Gateway status and node status, combined.
+    reach: Reachability,
 }
 
 impl Node {
@@ -82,6 +84,7 @@ impl Node {
             base: cfg.node_topic(),
             id: cfg.node,
             gateway: format!("{prefix}/_CLIENTS/ZWAVE_GATEWAY-{}", cfg.gateway),
+            reach: Reachability::default(),
         }
     }
 
@@ -96,6 +99,20 @@ impl Node {
 
     fn api(&self, name: &str) -> String {
         format!("{}/api/{name}", self.gateway)
+    }
+
+    /// The node's reachability after a gateway status message: down with the
+    /// gateway, and when it returns, whatever the node was (unknown until its
+    /// status, which the gateway republishes, arrives).
+    fn gateway_message(&self, payload: &[u8]) -> Result<Option<bool>, String> {
+        let up = value_of(payload)
+            .and_then(|v| as_bool(&v))?
+            .ok_or("status without a value")?;
+        Ok(self.reach.bridge(up, true))
+    }
+
+    fn status_message(&self, value: &Value) -> Result<bool, String> {
+        node_status(value).map(|up| self.reach.device(up))
     }
 }
 
@@ -137,11 +154,8 @@ impl ZwaveLock {
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Parsed {
         let base = &self.node.base;
         if topic == self.node.gateway_status() {
-            // The gateway coming back says nothing about the lock: its node
-            // status follows.
-            return match value_of(payload).and_then(|v| as_bool(&v)) {
-                Ok(Some(false)) => Parsed::Reports(vec![DoorReport::LockAvailable(false)]),
-                Ok(_) => Parsed::Reports(Vec::new()),
+            return match self.node.gateway_message(payload) {
+                Ok(up) => Parsed::Reports(up.map(DoorReport::LockAvailable).into_iter().collect()),
                 Err(why) => Parsed::Malformed(format!("z-wave js gateway status: {why}")),
             };
         }
@@ -181,7 +195,10 @@ impl ZwaveLock {
             }
         };
         Some(match parts.as_slice() {
-            ["status"] => node_status(&value).map(|up| vec![DoorReport::LockAvailable(up)]),
+            ["status"] => self
+                .node
+                .status_message(&value)
+                .map(|up| vec![DoorReport::LockAvailable(up)]),
             ["98", "0", "currentMode"] => current_mode(&value).map(|state| {
                 vec![DoorReport::Lock {
                     state,
@@ -351,9 +368,10 @@ impl ZwaveContact {
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Parsed {
         let base = &self.node.base;
         if topic == self.node.gateway_status() {
-            return match value_of(payload).and_then(|v| as_bool(&v)) {
-                Ok(Some(false)) => Parsed::Reports(vec![DoorReport::ContactAvailable(false)]),
-                Ok(_) => Parsed::Reports(Vec::new()),
+            return match self.node.gateway_message(payload) {
+                Ok(up) => {
+                    Parsed::Reports(up.map(DoorReport::ContactAvailable).into_iter().collect())
+                }
                 Err(why) => Parsed::Malformed(format!("z-wave js gateway status: {why}")),
             };
         }
@@ -370,7 +388,7 @@ impl ZwaveContact {
         }
         let result = match rel {
             "status" => value_of(payload)
-                .and_then(|v| node_status(&v))
+                .and_then(|v| self.node.status_message(&v))
                 .map(|up| vec![DoorReport::ContactAvailable(up)]),
             "113/0/Access_Control/Door_state" => {
                 value_of(payload).and_then(|v| door_state(&v)).map(|open| {
