@@ -301,6 +301,11 @@ pub struct Door {
     /// until the window changes.
     last_outcome: Option<DeliveryState>,
     timers: Timers,
+    /// The schedule's answer at the last refresh: the wall time asked
+    /// about, the window open then, and the next edge. Valid until the wall
+    /// clock reaches that edge or goes back before the time asked about;
+    /// cleared when a grant or cancel changes the schedule.
+    window_cache: Option<(Timestamp, Option<OpenWindow>, Option<Timestamp>)>,
 }
 
 impl Door {
@@ -332,6 +337,7 @@ impl Door {
             owner_auto_relock: None,
             last_outcome: None,
             timers: Timers::default(),
+            window_cache: None,
         }
     }
 
@@ -372,10 +378,11 @@ impl Door {
     /// The earliest instant this door has work to do, and why. A window
     /// edge (wall clock) is placed on the monotonic clock from `last`.
     pub fn poll_timeout(&self, last: Stamp) -> Option<(Instant, Wake)> {
-        let edge = self
-            .schedule
-            .next_change(last.wall)
-            .map(|t| (wall_to_mono(last, t), Wake::WindowEdge));
+        let next_edge = match self.window_cache {
+            Some((asked, _, next)) if asked == last.wall => next,
+            _ => self.schedule.next_change(last.wall),
+        };
+        let edge = next_edge.map(|t| (wall_to_mono(last, t), Wake::WindowEdge));
         [
             self.lock
                 .poll_timeout()
@@ -542,7 +549,7 @@ impl Door {
     /// Re-read the window at the event's wall time (clocks jump), then keep
     /// the keypad slot in step. Call before and after every input.
     pub fn refresh(&mut self, ctx: &mut Ctx) {
-        let open = self.schedule.open_window(ctx.now.wall);
+        let open = self.open_window(ctx.now.wall);
         let before = self.window;
         let same_occurrence = matches!((before, open), (Some(a), Some(b)) if a.starts == b.starts);
         if !same_occurrence {
@@ -557,6 +564,22 @@ impl Door {
         }
         self.window = open;
         self.sync_code_slot(ctx);
+    }
+
+    /// The schedule's open window at `wall`, asking it again only when an
+    /// edge may have passed (the schedule walks the calendar to answer).
+    fn open_window(&mut self, wall: Timestamp) -> Option<OpenWindow> {
+        match self.window_cache {
+            Some((asked, open, next)) if asked <= wall && next.is_none_or(|n| wall < n) => {
+                self.window_cache = Some((wall, open, next));
+                open
+            }
+            _ => {
+                let open = self.schedule.open_window(wall);
+                self.window_cache = Some((wall, open, self.schedule.next_change(wall)));
+                open
+            }
+        }
     }
 
     fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
@@ -857,6 +880,33 @@ impl Door {
                     _ => {}
                 }
             }
+            LockNote::Retry(LockCommand::Unlock) if self.session.is_some() => {
+                // A delivery unlock is only ever sent while the rules hold;
+                // that includes sending it again.
+                let rules_hold = self.window.is_some()
+                    && !ctx.cameras.is_empty()
+                    && ctx.cameras.iter().all(|c| c.kind == LivenessKind::Live);
+                let unlocking = self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::Unlocking);
+                if unlocking && rules_hold {
+                    let reason = "lock did not confirm the unlock in time; sending it again";
+                    self.audit(ctx, "lock_retry", reason, json!({}));
+                    ctx.out.push(self.lock_action(LockCommand::Unlock));
+                } else if unlocking {
+                    self.relock(
+                        ctx,
+                        "the unlock was not confirmed and may no longer be granted",
+                    );
+                } else {
+                    // A relock is already due (waiting for the door to
+                    // shut): stop asking the lock to open.
+                    self.lock.abandon();
+                    let reason = "unlock not confirmed; not sent again, a relock is due";
+                    self.audit(ctx, "unlock_abandoned", reason, json!({}));
+                }
+            }
             LockNote::Retry(command) => {
                 let reason = "lock did not confirm in time; sending the command again".to_string();
                 self.audit(ctx, "lock_retry", &reason, json!({}));
@@ -933,6 +983,7 @@ impl Door {
             Command::Grant { duration, code } => {
                 let d = duration.unwrap_or(self.grant_duration);
                 let w = self.schedule.grant(ctx.now.wall, d);
+                self.window_cache = None;
                 let reason = format!("window granted until {}", self.local_time(w.ends));
                 self.audit(ctx, "window_granted", &reason, window_json(&w));
                 self.refresh(ctx);
@@ -942,6 +993,7 @@ impl Door {
             }
             Command::EndDelivery => {
                 self.schedule.cancel(ctx.now.wall);
+                self.window_cache = None;
                 self.audit(ctx, "window_ended", "ended from Home Assistant", json!({}));
                 self.refresh(ctx);
                 if self.session.is_some() {
@@ -977,6 +1029,11 @@ impl Door {
                     self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
                     self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
                 } else {
+                    if self.session.is_some() {
+                        // The owner takes the door over; the delivery is over
+                        // and must not be left waiting for a relock.
+                        self.finish(ctx, "the owner unlocked the door during the delivery");
+                    }
                     self.audit(
                         ctx,
                         "owner_unlock",

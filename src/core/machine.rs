@@ -85,6 +85,7 @@ pub enum CoreError {
     Defaults { door: String, reason: String },
 }
 
+#[derive(Debug, Clone)]
 struct CameraEntry {
     liveness: CameraLiveness,
     /// The kind the doors were last told about.
@@ -109,6 +110,7 @@ impl CameraEntry {
     }
 }
 
+#[derive(Debug, Clone)]
 struct DoorEntry {
     door: interlock::Door,
     cameras: Vec<String>,
@@ -117,7 +119,9 @@ struct DoorEntry {
 }
 
 /// The whole home's decisions. See the module docs of `crate::core` for
-/// the driver's contract.
+/// the driver's contract. `Clone` gives an independent copy (tests fork a
+/// warmed-up home this way).
+#[derive(Debug, Clone)]
 pub struct Core {
     cameras: BTreeMap<String, CameraEntry>,
     doors: BTreeMap<String, DoorEntry>,
@@ -330,7 +334,6 @@ impl Core {
         self.persist_probe = false;
 
         self.run_timeouts(now, &mut out);
-        self.refresh_doors(now, &mut out);
         match event.kind {
             EventKind::Tick => {}
             EventKind::CameraUp { camera } => {
@@ -452,6 +455,9 @@ impl Core {
                 self.camera_changed(&name, now, out);
             }
         }
+        // Windows first: a lock retry due at the same instant a window
+        // closed must see the window closed and relock instead.
+        self.refresh_doors(now, out);
         let names: Vec<String> = self.doors.keys().cloned().collect();
         for name in &names {
             self.with_door(name, now, out, |d, ctx| d.handle_timeout(ctx));
