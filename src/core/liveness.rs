@@ -955,10 +955,10 @@ impl CameraLiveness {
             }
             s.p_since_key = 0;
             // In a long GOP, the next one may settle at another size.
-            if s.long_gop() {
-                if let Some(run) = &mut s.still {
-                    run.level = None;
-                }
+            if s.long_gop()
+                && let Some(run) = &mut s.still
+            {
+                run.level = None;
             }
             s.still.and_then(|run| run.verdict(t, still_after))
         } else if self.baseline.judges_as_empty(frame.size) {
