@@ -1,0 +1,528 @@
+//! Camera watching benchmark: prints figures, asserts nothing.
+//!
+//! ```text
+//! cargo bench --bench cameras
+//! DOORWARDEN_BENCH_SECS=5 DOORWARDEN_BENCH_INJECTIONS=3 cargo bench --bench cameras   # quick
+//! ```
+//!
+//! 1. **Detection latency** (simulated camera, in process, 15 fps): for
+//!    each fault — stall (no RTP, RTCP and keepalives go on), freeze
+//!    (byte-identical frames) and drop (every connection closed and new ones
+//!    refused) — inject it `DOORWARDEN_BENCH_INJECTIONS` times (default 20)
+//!    into a Live camera and time from the injection to the liveness
+//!    machine's state change. The three faults run side by side, one camera
+//!    each. Warmup is shortened to 1 s to get through the cycles faster; it
+//!    does not enter the figures.
+//! 2. **Load** (GStreamer's RTSP server from tests/rtsp_server.py, 720p at
+//!    ~2 Mbit/s, 15 fps, encoded once by ffmpeg at start): watch 1, 8 and 32
+//!    cameras (`DOORWARDEN_BENCH_CAMERAS`, default `1,8,32`) for
+//!    `DOORWARDEN_BENCH_SECS` (default 30) with doorwarden's camera tasks and
+//!    liveness machines in a child process, then with as many
+//!    `ffmpeg -rtsp_transport tcp -i URL -c copy -f null -` processes. CPU
+//!    time is the on-CPU time of every thread (/proc/<pid>/task/*/schedstat,
+//!    the same figure as getrusage's user+system, at nanosecond resolution);
+//!    peak memory is VmHWM from /proc/<pid>/status (summed over the ffmpeg
+//!    processes).
+//!
+//! `DOORWARDEN_BENCH_PARTS=latency` or `=load` runs one part only.
+
+#[path = "../tests/common/camera_watch.rs"]
+mod camera_watch;
+#[path = "../tests/common/gst.rs"]
+mod gst;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use camera_watch::{CameraWatch, camera, quick};
+use doorwarden::config;
+use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind};
+use doorwarden::core::{Event, EventKind, Stamp};
+use doorwarden::io::rtsp::CameraTask;
+use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+
+const CHILD_ENV: &str = "DOORWARDEN_BENCH_CHILD";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    let parts = std::env::var("DOORWARDEN_BENCH_PARTS").unwrap_or_else(|_| "latency,load".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if parts.contains("latency") {
+        runtime.block_on(latency());
+    }
+    if parts.contains("load") {
+        load();
+    }
+}
+
+// --- 1. Detection latency -------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Stall,
+    Freeze,
+    Drop,
+}
+
+async fn latency() {
+    let injections: usize = env_or("DOORWARDEN_BENCH_INJECTIONS", 20);
+    println!("== detection latency: simulated camera, 15 fps, {injections} injections per fault");
+    println!(
+        "   (stall_after 2 s, freeze_after 1 s, warmup 1 s; from injection to the state change)"
+    );
+    let runs =
+        [Fault::Stall, Fault::Freeze, Fault::Drop].map(|f| tokio::spawn(inject(f, injections)));
+    for run in runs {
+        match run.await {
+            Ok((fault, mut ms, reasons)) => {
+                if ms.is_empty() {
+                    println!("{fault:?}: no detection measured");
+                    continue;
+                }
+                ms.sort_by(f64::total_cmp);
+                let median = ms[ms.len() / 2];
+                let max = ms[ms.len() - 1];
+                let min = ms[0];
+                println!(
+                    "{:<7} median {median:7.1} ms   max {max:7.1} ms   min {min:7.1} ms   n={}   reasons: {}",
+                    format!("{fault:?}"),
+                    ms.len(),
+                    reasons.join(" | ")
+                );
+            }
+            Err(e) => println!("a latency run failed: {e}"),
+        }
+    }
+}
+
+async fn inject(fault: Fault, injections: usize) -> (Fault, Vec<f64>, Vec<String>) {
+    let cam = match SimCamera::start(SimCameraOptions::default()).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{fault:?}: simulated camera failed to start: {e}");
+            return (fault, Vec::new(), Vec::new());
+        }
+    };
+    let cfg = camera(&format!("url: {}\nwarmup: 1s", cam.url()));
+    let w = CameraWatch::start(&cfg, quick(&cfg));
+    let mut ms = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for i in 0..injections {
+        if !wait(&w, Duration::from_secs(60), |w| {
+            w.state().0 == LivenessKind::Live
+        })
+        .await
+        {
+            println!(
+                "{fault:?}: camera did not become live again: {:?}",
+                w.state()
+            );
+            break;
+        }
+        // Spread the injections over the 67 ms frame interval.
+        let offset = (i as u64 * 29) % 67;
+        tokio::time::sleep(Duration::from_millis(500 + offset)).await;
+        let at = Instant::now();
+        match fault {
+            Fault::Stall => cam.stall(),
+            Fault::Freeze => cam.freeze(),
+            Fault::Drop => {
+                cam.refuse();
+                cam.drop_all();
+            }
+        }
+        if wait(&w, Duration::from_secs(30), |w| {
+            w.first_loss_since(at).is_some()
+        })
+        .await
+        {
+            if let Some(t) = w.first_loss_since(at) {
+                ms.push(t.at.mono.saturating_duration_since(at).as_secs_f64() * 1000.0);
+                let reason = t.reason.unwrap_or_default();
+                let short: String = reason.chars().take(40).collect();
+                let short = format!("{:?}: {short}", t.to);
+                if !reasons.contains(&short) {
+                    reasons.push(short);
+                }
+            }
+        } else {
+            println!("{fault:?}: not detected within 30 s");
+        }
+        if let Fault::Drop = fault {
+            cam.accept();
+        }
+        cam.restore();
+    }
+    w.stop().await;
+    (fault, ms, reasons)
+}
+
+async fn wait(w: &CameraWatch, limit: Duration, done: impl Fn(&CameraWatch) -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done(w) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+// --- 2. Load: doorwarden vs ffmpeg watchers -------------------------------
+
+fn load() {
+    let secs: u64 = env_or("DOORWARDEN_BENCH_SECS", 30);
+    let counts: Vec<usize> = std::env::var("DOORWARDEN_BENCH_CAMERAS")
+        .unwrap_or_else(|_| "1,8,32".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return println!("load: no temp dir: {e}"),
+    };
+    let clip = dir.path().join("hd.h264");
+    println!("\n== load: encoding a 720p ~2 Mbit/s 15 fps test clip once (ffmpeg)...");
+    if let Err(e) = encode_hd_clip(&clip) {
+        return println!("load: cannot make the 720p clip: {e}");
+    }
+    let mount = format!("hd={}", clip.display());
+    let server = gst::RtspTestServer::start_with(&["--mount", &mount]);
+    let url = server.url("/hd");
+    let tck = clock_ticks();
+    println!(
+        "   GStreamer RTSP server pid {} serving {url}; watching for {secs} s per run",
+        server.pid()
+    );
+    println!(
+        "{:>4} | {:>22} {:>12} {:>8} | {:>22} {:>12} | {:>9}",
+        "cams", "doorwarden CPU", "peak RSS", "live", "ffmpeg CPU", "peak RSS", "CPU ratio"
+    );
+    let mut ours_hwm = Vec::new();
+    for &n in &counts {
+        let ours = run_ours(n, secs, &url);
+        let theirs = run_ffmpeg(n, secs, &url, tck);
+        let pct = |cpu: f64| cpu / secs as f64 * 100.0;
+        let fmt_cpu = |cpu: f64| format!("{cpu:6.2} s ({:5.2}% core)", pct(cpu));
+        let (Some(o), Some(t)) = (ours, theirs) else {
+            println!("{n:>4} | run failed");
+            continue;
+        };
+        ours_hwm.push((n, o.hwm_kib));
+        println!(
+            "{n:>4} | {:>22} {:>8.1} MiB {:>5}/{n:<2} | {:>22} {:>8.1} MiB | {:>8.1}x",
+            fmt_cpu(o.cpu_s),
+            o.hwm_kib as f64 / 1024.0,
+            o.live,
+            fmt_cpu(t.cpu_s),
+            t.hwm_kib as f64 / 1024.0,
+            if o.cpu_s > 0.0 {
+                t.cpu_s / o.cpu_s
+            } else {
+                f64::INFINITY
+            },
+        );
+        println!(
+            "     | per camera: doorwarden {:.3}% core, {:.0} frames/s; ffmpeg {:.3}% core",
+            pct(o.cpu_s) / n as f64,
+            o.frames as f64 / secs as f64 / n as f64,
+            pct(t.cpu_s) / n as f64
+        );
+    }
+    if let (Some(&(n0, h0)), Some(&(n1, h1))) = (ours_hwm.first(), ours_hwm.last()) {
+        if n1 > n0 {
+            println!(
+                "   doorwarden peak memory per extra camera: {:.0} KiB ((RSS@{n1} - RSS@{n0}) / {})",
+                (h1 as f64 - h0 as f64) / (n1 - n0) as f64,
+                n1 - n0
+            );
+        }
+    }
+}
+
+fn encode_hd_clip(out: &Path) -> Result<(), String> {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=1280x720:rate=15:duration=8")
+        .args([
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "main",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-b:v",
+            "2M",
+            "-maxrate",
+            "2M",
+            "-bufsize",
+            "2M",
+            "-g",
+            "15",
+            "-keyint_min",
+            "15",
+            "-bf",
+            "0",
+        ])
+        .args([
+            "-sc_threshold",
+            "0",
+            "-x264-params",
+            "repeat-headers=1",
+            "-f",
+            "h264",
+        ])
+        .arg(out)
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("ffmpeg exited with {status}"))
+    }
+}
+
+struct Usage {
+    cpu_s: f64,
+    hwm_kib: u64,
+    live: usize,
+    frames: u64,
+}
+
+fn run_ours(n: usize, secs: u64, url: &str) -> Option<Usage> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .env(CHILD_ENV, format!("{n},{secs},{url}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("CHILD "))?;
+    let field = |name: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    Some(Usage {
+        cpu_s: field("cpu_ns")? as f64 / 1e9,
+        hwm_kib: field("hwm_kib")?,
+        live: field("live")? as usize,
+        frames: field("frames")?,
+    })
+}
+
+fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64) -> Option<Usage> {
+    let mut children: Vec<Child> = Vec::new();
+    for _ in 0..n {
+        let child = Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+            ])
+            .args(["-c", "copy", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        children.push(child);
+    }
+    std::thread::sleep(Duration::from_secs(secs));
+    let mut usage = Usage {
+        cpu_s: 0.0,
+        hwm_kib: 0,
+        live: 0,
+        frames: 0,
+    };
+    for c in &children {
+        let pid = c.id();
+        if let Some(cpu) = cpu_secs(&pid.to_string(), tck) {
+            usage.cpu_s += cpu;
+            usage.live += 1;
+        }
+        usage.hwm_kib += proc_hwm_kib(&format!("/proc/{pid}/status")).unwrap_or(0);
+    }
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    Some(usage)
+}
+
+/// CPU time of a process so far: the sum of its threads' on-CPU time from
+/// /proc/<pid>/task/*/schedstat (nanoseconds), or utime + stime from
+/// /proc/<pid>/stat (clock ticks) where schedstat is missing.
+fn cpu_secs(pid: &str, tck: f64) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok();
+    let mut total_ns: u64 = 0;
+    let mut any = false;
+    for task in tasks.into_iter().flatten().flatten() {
+        let path = task.path().join("schedstat");
+        if let Some(ns) = std::fs::read_to_string(path).ok().and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        }) {
+            total_ns += ns;
+            any = true;
+        }
+    }
+    if any {
+        return Some(total_ns as f64 / 1e9);
+    }
+    proc_ticks(&format!("/proc/{pid}/stat")).map(|t| t as f64 / tck)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_ticks(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name, which is in parentheses and may
+    // contain spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn proc_hwm_kib(status_path: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The child process: `n` camera tasks feeding `n` liveness machines through
+/// one channel, the way the bridge's runtime does, for `secs`; then one line
+/// with its own CPU ticks and peak memory.
+fn child(spec: &str) {
+    let mut parts = spec.splitn(3, ',');
+    let n: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
+    let secs: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(30);
+    let url = parts.next().unwrap_or("").to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (frames, live) = runtime.block_on(async move {
+        let cfg: config::Camera = camera(&format!("url: {url}"));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1024);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let now = Stamp {
+            mono: Instant::now(),
+            wall: jiff::Timestamp::now(),
+        };
+        let mut machines: HashMap<String, CameraLiveness> = HashMap::new();
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let name = format!("cam{i}");
+            machines.insert(
+                name.clone(),
+                CameraLiveness::new(CameraSettings::from(&cfg), now),
+            );
+            let mut stopped = stopped.clone();
+            tasks.push(CameraTask::new(name, &cfg).spawn(tx.clone(), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        drop(tx);
+        let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let mut frames = 0u64;
+        loop {
+            let next = machines
+                .values()
+                .filter_map(CameraLiveness::poll_timeout)
+                .min();
+            let wake = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(end) => break,
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    match ev.kind {
+                        EventKind::CameraFrame { camera, frame } => {
+                            frames += 1;
+                            if let Some(m) = machines.get_mut(&camera) {
+                                let _ = m.handle_frame(ev.at, &frame);
+                            }
+                        }
+                        EventKind::CameraUp { camera } => {
+                            if let Some(m) = machines.get_mut(&camera) {
+                                let _ = m.handle_up(ev.at);
+                            }
+                        }
+                        EventKind::CameraDown { camera, reason } => {
+                            if let Some(m) = machines.get_mut(&camera) {
+                                let _ = m.handle_down(ev.at, &reason);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                () = wake => {
+                    let now = Stamp { mono: Instant::now(), wall: jiff::Timestamp::now() };
+                    for m in machines.values_mut() {
+                        let _ = m.handle_timeout(now);
+                    }
+                }
+            }
+        }
+        let live = machines.values().filter(|m| m.is_live()).count();
+        let _ = stop.send(true);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        (frames, live)
+    });
+    let cpu_ns = (cpu_secs("self", clock_ticks()).unwrap_or(0.0) * 1e9) as u64;
+    let hwm = proc_hwm_kib("/proc/self/status").unwrap_or(0);
+    println!("CHILD frames={frames} live={live} cpu_ns={cpu_ns} hwm_kib={hwm}");
+}
