@@ -29,6 +29,8 @@ fi
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing test peers: ${missing[*]}"

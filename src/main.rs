@@ -16,8 +16,9 @@ use doorwarden::config;
 )]
 struct Cli {
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Default: info, or warn for the demo (whose timeline is the output).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -60,6 +61,8 @@ enum Command {
         #[arg(long)]
         exit_after_story: bool,
     },
+    /// Build the Home Assistant add-on's config (used by the add-on's run.sh).
+    AddonConfig(doorwarden::addon::AddonConfigArgs),
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -81,7 +84,11 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
     match cli.command {
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(cfg) => {
@@ -101,6 +108,13 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => audit_verify(&path),
+        Command::AddonConfig(args) => match doorwarden::addon::write(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("doorwarden addon-config: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Demo {
             broker,
             port,

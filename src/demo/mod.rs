@@ -513,13 +513,29 @@ async fn interact(home: &SimHome, obs: &mut Observer, tl: &Timeline) {
 async fn command(home: &SimHome, obs: &Observer, tl: &Timeline, line: &str) -> bool {
     let base = format!("doorwarden/{DOOR}");
     let mut words = line.split_whitespace();
+    let camera = &home.camera;
     let result = match words.next().unwrap_or("") {
         "" => Ok(()),
-        "freeze" => Ok(home.camera.freeze()),
-        "still" => Ok(home.camera.still()),
-        "stall" => Ok(home.camera.stall()),
-        "drop" => Ok(home.camera.drop_all()),
-        "restore" => Ok(home.camera.restore()),
+        "freeze" => {
+            camera.freeze();
+            Ok(())
+        }
+        "still" => {
+            camera.still();
+            Ok(())
+        }
+        "stall" => {
+            camera.stall();
+            Ok(())
+        }
+        "drop" => {
+            camera.drop_all();
+            Ok(())
+        }
+        "restore" => {
+            camera.restore();
+            Ok(())
+        }
         "open" => home.contact.open().await.map_err(|e| e.to_string()),
         "close" => home.contact.close().await.map_err(|e| e.to_string()),
         "grant" => obs

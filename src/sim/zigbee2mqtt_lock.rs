@@ -165,18 +165,26 @@ async fn drive(
     }
 }
 
-/// Fire-and-forget publish from inside the event loop's callbacks (which
-/// must not wait on the loop they run in).
+/// Publish from inside the event loop's callbacks (which must not wait on
+/// the loop they run in). Answers without a delay are queued at once, in the
+/// order the commands arrived, as a real bridge answers them: a spawned task
+/// per answer could let an older state overtake a newer one.
 pub(crate) fn spawn_publishes(
     client: &AsyncClient,
     delay: Duration,
     messages: Vec<(String, Vec<u8>, bool)>,
 ) {
+    if delay.is_zero() {
+        for (topic, payload, retain) in messages {
+            // Only fails when the request queue is full or the loop is gone;
+            // a simulator that drops an answer then looks like a silent lock.
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, retain, payload);
+        }
+        return;
+    }
     let client = client.clone();
     tokio::spawn(async move {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        tokio::time::sleep(delay).await;
         for (topic, payload, retain) in messages {
             if client
                 .publish(topic, QoS::AtLeastOnce, retain, payload)
