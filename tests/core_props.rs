@@ -258,10 +258,8 @@ impl Observer {
                 Action::Lock {
                     command: LockCommand::SetCode { code, .. },
                     ..
-                } => {
-                    if code.expose() != RIGHT_CODE {
-                        return Err("the keypad was given something other than the code".into());
-                    }
+                } if code.expose() != RIGHT_CODE => {
+                    return Err("the keypad was given something other than the code".into());
                 }
                 Action::Lock {
                     door,

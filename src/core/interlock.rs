@@ -711,10 +711,10 @@ impl Door {
             DoorReport::AutoRelock(secs) => {
                 // While a session runs, the lock reads back doorwarden's own
                 // value; the owner's is the one remembered in the session.
-                if !self
+                if self
                     .session
                     .as_ref()
-                    .is_some_and(|s| s.record.restore_auto_relock.is_some())
+                    .is_none_or(|s| s.record.restore_auto_relock.is_none())
                 {
                     self.owner_auto_relock = Some(*secs);
                 }
@@ -1457,5 +1457,65 @@ fn lock_word(state: LockState) -> &'static str {
         LockState::Locked => "locked",
         LockState::Unlocked => "unlocked",
         LockState::Unknown => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(wall: &str) -> Timestamp {
+        match wall.parse() {
+            Ok(t) => t,
+            Err(e) => panic!("{wall}: {e}"),
+        }
+    }
+
+    #[test]
+    fn wall_deadlines_map_onto_the_monotonic_clock() {
+        let mono = Instant::now();
+        let last = Stamp {
+            mono,
+            wall: at("2026-11-28T10:00:00Z"),
+        };
+        assert_eq!(
+            wall_to_mono(last, at("2026-11-28T10:00:30Z")),
+            mono + Duration::from_secs(30)
+        );
+        // Already passed (the wall clock jumped ahead): due now.
+        assert_eq!(wall_to_mono(last, at("2026-11-28T09:00:00Z")), mono);
+    }
+
+    #[test]
+    fn codes_are_kept_as_salted_hashes() {
+        let salt = [9u8; 32];
+        let code = DeliveryCode {
+            salt,
+            hash: digest(&salt, "482913"),
+            plain: None,
+            window: None,
+        };
+        assert!(code.matches(&Secret::new("482913")));
+        assert!(!code.matches(&Secret::new("482914")));
+        assert!(!code.matches(&Secret::new("")));
+        // Another salt, another hash for the same code.
+        assert_ne!(digest(&[1; 32], "482913"), code.hash);
+        assert!(!format!("{code:?}").contains("482913"));
+    }
+
+    #[test]
+    fn five_wrong_codes_lock_out_the_rest_of_the_minute() {
+        let t0 = Instant::now();
+        let mut failures = CodeFailures::default();
+        for i in 0..5u64 {
+            assert_eq!(failures.locked_out(t0 + Duration::from_secs(i)), None);
+            failures.record(t0 + Duration::from_secs(i));
+        }
+        assert_eq!(failures.locked_out(t0 + Duration::from_secs(10)), Some(50));
+        assert_eq!(failures.locked_out(t0 + Duration::from_secs(60)), None);
+        // Time going backwards does not lift or extend the lockout wrongly.
+        assert_eq!(failures.locked_out(t0), Some(60));
+        // A new minute starts a new count.
+        assert_eq!(failures.record(t0 + Duration::from_secs(61)), 1);
     }
 }

@@ -555,3 +555,175 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Command, DoorReport, LockState, RequestChannel};
+
+    const HOME: &str = r#"
+mqtt: { url: "mqtt://127.0.0.1:1883" }
+cameras:
+  porch: { url: "rtsp://127.0.0.1/porch" }
+locks:
+  front:
+    zigbee2mqtt: { topic: zigbee2mqtt/front }
+    cameras: [porch]
+deliveries:
+  front:
+    time_zone: Europe/Berlin
+    windows: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "09:00", to: "17:00" }]
+"#;
+
+    fn config(text: &str) -> Config {
+        match serde_yaml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    fn stamp(mono: Instant, wall: &str) -> Stamp {
+        match wall.parse() {
+            Ok(wall) => Stamp { mono, wall },
+            Err(e) => panic!("{wall}: {e}"),
+        }
+    }
+
+    #[test]
+    fn soonest_keeps_the_earlier_deadline_and_its_reason() {
+        let t = Instant::now();
+        let later = Some((t + Duration::from_secs(1), Wake::Camera));
+        let sooner = Some((t, Wake::Delivery));
+        assert_eq!(soonest(later, sooner), sooner);
+        assert_eq!(soonest(sooner, later), sooner);
+        assert_eq!(soonest(None, later), later);
+        assert_eq!(soonest(None, None), None);
+    }
+
+    #[test]
+    fn config_errors_name_the_door_and_what_is_wrong() {
+        let unknown_camera = HOME.replace("cameras: [porch]", "cameras: [garden]");
+        let err = Core::new(
+            &config(&unknown_camera),
+            PersistedState::default(),
+            [0; 32],
+            stamp(Instant::now(), "2026-11-28T10:00:00Z"),
+        );
+        assert_eq!(
+            err.err().map(|e| e.to_string()).as_deref(),
+            Some("door `front` needs camera `garden`, which is not under `cameras`")
+        );
+        let bad_zone = HOME.replace("Europe/Berlin", "Mars/Olympus");
+        let err = Core::new(
+            &config(&bad_zone),
+            PersistedState::default(),
+            [0; 32],
+            stamp(Instant::now(), "2026-11-28T10:00:00Z"),
+        );
+        let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.starts_with("door `front`: unknown time zone `Mars/Olympus`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn time_going_backwards_is_harmless() {
+        let t0 = Instant::now() + Duration::from_secs(3600);
+        let mut core = match Core::new(
+            &config(HOME),
+            PersistedState::default(),
+            [0; 32],
+            stamp(t0, "2026-11-28T10:00:00Z"),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(stamp(t0, "2026-11-28T10:00:00Z"));
+        let report = DoorReport::Lock {
+            state: LockState::Locked,
+            source: None,
+        };
+        let _ = core.handle(Event {
+            at: stamp(t0 + Duration::from_secs(10), "2026-11-28T10:00:10Z"),
+            kind: EventKind::Door {
+                door: "front".into(),
+                report,
+            },
+        });
+        // Monotonic time half an hour earlier, wall clock a day earlier.
+        let earlier = stamp(t0 - Duration::from_secs(1800), "2026-11-27T10:00:00Z");
+        let command = Command::CourierUnlock {
+            code: None,
+            carrier: None,
+            via: RequestChannel::Mqtt,
+        };
+        let actions = core.handle(Event {
+            at: earlier,
+            kind: EventKind::Command {
+                door: "front".into(),
+                command,
+            },
+        });
+        // Refused (the camera has never been live), and nothing panicked.
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::DeliveryResponse { granted: false, .. }))
+        );
+        assert_eq!(core.now().mono, t0 + Duration::from_secs(10));
+        let Some((next, _)) = core.next_deadline() else {
+            panic!("a window edge is always ahead")
+        };
+        assert!(next >= t0 + Duration::from_secs(10));
+        // A tick for a deadline that has not come yet changes nothing.
+        let tick = core.handle(Event {
+            at: stamp(t0, "2026-11-27T10:00:01Z"),
+            kind: EventKind::Tick,
+        });
+        assert!(!tick.iter().any(|a| matches!(a, Action::Lock { .. })));
+    }
+
+    #[test]
+    fn storage_failure_refuses_until_a_later_write_goes_through() {
+        let t0 = Instant::now();
+        let mut core = match Core::new(
+            &config(HOME),
+            PersistedState::default(),
+            [0; 32],
+            stamp(t0, "2026-11-28T10:00:00Z"),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(stamp(t0, "2026-11-28T10:00:00Z"));
+        let failed = EventKind::StorageFailed {
+            reason: "disk full".into(),
+        };
+        let _ = core.handle(Event {
+            at: stamp(t0, "2026-11-28T10:00:00Z"),
+            kind: failed,
+        });
+        let shown = core.door_status("front").and_then(|s| s.interlock_blocking);
+        assert_eq!(shown.as_deref(), Some("storage unavailable: disk full"));
+        assert_eq!(
+            core.next_deadline().map(|(t, why)| (t, why)),
+            Some((t0 + STORAGE_RETRY, Wake::StorageRetry))
+        );
+        let probe = core.handle(Event {
+            at: stamp(t0 + STORAGE_RETRY, "2026-11-28T10:00:30Z"),
+            kind: EventKind::Tick,
+        });
+        assert!(probe.iter().any(|a| matches!(a, Action::Persist(_))));
+        // The event after the probe is not a failure: the write worked.
+        let _ = core.handle(Event {
+            at: stamp(t0 + STORAGE_RETRY, "2026-11-28T10:00:30Z"),
+            kind: EventKind::Tick,
+        });
+        let shown = core.door_status("front").and_then(|s| s.interlock_blocking);
+        assert!(
+            shown.is_some_and(|r| !r.starts_with("storage")),
+            "still blocked by storage"
+        );
+    }
+}
