@@ -522,10 +522,11 @@ impl Drift {
                 second = second.min(off);
             }
         }
-        if !(first.is_finite() && second.is_finite()) {
-            return None;
-        }
-        Some(1.0 - (second - first) / (span.as_secs_f64() / 2.0))
+        // Never a NaN: it would make the state unequal to itself. An
+        // unjudged clock keeps the camera from becoming live, so this fails
+        // closed.
+        let ratio = 1.0 - (second - first) / (span.as_secs_f64() / 2.0);
+        ratio.is_finite().then_some(ratio)
     }
 }
 
@@ -2276,7 +2277,12 @@ mod tests {
                 }
                 prop_assert_eq!(sim.cam.is_live(), sim.cam.state().reason().is_none());
                 prop_assert!(!sim.cam.is_live() || up, "live without a session");
-                let _ = (sim.cam.fps(), sim.cam.bitrate_kbps(), sim.cam.poll_timeout(), sim.cam.status("c"));
+                let deadline = sim.cam.poll_timeout();
+                prop_assert!(sim.cam.handle_timeout(at).is_none(), "a deadline was already due");
+                prop_assert_eq!(sim.cam.poll_timeout(), deadline);
+                let status = sim.cam.status("c");
+                prop_assert!(status.fps.is_finite() && status.fps >= 0.0);
+                prop_assert!(status.bitrate_kbps.is_finite() && status.bitrate_kbps >= 0.0);
             }
         }
     }
