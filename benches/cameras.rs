@@ -245,14 +245,14 @@ fn load() {
             pct(t.cpu_s) / n as f64
         );
     }
-    if let (Some(&(n0, h0)), Some(&(n1, h1))) = (ours_hwm.first(), ours_hwm.last()) {
-        if n1 > n0 {
-            println!(
-                "   doorwarden peak memory per extra camera: {:.0} KiB ((RSS@{n1} - RSS@{n0}) / {})",
-                (h1 as f64 - h0 as f64) / (n1 - n0) as f64,
-                n1 - n0
-            );
-        }
+    if let (Some(&(n0, h0)), Some(&(n1, h1))) = (ours_hwm.first(), ours_hwm.last())
+        && n1 > n0
+    {
+        println!(
+            "   doorwarden peak memory per extra camera: {:.0} KiB ((RSS@{n1} - RSS@{n0}) / {})",
+            (h1 as f64 - h0 as f64) / (n1 - n0) as f64,
+            n1 - n0
+        );
     }
 }
 

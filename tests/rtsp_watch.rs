@@ -323,7 +323,7 @@ async fn fault_freezes(fault: impl FnOnce(&SimCamera), wanted: &[&str]) {
     let reason = loss.reason.clone().unwrap_or_default();
     assert_eq!(loss.to, LivenessKind::Frozen, "{:?}", w.summary());
     assert!(
-        reason.contains(wanted),
+        wanted.iter().any(|w| reason.contains(w)),
         "reason {reason:?}, wanted {wanted:?}"
     );
     // And it stays out of Live while the fault lasts.
@@ -354,7 +354,7 @@ async fn sim_half_speed_rtp_clock_is_frozen() {
 async fn sim_frozen_rtp_timestamps_are_frozen() {
     fault_freezes(
         SimCamera::freeze_timestamps,
-        "RTP timestamps stopped advancing",
+        &["RTP timestamps stopped advancing"],
     )
     .await;
 }
