@@ -882,6 +882,7 @@ scenarios!(
     keypad_code,
     storage_failed,
     wall_clock_jump,
+    lock_jammed,
 );
 
 #[test]

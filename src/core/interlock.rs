@@ -970,6 +970,13 @@ impl Door {
             return;
         }
         let by = source.map(|s| s.as_str()).unwrap_or("unknown");
+        if self.session.is_some() {
+            // Late news of the delivery unlock itself, or a hand on the
+            // thumb-turn mid-delivery: the session already watches the door.
+            let reason = format!("lock reported unlocked by {by} during the delivery");
+            self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+            return;
+        }
         let reason = format!("lock unlocked by {by} outside doorwarden");
         let mut ev = self.delivery_event(DeliveryEventKind::ManualUnlock, &reason);
         ev.source = source;
