@@ -774,3 +774,52 @@ fn the_observer_catches_an_unlock_without_live_cameras() {
     };
     assert!(seen.check(&courier, at, &[unlock]).is_err());
 }
+
+/// ... and so are a camera loss mid-delivery with no relock after it, and
+/// a code copied into an audit record.
+#[test]
+fn the_observer_catches_a_missing_relock_and_a_leaked_code() {
+    let fresh = || Observer {
+        windows: BTreeMap::new(),
+        cameras: BTreeMap::from([("porch".to_string(), LivenessKind::Live)]),
+        door_open: BTreeMap::new(),
+        persisted: vec!["front".to_string()],
+        relock_owed_on_shut: false,
+        relock_sent: false,
+        owner_unlock: BTreeMap::new(),
+        last_command: BTreeMap::new(),
+        delivery_unlocks: 0,
+    };
+    let at = jiff::Timestamp::UNIX_EPOCH;
+    let frozen = Action::CameraState(doorwarden::core::CameraStatus {
+        camera: "porch".into(),
+        state: LivenessKind::Frozen,
+        reason: Some("4 identical frames".into()),
+        since: at,
+        fps: 15.0,
+        bitrate_kbps: 1000.0,
+        last_frame: None,
+    });
+    let relock = Action::Lock {
+        door: "front".into(),
+        command: LockCommand::Lock,
+    };
+    assert!(
+        fresh()
+            .check(&EventKind::Tick, at, std::slice::from_ref(&frozen))
+            .is_err()
+    );
+    assert!(
+        fresh()
+            .check(&EventKind::Tick, at, &[frozen, relock])
+            .is_ok()
+    );
+    let leak = Action::Audit(doorwarden::core::AuditRecord {
+        at,
+        door: Some("front".into()),
+        decision: "denied".into(),
+        reason: format!("wrong delivery code {WRONG_CODE}"),
+        details: serde_json::json!({}),
+    });
+    assert!(fresh().check(&EventKind::Tick, at, &[leak]).is_err());
+}
