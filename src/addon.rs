@@ -770,7 +770,7 @@ mod tests {
     #[test]
     fn a_numeric_password_is_accepted_and_never_printed() {
         let options = serde_json::json!({
-            "cameras": [{"name": "porch", "url": "rtsp://10.0.0.5/s", "password": 918273}],
+            "cameras": [{"name": "porch", "url": "rtsp://porch-camera.local/s", "password": 918273}],
             "doors": [{"name": "front", "zwave_node": 5, "cameras": ["porch"], "bogus": 1}],
         });
         let err = prepare(&options, &serde_json::json!({}), &AddonPaths::default()).unwrap_err();

@@ -40,9 +40,9 @@ fn home_options() -> Json {
         "log_level": "debug",
         "time_zone": "Europe/Berlin",
         "cameras": [
-            {"name": "Porch camera", "url": "rtsp://192.168.1.20:554/stream1",
+            {"name": "Porch camera", "url": "rtsp://porch-camera.local:554/stream1",
              "username": "viewer", "password": "Cam-pass-never-shown"},
-            {"name": "Hall", "url": "rtsp://192.168.1.21/live"}
+            {"name": "Hall", "url": "rtsp://hall-camera.local/live"}
         ],
         "doors": [
             {"name": "Front door", "zigbee2mqtt_topic": "zigbee2mqtt/Front door lock",
@@ -457,7 +457,7 @@ fn options_become_a_config_doorwarden_accepts() {
     assert_eq!(garage.zwave_js.as_ref().unwrap().node_topic(), "zwave/7");
 
     let porch = &cfg.cameras["porch_camera"];
-    assert_eq!(porch.url, "rtsp://192.168.1.20:554/stream1");
+    assert_eq!(porch.url, "rtsp://porch-camera.local:554/stream1");
     assert_eq!(porch.username.as_deref(), Some("viewer"));
     let cam_secret = dir.path().join("data/secrets/camera_porch_camera_password");
     assert_eq!(porch.password_file.as_deref(), Some(cam_secret.as_path()));
@@ -585,7 +585,7 @@ const USER_FILE: &str = "\
 # my own doorwarden config
 cameras:
   porch:
-    url: rtsp://192.168.1.20/stream1
+    url: rtsp://porch-camera.local/stream1
 locks:
   front:
     zigbee2mqtt: {topic: zigbee2mqtt/Front door lock}
@@ -630,7 +630,7 @@ fn config_file_with_its_own_mqtt_is_used_as_is_even_without_a_broker() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("full.yaml");
     let text =
-        format!("mqtt:\n  url: mqtt://192.168.1.2:1883\nstorage:\n  dir: /data/state\n{USER_FILE}");
+        format!("mqtt:\n  url: mqtt://homeassistant.local:1883\nstorage:\n  dir: /data/state\n{USER_FILE}");
     std::fs::write(&file, &text).unwrap();
     let no_broker = json!({"result": "error", "message": "No mqtt service available"});
     let options = json!({"config_file": file.display().to_string()});

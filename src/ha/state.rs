@@ -261,7 +261,7 @@ mod tests {
         let e = DeliveryEvent {
             door: "front".into(),
             kind: DeliveryEventKind::InterlockTripped,
-            reason: "camera rtsp://admin:hunter2@10.0.0.5/stream went offline".into(),
+            reason: "camera rtsp://admin:hunter2@porch-camera.local/stream went offline".into(),
             camera: Some("porch".into()),
             source: None,
             duration_s: None,
@@ -270,7 +270,7 @@ mod tests {
         };
         assert_eq!(
             delivery_event(&e),
-            r#"{"event_type":"interlock_tripped","reason":"camera rtsp://***@10.0.0.5/stream went offline","camera":"porch","compromised":true}"#
+            r#"{"event_type":"interlock_tripped","reason":"camera rtsp://***@porch-camera.local/stream went offline","camera":"porch","compromised":true}"#
         );
     }
 

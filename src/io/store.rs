@@ -941,17 +941,17 @@ mod tests {
         let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("open");
         let mut rec = record(
             1,
-            "camera porch down: connect rtsp://admin:hunter2@10.0.0.7:554/s1 refused",
+            "camera porch down: connect rtsp://admin:hunter2@porch-camera.local:554/s1 refused",
         );
         rec.details = serde_json::json!({
-            "cameras": [{ "porch": { "url": "rtsp://admin:hunter2@10.0.0.7/s1", "state": "offline" } }],
+            "cameras": [{ "porch": { "url": "rtsp://admin:hunter2@porch-camera.local/s1", "state": "offline" } }],
             "rtsp://viewer:hunter2@cam": true,
         });
         store.append(&rec).expect("append");
         let written = fs::read_to_string(store.audit_path()).expect("read");
         assert!(!written.contains("hunter2"), "{written}");
         assert!(
-            written.contains("rtsp://***@10.0.0.7:554/s1 refused"),
+            written.contains("rtsp://***@porch-camera.local:554/s1 refused"),
             "{written}"
         );
         assert!(verify(tmp.path()).expect("verify").is_intact());

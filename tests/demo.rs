@@ -1,0 +1,92 @@
+//! `doorwarden demo` tells its story headless, and what it prints matches
+//! what a separate MQTT client sees on the broker.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::mosquitto::{Mosquitto, TestClient};
+
+const DOORWARDEN: &str = env!("CARGO_BIN_EXE_doorwarden");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_story_runs_headless_and_matches_the_broker() {
+    let broker = Mosquitto::start();
+    let mut watcher = TestClient::connect(&broker).await;
+    watcher.subscribe("doorwarden/#").await;
+    watcher.subscribe("zigbee2mqtt/#").await;
+    let storage = tempfile::tempdir().expect("tempdir");
+
+    let child = tokio::process::Command::new(DOORWARDEN)
+        .args(["demo", "--exit-after-story", "--broker", &broker.url()])
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", storage.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start doorwarden demo");
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the demo ends within two minutes")
+        .expect("demo output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The timeline's key lines, in order.
+    let mut rest: &str = &stdout;
+    for line in [
+        "camera porch is live",
+        "delivery window open",
+        "granted: window open, lock confirmed locked, camera live",
+        "unlock sent to the lock  [zigbee2mqtt/demo_front_lock/set]",
+        "lock confirms: unlocked",
+        "courier opens the door",
+        "saboteur freezes the camera",
+        "interlock tripped",
+        "relock sent to the lock  [zigbee2mqtt/demo_front_lock/set]",
+        "lock confirms: locked",
+        "owner alerted",
+        "refused: camera porch frozen since",
+        "camera porch live again",
+        "interlock clear: deliveries possible again",
+        "story complete",
+    ] {
+        match rest.find(line) {
+            Some(i) => rest = &rest[i + line.len()..],
+            None => panic!("timeline lacks {line:?} (or has it out of order):\n{stdout}"),
+        }
+    }
+    assert!(!stdout.contains('\x1b'), "NO_COLOR must turn colours off");
+
+    // What the separate client saw, in the same order.
+    let seen = watcher.collect(Duration::from_secs(1)).await;
+    let position = |what: &str, test: &dyn Fn(&common::mosquitto::Received) -> bool| {
+        seen.iter()
+            .position(|m| test(m))
+            .unwrap_or_else(|| panic!("the broker never carried {what}"))
+    };
+    let unlock = position("the unlock", &|m| {
+        m.topic == "zigbee2mqtt/demo_front_lock/set" && m.json()["state"] == "UNLOCK"
+    });
+    let tripped = position("interlock_tripped", &|m| {
+        m.topic == "doorwarden/front_door/delivery/event"
+            && m.json()["event_type"] == "interlock_tripped"
+    });
+    let relock = position("the relock", &|m| {
+        m.topic == "zigbee2mqtt/demo_front_lock/set" && m.json()["state"] == "LOCK"
+    });
+    let refused = position("the refusal", &|m| {
+        m.topic == "doorwarden/front_door/delivery/response" && m.json()["granted"] == false
+    });
+    assert!(
+        unlock < tripped && tripped < relock && relock < refused,
+        "{unlock} {tripped} {relock} {refused}"
+    );
+    assert_eq!(seen[tripped].json()["camera"], "porch");
+}
