@@ -20,6 +20,11 @@
 //!   store, which relocks any delivery that was in progress.
 //! - **Shutdown** relocks the doors with a delivery in progress before
 //!   leaving; the persisted session makes the next start relock them too.
+//!
+//! Disk writes (the persisted sessions, the audit log) run synchronously on
+//! this task, on purpose: an unlock must not leave before the write that
+//! guards it has reached the disk. They happen on decisions only, never per
+//! camera frame, and cost one fsync each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -341,6 +346,9 @@ impl Shell<'_> {
         for m in self.mirror.from_action(action) {
             if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
                 warn!("{e}");
+                // Not sent: the next identical state must not be skipped as
+                // "unchanged".
+                self.mirror.forget(&m.topic);
             }
         }
     }
