@@ -32,7 +32,7 @@
 //!   "waiting for the first keyframe", "checking the stream".
 //! - `Live`: every rule below has held continuously for `warmup`, and still
 //!   holds.
-//! - `Stalled`: the session is up but no frame came for `stall_after`.
+//! - `Stalled`: frames came in this session, then none for `stall_after`.
 //! - `Frozen`: frames come, but their content or their timing shows they are
 //!   not a live picture.
 //! - `Offline`: the shell reported the session down; the reason is its text,
@@ -48,9 +48,14 @@
 //! # Timers
 //!
 //! Two deadlines, held as data in a small table (`Timer`):
-//! - *stall*: last frame (or session start) + `stall_after`. A stall is
-//!   detected when this fires, not when the next frame finally arrives; a
-//!   frame arriving after the deadline also reveals it, if the driver was late.
+//! - *stall*: last frame + `stall_after`. A stall is detected when this
+//!   fires, not when the next frame finally arrives; a frame arriving after
+//!   the deadline also reveals it, if the driver was late. It is armed by
+//!   the first frame of a session: before that the camera is `Connecting`
+//!   ("waiting for the first keyframe"), since a camera may hold back its
+//!   first frame for up to a GOP after PLAY. The shell (`crate::io::rtsp`)
+//!   gives up on a session whose first frame never comes and reports it
+//!   down.
 //! - *warmup*: first good frame + `warmup`, while not yet `Live`.
 //!
 //! # Rules, and why each threshold is safe
@@ -759,10 +764,6 @@ impl CameraLiveness {
         self.stream = Stream::new(now.mono);
         self.good_since = None;
         self.timers.clear_all();
-        self.timers.set(
-            Timer::Stall,
-            now.mono.checked_add(self.settings.stall_after),
-        );
         self.state = Liveness::Connecting {
             since: now,
             step: Startup::Keyframe,
@@ -859,6 +860,7 @@ impl CameraLiveness {
     }
 
     fn stall(&mut self, now: Stamp) {
+        // The stall timer is only armed by a frame, so there is one.
         let last = self.stream.last_arrival.unwrap_or(self.stream.started);
         let silent_for = now.mono.saturating_duration_since(last);
         self.timers.clear(Timer::Stall);
@@ -1474,12 +1476,26 @@ mod tests {
     }
 
     #[test]
-    fn a_session_that_sends_nothing_stalls() {
+    fn a_session_that_sends_nothing_yet_is_still_connecting() {
+        // Cameras may hold back their first frame for a whole GOP after
+        // PLAY; the shell decides when that has lasted too long.
         let mut sim = Sim::up(defaults());
-        sim.run_to(secs(5));
-        assert_eq!(sim.kind(), LivenessKind::Stalled);
-        assert_eq!(sim.reason().as_deref(), Some("no frame for 2.0 s"));
-        assert_eq!(sim.cam.poll_timeout(), None, "nothing more to wait for");
+        assert_eq!(sim.cam.poll_timeout(), None);
+        sim.run_to(secs(8));
+        assert_eq!(sim.kind(), LivenessKind::Connecting);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("waiting for the first keyframe")
+        );
+        let tr = sim
+            .cam
+            .handle_down(sim.stamp(secs(10)), "no video for 10 s")
+            .unwrap();
+        assert_eq!(
+            (tr.from, tr.to),
+            (LivenessKind::Connecting, LivenessKind::Offline)
+        );
+        assert_eq!(tr.reason.as_deref(), Some("no video for 10 s"));
     }
 
     #[test]
