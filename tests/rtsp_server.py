@@ -8,7 +8,8 @@ Mounts (all shared: every client of a mount sees the same stream):
            picture from stdin
   /still   the still picture (encoder running, picture unchanged)
   /auth    the moving clip behind HTTP Basic authentication (on <auth port>)
-  /<name>  any extra clip given with --mount name=path.h264
+  /<name>  any extra clip given with --mount name=path (H.264, or H.265 when
+           the file name ends in .h265 / .hevc)
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -40,45 +41,62 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def access_units(path):
-    """Splits an Annex B H.264 file into access units (one per frame).
-
-    Assumes one slice per picture (true of the bundled clips, x264 without
-    sliced threads): a new unit starts at an access unit delimiter, SPS, PPS
-    or SEI that follows a picture, or at a second picture slice.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    starts = []
+def nal_units(data):
+    """Yields (start, body) offsets of each NAL unit in an Annex B stream;
+    `start` includes the start code (3 or 4 bytes)."""
     i = 0
-    n = len(data)
     while True:
         j = data.find(b"\x00\x00\x01", i)
         if j < 0:
-            break
+            return
         # Keep a 4-byte start code's leading zero with its NAL.
-        s = j - 1 if j > 0 and data[j - 1] == 0 else j
-        starts.append((s, j + 3))
+        yield (j - 1 if j > 0 and data[j - 1] == 0 else j), j + 3
         i = j + 3
-    nals = []
-    for k, (s, body) in enumerate(starts):
-        end = starts[k + 1][0] if k + 1 < len(starts) else n
-        if body < end:
-            nals.append((data[s:end], data[body] & 0x1F))
+
+
+def codec_of(path):
+    return "h265" if path.endswith((".h265", ".hevc", ".265")) else "h264"
+
+
+def access_units(path):
+    """Splits an Annex B H.264 or H.265 file into access units (frames).
+
+    A new unit starts at a parameter set, delimiter or prefix SEI that
+    follows a picture, or at a picture slice that says it is the first slice
+    of its picture.
+    """
+    codec = codec_of(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    starts = list(nal_units(data))
     units = []
     current = []
     has_picture = False
-    for nal, kind in nals:
-        is_picture = kind in (1, 5)
-        if has_picture and kind in (1, 5, 6, 7, 8, 9):
+    for k, (s, body) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(data)
+        if body + 2 >= end:
+            continue
+        if codec == "h265":
+            kind = (data[body] >> 1) & 0x3F
+            is_picture = kind <= 31
+            opens_unit = kind in (32, 33, 34, 35, 39) or 41 <= kind <= 44
+            # first_slice_segment_in_pic_flag: first bit after the 2-byte header.
+            first_slice = is_picture and data[body + 2] & 0x80
+        else:
+            kind = data[body] & 0x1F
+            is_picture = kind in (1, 5)
+            opens_unit = kind in (6, 7, 8, 9) or 14 <= kind <= 18
+            # first_mb_in_slice == 0 is coded as a single 1 bit.
+            first_slice = is_picture and data[body + 1] & 0x80
+        if has_picture and (opens_unit or first_slice):
             units.append(b"".join(current))
             current, has_picture = [], False
-        current.append(nal)
+        current.append(data[s:end])
         has_picture = has_picture or is_picture
     if current:
         units.append(b"".join(current))
     if not units:
-        raise SystemExit(f"no H.264 access units in {path}")
+        raise SystemExit(f"no access units in {path}")
     return units
 
 
@@ -145,15 +163,15 @@ class Feed:
 
 
 class Factory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, feed, fps):
+    def __init__(self, feed, fps, codec="h264"):
         super().__init__()
         self.feed = feed
         self.set_shared(True)
         self.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=true "
-            f"caps=video/x-h264,stream-format=byte-stream,alignment=au,framerate={fps}/1 "
+            f"caps=video/x-{codec},stream-format=byte-stream,alignment=au,framerate={fps}/1 "
             "max-buffers=30 leaky-type=downstream "
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+            f"! {codec}parse ! rtp{codec}pay name=pay0 pt=96 config-interval=-1 )"
         )
         self.connect("media-configure", self.on_configure)
 
@@ -212,9 +230,9 @@ def main():
 
     feeds = {}
 
-    def add(srv, name, clips, first):
+    def add(srv, name, clips, first, codec="h264"):
         feed = Feed(name, clips, first, args.fps)
-        factory = Factory(feed, args.fps)
+        factory = Factory(feed, args.fps, codec)
         if srv is auth_server:
             factory.set_permissions(permissions("user"))
         srv.get_mount_points().add_factory("/" + name, factory)
@@ -225,7 +243,7 @@ def main():
     add(auth_server, "auth", {"moving": moving}, "moving")
     for spec in args.mount:
         name, _, path = spec.partition("=")
-        add(server, name, {"moving": access_units(path)}, "moving")
+        add(server, name, {"moving": access_units(path)}, "moving", codec_of(path))
 
     for srv in (server, auth_server):
         if srv.attach(None) == 0:

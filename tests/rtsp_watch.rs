@@ -296,6 +296,42 @@ async fn udp_transport_is_live_too() {
     w.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_stream_is_live() {
+    // No H.265 clip is bundled: encode a short one once (4 s, 640x360).
+    // x265's default open GOP makes every keyframe after the first a CRA
+    // picture, which retina alone does not flag as a keyframe.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("moving.h265");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args([
+            "-i",
+            "testsrc2=size=640x360:rate=15:duration=4",
+            "-an",
+            "-c:v",
+            "libx265",
+        ])
+        .args(["-preset", "ultrafast", "-x265-params"])
+        .arg("keyint=15:min-keyint=15:bframes=0:repeat-headers=1:log-level=error")
+        .args(["-f", "hevc"])
+        .arg(&clip)
+        .status()
+        .expect("run ffmpeg (Debian package ffmpeg)");
+    assert!(status.success(), "ffmpeg could not encode the H.265 clip");
+    let mount = format!("hevc={}", clip.display());
+    let server = RtspTestServer::start_with(&["--mount", &mount]);
+    let w = watch(&server.url("/hevc"), "");
+    w.until_state(LivenessKind::Live, LONG).await;
+    let keys = w
+        .events()
+        .iter()
+        .filter(|(_, k)| matches!(k, EventKind::CameraFrame { frame, .. } if frame.keyframe))
+        .count();
+    assert!(keys >= 2, "{keys} keyframes");
+    w.stop().await;
+}
+
 // --- Faults only the simulated camera (a fake) can produce ---------------
 
 async fn sim() -> SimCamera {

@@ -291,11 +291,15 @@ impl CameraTask {
             Ok(Err(e)) => return SessionEnd::retina(&e),
             Ok(Ok(s)) => s,
         };
-        let Some(stream_i) = described
-            .streams()
-            .iter()
-            .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
-        else {
+        let video = described.streams().iter().enumerate().find_map(|(i, s)| {
+            let codec = match (s.media(), s.encoding_name()) {
+                ("video", "h264") => Codec::H264,
+                ("video", "h265") => Codec::H265,
+                _ => return None,
+            };
+            Some((i, codec))
+        });
+        let Some((stream_i, codec)) = video else {
             let offered: Vec<String> = described
                 .streams()
                 .iter()
@@ -379,7 +383,7 @@ impl CameraTask {
                         last_video = Some(received);
                         let kind = EventKind::CameraFrame {
                             camera: self.name.clone(),
-                            frame: summarize(&frame),
+                            frame: summarize(&frame, codec),
                         };
                         if events.send(Event { at: stamp_at(received), kind }).await.is_err() {
                             return SessionEnd::EventsClosed;
@@ -553,17 +557,47 @@ fn status_phrase(code: u16) -> Option<&'static str> {
     })
 }
 
-fn summarize(frame: &VideoFrame) -> FrameSummary {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    H264,
+    H265,
+}
+
+fn summarize(frame: &VideoFrame, codec: Codec) -> FrameSummary {
     let ts = frame.timestamp();
     let data = frame.data();
     FrameSummary {
         rtp_ts: ts.timestamp(),
         clock_rate: ts.clock_rate().get(),
         size: u32::try_from(data.len()).unwrap_or(u32::MAX),
-        keyframe: frame.is_random_access_point(),
+        // retina 0.4.21 counts only IDR pictures as random access points in
+        // H.265; a CRA or BLA picture decodes on its own too, and cameras
+        // with open GOPs send nothing else after the first.
+        keyframe: frame.is_random_access_point() || (codec == Codec::H265 && has_h265_irap(data)),
         hash: frame_hash(data),
         lost: frame.loss(),
     }
+}
+
+/// Whether a frame in retina's default framing (each NAL unit preceded by
+/// its length as a 4-byte big-endian number) holds an H.265 IRAP picture
+/// (NAL unit types 16 to 23: BLA, IDR, CRA).
+fn has_h265_irap(data: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(nal) = tail.get(..len) else {
+            return false;
+        };
+        if nal
+            .first()
+            .is_some_and(|b| (16..=23).contains(&((b >> 1) & 0x3f)))
+        {
+            return true;
+        }
+        rest = &tail[len..];
+    }
+    false
 }
 
 /// The stamp of something that happened at `when` (a past `Instant`): the
@@ -681,6 +715,35 @@ mod tests {
         padded.push(0);
         assert_ne!(base, frame_hash(&padded));
         assert_ne!(frame_hash(&[]), frame_hash(&[0]));
+    }
+
+    #[test]
+    fn h265_irap_pictures_are_found_in_length_prefixed_frames() {
+        // (NAL unit type, payload length) -> a frame in retina's framing.
+        let frame = |nals: &[(u8, usize)]| -> Vec<u8> {
+            let mut out = Vec::new();
+            for &(kind, len) in nals {
+                out.extend_from_slice(&(len as u32 + 2).to_be_bytes());
+                out.extend_from_slice(&[kind << 1, 1]);
+                out.extend(std::iter::repeat_n(0xAB, len));
+            }
+            out
+        };
+        assert!(has_h265_irap(&frame(&[
+            (32, 20),
+            (33, 40),
+            (34, 8),
+            (39, 10),
+            (21, 900)
+        ]))); // CRA
+        assert!(has_h265_irap(&frame(&[(19, 900)]))); // IDR_W_RADL
+        assert!(!has_h265_irap(&frame(&[(1, 300)]))); // TRAIL_R
+        assert!(!has_h265_irap(&frame(&[(35, 2), (0, 300)]))); // AUD + TRAIL_N
+        // A length running past the end is not trusted.
+        let mut cut = frame(&[(1, 10), (21, 900)]);
+        cut.truncate(30);
+        assert!(!has_h265_irap(&cut));
+        assert!(!has_h265_irap(&[]));
     }
 
     #[test]
