@@ -883,6 +883,8 @@ scenarios!(
     storage_failed,
     wall_clock_jump,
     lock_jammed,
+    alert_only,
+    grant_during_delivery,
 );
 
 #[test]

@@ -555,7 +555,7 @@ impl Door {
         if !same_occurrence {
             if let Some(old) = before {
                 self.window = None;
-                self.window_closed(ctx, old);
+                self.window_closed(ctx, old, open);
             }
             if let Some(new) = open {
                 self.window = Some(new);
@@ -602,19 +602,23 @@ impl Door {
         self.audit(ctx, "window_opened", &reason, window_json(&w));
     }
 
-    fn window_closed(&mut self, ctx: &mut Ctx, w: OpenWindow) {
+    /// `next`: the occurrence that takes over at once (a grant absorbing a
+    /// weekly window, overlapping windows). Then the code moves over to it
+    /// and a delivery in progress carries on.
+    fn window_closed(&mut self, ctx: &mut Ctx, w: OpenWindow, next: Option<OpenWindow>) {
         self.last_outcome = None;
-        if self
-            .code
-            .as_ref()
-            .is_some_and(|c| c.window == Some(w.starts))
+        if let Some(code) = &mut self.code
+            && code.window == Some(w.starts)
         {
-            self.code = None;
+            match next {
+                Some(n) => code.window = Some(n.starts),
+                None => self.code = None,
+            }
         }
         let reason = "delivery window closed".to_string();
         self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
         self.audit(ctx, "window_closed", &reason, window_json(&w));
-        if self.session.is_some() {
+        if self.session.is_some() && next.is_none() {
             self.relock_when_shut(ctx, "the delivery window closed");
         }
     }
