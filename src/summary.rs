@@ -37,10 +37,13 @@ pub fn render(cfg: &Config) -> String {
     for (key, cam) in &cfg.cameras {
         let _ = writeln!(
             out,
-            "  {key} \"{}\": {} over {:?}; stalled after {}, frozen after {}, live after {} warm-up; state on {base}/camera/{key}/state",
+            "  {key} \"{}\": {} over {}; stalled after {}, frozen after {}, live after {} warm-up; state on {base}/camera/{key}/state",
             cfg.camera_name(key),
             redact::text(&cam.url),
-            cam.transport,
+            match cam.transport {
+                crate::config::Transport::Tcp => "TCP",
+                crate::config::Transport::Udp => "UDP",
+            },
             show(cam.stall_after),
             show(cam.freeze_after),
             show(cam.warmup),
