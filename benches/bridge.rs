@@ -1,0 +1,515 @@
+//! Bridge benchmark: prints figures, asserts nothing.
+//!
+//! ```text
+//! cargo bench --bench bridge
+//! DOORWARDEN_BENCH_COMMANDS=200 DOORWARDEN_BENCH_IDLE_SECS=20 cargo bench --bench bridge   # quick
+//! DOORWARDEN_BENCH_PARTS=latency,relock cargo bench --bench bridge                         # some parts
+//! ```
+//!
+//! Every part runs the real `doorwarden run --config` binary as a child
+//! process against a real Mosquitto on a free 127.0.0.1 port; the bench
+//! process plays Home Assistant, the Zigbee2MQTT locks and contact sensors
+//! (`doorwarden::sim`) and the RTSP cameras (`SimCamera`, 640x360, 15 fps).
+//!
+//! - **latency**: Home Assistant publishes `UNLOCK`/`LOCK` (alternately) on
+//!   `doorwarden/<door>/lock/set`; timed until the lock's client receives
+//!   `{"state":"UNLOCK"}`/`LOCK` on `zigbee2mqtt/<lock>/set`. After each
+//!   command the bench waits for the lock to report its new state, then
+//!   times one plain broker round trip (publish on the HA client, receive on
+//!   the lock's client) as the floor. `DOORWARDEN_BENCH_COMMANDS` (1000).
+//! - **startup**: 50 doors / 100 cameras (`DOORWARDEN_BENCH_DOORS`,
+//!   `DOORWARDEN_BENCH_CAMERAS`) whose URLs are closed loopback ports; from
+//!   spawning the bridge to the last expected discovery config on
+//!   `homeassistant/#` (the expected set is what `ha::Mirror` builds from
+//!   the same config). `DOORWARDEN_BENCH_STARTUPS` runs (5), a fresh broker
+//!   each.
+//! - **idle**: the same home, first with every camera unreachable, then with
+//!   one `SimCamera` per camera in the bench process and a simulated lock and
+//!   contact per door. After the cameras settle, CPU over
+//!   `DOORWARDEN_BENCH_IDLE_SECS` (60) and RSS / peak RSS of the bridge
+//!   process alone.
+//! - **relock** (issue 6): a door with one camera; a delivery is granted and
+//!   unlocked with the door shut, the camera freezes, and the time from the
+//!   freeze to `{"state":"LOCK"}` on the lock's set topic is taken.
+//!   `DOORWARDEN_BENCH_RELOCKS` runs (20).
+
+#![allow(clippy::print_stdout)]
+
+#[allow(dead_code)]
+#[path = "../tests/common/mosquitto.rs"]
+mod mosquitto;
+#[allow(dead_code)]
+#[path = "common/rig.rs"]
+mod rig;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden::sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
+use mosquitto::Mosquitto;
+use rig::{BridgeProcess, HomeSpec, Observer, env_or, ms, summarize};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn main() {
+    let parts = std::env::var("DOORWARDEN_BENCH_PARTS")
+        .unwrap_or_else(|_| "latency,startup,idle,relock".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "doorwarden bridge bench, {} ({} CPUs seen)",
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if parts.contains("latency") {
+        runtime.block_on(latency());
+    }
+    if parts.contains("startup") {
+        runtime.block_on(startup());
+    }
+    if parts.contains("idle") {
+        runtime.block_on(idle());
+    }
+    if parts.contains("relock") {
+        runtime.block_on(relock());
+    }
+}
+
+fn door_state_topic(d: usize) -> String {
+    format!("doorwarden/{}/state", rig::door_name(d))
+}
+
+fn is_lock_set(m: &rig::Seen, d: usize, word: &str) -> bool {
+    m.topic == format!("{}/set", rig::lock_topic(d)) && m.json()["state"] == word
+}
+
+// --- (a) command latency -----------------------------------------------------
+
+async fn latency() {
+    let n: usize = env_or("DOORWARDEN_BENCH_COMMANDS", 1000);
+    println!("\n== (a) command latency: {n} commands, alternating UNLOCK/LOCK, one door");
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(0))
+        .await
+        .expect("simulated lock");
+    let _contact = SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(0))
+        .await
+        .expect("simulated contact");
+    let mut ha = Observer::connect(broker.port(), "bench-ha").await;
+    ha.subscribe(&door_state_topic(0)).await;
+    let mut radio = Observer::connect(broker.port(), "bench-lock-side").await;
+    radio
+        .subscribe(&format!("{}/set", rig::lock_topic(0)))
+        .await;
+    radio.subscribe("bench/floor").await;
+
+    let config = rig::config_text(&HomeSpec {
+        broker_port: broker.port(),
+        camera_urls: &[],
+        door_cameras: &[vec![]],
+        camera_extra: "",
+        deliveries: None,
+        storage: &dir.path().join("storage"),
+    });
+    let _bridge = BridgeProcess::spawn(dir.path(), &config);
+    let state = door_state_topic(0);
+    if ha
+        .wait_for(|m| m.topic == state && m.json()["lock"] == "LOCKED", LONG)
+        .await
+        .is_none()
+    {
+        println!("   the bridge never reported the lock LOCKED; skipped");
+        return;
+    }
+
+    let set = "doorwarden/door000/lock/set";
+    let mut bridge_ms = Vec::with_capacity(n);
+    let mut floor_ms = Vec::with_capacity(n);
+    let mut lost = 0usize;
+    for i in 0..n {
+        let (word, reported) = if i % 2 == 0 {
+            ("UNLOCK", "UNLOCKED")
+        } else {
+            ("LOCK", "LOCKED")
+        };
+        ha.drain();
+        radio.drain();
+        let t0 = Instant::now();
+        ha.publish(set, word).await;
+        match radio.wait_for(|m| is_lock_set(m, 0, word), LONG).await {
+            Some(m) => bridge_ms.push(ms(m.at - t0)),
+            None => lost += 1,
+        }
+        // The lock answers and the bridge publishes the new state: only
+        // then is the next command a fresh press.
+        let _ = ha
+            .wait_for(|m| m.topic == state && m.json()["lock"] == reported, LONG)
+            .await;
+        let payload = format!("{i}");
+        let t0 = Instant::now();
+        ha.publish("bench/floor", payload.clone()).await;
+        if let Some(m) = radio
+            .wait_for(
+                |m| m.topic == "bench/floor" && m.payload == payload.as_bytes(),
+                LONG,
+            )
+            .await
+        {
+            floor_ms.push(ms(m.at - t0));
+        }
+    }
+    let b = summarize(bridge_ms);
+    let f = summarize(floor_ms);
+    println!(
+        "   HA press -> lock set topic: median {:6.2} ms  p99 {:6.2} ms  min {:6.2}  max {:7.2}  n={} (lost {lost})",
+        b.median, b.p99, b.min, b.max, b.n
+    );
+    println!(
+        "   plain broker round trip:    median {:6.2} ms  p99 {:6.2} ms  min {:6.2}  max {:7.2}  n={}",
+        f.median, f.p99, f.min, f.max, f.n
+    );
+    println!(
+        "   ratio (bridge / floor): median {:.2}x  p99 {:.2}x   (the bridge path crosses the broker twice)",
+        b.median / f.median,
+        b.p99 / f.p99
+    );
+}
+
+// --- (b) startup to discovery -------------------------------------------------
+
+/// Door `d` watches cameras 2d and 2d+1 (when there are that many).
+fn pairs(doors: usize, cameras: usize) -> Vec<Vec<usize>> {
+    (0..doors)
+        .map(|d| {
+            [2 * d, 2 * d + 1]
+                .into_iter()
+                .filter(|&c| c < cameras)
+                .collect()
+        })
+        .collect()
+}
+
+const BENCH_DELIVERIES: &str = "    time_zone: UTC\n    max_unlocked: 2m\n    relock_after_close: 2s\n    grant_duration: 10m\n";
+
+fn expected_configs(config: &str) -> BTreeSet<String> {
+    let cfg = doorwarden::config::load_str(config, "<bench>").expect("the bench config is valid");
+    doorwarden::ha::Mirror::new(&cfg)
+        .discovery()
+        .into_iter()
+        .map(|m| m.topic)
+        .filter(|t| t.ends_with("/config"))
+        .collect()
+}
+
+async fn startup() {
+    let doors: usize = env_or("DOORWARDEN_BENCH_DOORS", 50);
+    let cameras: usize = env_or("DOORWARDEN_BENCH_CAMERAS", 100);
+    let runs: usize = env_or("DOORWARDEN_BENCH_STARTUPS", 5);
+    println!(
+        "\n== (b) startup to all discovery: {doors} doors, {cameras} cameras (closed ports), {runs} runs"
+    );
+    let mut last_ms = Vec::new();
+    let mut first_ms = Vec::new();
+    for run in 0..runs {
+        let broker = Mosquitto::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let urls: Vec<String> = (0..cameras).map(|_| rig::closed_port_url()).collect();
+        let config = rig::config_text(&HomeSpec {
+            broker_port: broker.port(),
+            camera_urls: &urls,
+            door_cameras: &pairs(doors, cameras),
+            camera_extra: "",
+            deliveries: Some(BENCH_DELIVERIES),
+            storage: &dir.path().join("storage"),
+        });
+        let mut missing = expected_configs(&config);
+        let expected = missing.len();
+        let mut ha = Observer::connect(broker.port(), "bench-ha").await;
+        ha.subscribe("homeassistant/#").await;
+        let bridge = BridgeProcess::spawn(dir.path(), &config);
+        let mut first = None;
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !missing.is_empty() {
+            match tokio::time::timeout_at(deadline, ha.rx.recv()).await {
+                Ok(Some(m)) => {
+                    if missing.remove(&m.topic) {
+                        first.get_or_insert(m.at);
+                        last = Some(m.at);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let seen = expected - missing.len();
+        let since = |t: Option<Instant>| t.map_or(f64::NAN, |t| ms(t - bridge.started));
+        println!(
+            "   run {}: {seen}/{expected} configs; first after {:7.1} ms, last after {:7.1} ms{}",
+            run + 1,
+            since(first),
+            since(last),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  ({} never came within 60 s; bridge log: {} 'queue' lines)",
+                    missing.len(),
+                    bridge.log_lines_with("queue")
+                )
+            }
+        );
+        if missing.is_empty() {
+            last_ms.push(since(last));
+            first_ms.push(since(first));
+        }
+    }
+    if last_ms.is_empty() {
+        println!("   no run saw every discovery config");
+        return;
+    }
+    let l = summarize(last_ms);
+    let f = summarize(first_ms);
+    println!(
+        "   spawn -> last discovery config: median {:7.1} ms  max {:7.1} ms  (first config: median {:6.1} ms)  complete runs {}/{runs}",
+        l.median, l.max, f.median, l.n
+    );
+}
+
+// --- (c) idle CPU and memory ----------------------------------------------------
+
+async fn idle() {
+    let doors: usize = env_or("DOORWARDEN_BENCH_DOORS", 50);
+    let cameras: usize = env_or("DOORWARDEN_BENCH_CAMERAS", 100);
+    let secs: u64 = env_or("DOORWARDEN_BENCH_IDLE_SECS", 60);
+    let settle: u64 = env_or("DOORWARDEN_BENCH_SETTLE_SECS", 15);
+    println!(
+        "\n== (c) idle: {doors} doors, {cameras} cameras; {settle} s to settle, then {secs} s measured"
+    );
+    println!(
+        "   {:<34} | {:>14} {:>9} | {:>9} {:>9} | {:>8} | {:>14}",
+        "cameras", "bridge CPU s/min", "% core", "RSS", "peak RSS", "live", "bench proc CPU"
+    );
+    for live in [false, true] {
+        idle_run(doors, cameras, live, settle, secs).await;
+    }
+}
+
+async fn idle_run(doors: usize, cameras: usize, live: bool, settle: u64, secs: u64) {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sims = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..cameras {
+        if live {
+            match SimCamera::start(SimCameraOptions::default()).await {
+                Ok(c) => {
+                    urls.push(c.url());
+                    sims.push(c);
+                }
+                Err(e) => {
+                    println!("   simulated camera failed to start: {e}");
+                    return;
+                }
+            }
+        } else {
+            urls.push(rig::closed_port_url());
+        }
+    }
+    let mut devices = Vec::new();
+    for d in 0..doors {
+        let lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(d)).await;
+        let contact =
+            SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(d)).await;
+        match (lock, contact) {
+            (Ok(l), Ok(c)) => devices.push((l, c)),
+            _ => {
+                println!("   simulated lock or contact failed to start");
+                return;
+            }
+        }
+    }
+    let config = rig::config_text(&HomeSpec {
+        broker_port: broker.port(),
+        camera_urls: &urls,
+        door_cameras: &pairs(doors, cameras),
+        camera_extra: "",
+        deliveries: Some(BENCH_DELIVERIES),
+        storage: &dir.path().join("storage"),
+    });
+    let mut states = Observer::connect(broker.port(), "bench-ha").await;
+    states.subscribe("doorwarden/camera/+/state").await;
+    let bridge = BridgeProcess::spawn(dir.path(), &config);
+
+    // Follow the retained camera states to know how many are live at the end.
+    let mut live_now = std::collections::BTreeMap::new();
+    let mut pump = |states: &mut Observer| {
+        while let Ok(m) = states.rx.try_recv() {
+            live_now.insert(m.topic.clone(), m.json()["live"] == true);
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    pump(&mut states);
+    let cpu0 = bridge.cpu_secs();
+    let own0 = rig::cpu_secs("self");
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let cpu = bridge.cpu_secs() - cpu0;
+    let own = rig::cpu_secs("self") - own0;
+    let wall = t0.elapsed().as_secs_f64();
+    let (rss, hwm) = bridge.memory_kib();
+    pump(&mut states);
+    let live_count = live_now.values().filter(|l| **l).count();
+    let label = if live {
+        format!("{cameras} live SimCameras (640x360 15 fps)")
+    } else {
+        format!("{cameras} unreachable (closed ports)")
+    };
+    println!(
+        "   {label:<34} | {:>14.2} {:>8.2}% | {:>5.1} MiB {:>5.1} MiB | {:>4}/{cameras:<3} | {:>6.2} s/min",
+        cpu / wall * 60.0,
+        cpu / wall * 100.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        live_count,
+        own / wall * 60.0,
+    );
+    drop(bridge);
+    drop(sims);
+}
+
+// --- (d) camera fault to relock (issue 6) ----------------------------------------
+
+async fn relock() {
+    let runs: usize = env_or("DOORWARDEN_BENCH_RELOCKS", 20);
+    println!(
+        "\n== (d) camera freeze -> relock command on the lock's set topic: {runs} runs, door shut"
+    );
+    println!("   camera timers: defaults (freeze_after 200ms, stall_after 2s, warmup 3s)");
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let camera = SimCamera::start(SimCameraOptions::default())
+        .await
+        .expect("simulated camera");
+    let _lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(0))
+        .await
+        .expect("simulated lock");
+    let _contact = SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(0))
+        .await
+        .expect("simulated contact");
+    let mut ha = Observer::connect(broker.port(), "bench-ha").await;
+    ha.subscribe("doorwarden/door000/#").await;
+    let mut radio = Observer::connect(broker.port(), "bench-lock-side").await;
+    radio
+        .subscribe(&format!("{}/set", rig::lock_topic(0)))
+        .await;
+    let config = rig::config_text(&HomeSpec {
+        broker_port: broker.port(),
+        camera_urls: &[camera.url()],
+        door_cameras: &[vec![0]],
+        camera_extra: "",
+        deliveries: Some(
+            "    time_zone: UTC\n    max_unlocked: 5m\n    relock_after_close: 2s\n    entries_per_window: 1\n    grant_duration: 10m\n",
+        ),
+        storage: &dir.path().join("storage"),
+    });
+    let _bridge = BridgeProcess::spawn(dir.path(), &config);
+    let state = door_state_topic(0);
+
+    let mut relock_ms = Vec::new();
+    let mut trip_ms = Vec::new();
+    for run in 0..runs {
+        // Ready: lock confirmed locked and the interlock clear (the camera
+        // has been live for its warmup).
+        if ha
+            .wait_for(
+                |m| {
+                    m.topic == state
+                        && m.json()["lock"] == "LOCKED"
+                        && m.json()["interlock"] == "clear"
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .is_none()
+        {
+            println!("   run {}: the door never became ready; stopping", run + 1);
+            break;
+        }
+        ha.publish("doorwarden/door000/delivery/grant/set", "PRESS")
+            .await;
+        ha.publish(
+            "doorwarden/door000/delivery/request",
+            r#"{"carrier":"Bench"}"#,
+        )
+        .await;
+        let answer = ha
+            .wait_for(|m| m.topic == "doorwarden/door000/delivery/response", LONG)
+            .await;
+        if answer.as_ref().map(|a| a.json()["granted"] == true) != Some(true) {
+            println!(
+                "   run {}: delivery not granted: {}",
+                run + 1,
+                answer.map(|a| a.text()).unwrap_or_default()
+            );
+            break;
+        }
+        if radio
+            .wait_for(|m| is_lock_set(m, 0, "UNLOCK"), LONG)
+            .await
+            .is_none()
+            || ha
+                .wait_for(|m| m.topic == state && m.json()["lock"] == "UNLOCKED", LONG)
+                .await
+                .is_none()
+        {
+            println!("   run {}: the lock never unlocked", run + 1);
+            break;
+        }
+        // Spread the fault over the 67 ms frame interval.
+        tokio::time::sleep(Duration::from_millis(300 + (run as u64 * 23) % 67)).await;
+        ha.drain();
+        radio.drain();
+        let t0 = Instant::now();
+        camera.freeze();
+        let relocked = radio.wait_for(|m| is_lock_set(m, 0, "LOCK"), LONG).await;
+        let tripped = ha
+            .wait_for(
+                |m| {
+                    m.topic == "doorwarden/door000/delivery/event"
+                        && m.json()["event_type"] == "interlock_tripped"
+                },
+                Duration::from_secs(2),
+            )
+            .await;
+        match relocked {
+            Some(m) => relock_ms.push(ms(m.at - t0)),
+            None => println!("   run {}: no relock within 30 s", run + 1),
+        }
+        if let Some(m) = tripped {
+            trip_ms.push(ms(m.at - t0));
+        }
+        camera.restore();
+        ha.publish("doorwarden/door000/delivery/end/set", "PRESS")
+            .await;
+    }
+    let r = summarize(relock_ms);
+    let t = summarize(trip_ms);
+    println!(
+        "   freeze -> LOCK on {}/set: median {:6.1} ms  p99 {:6.1} ms  min {:6.1}  max {:6.1}  n={}",
+        rig::lock_topic(0),
+        r.median,
+        r.p99,
+        r.min,
+        r.max,
+        r.n
+    );
+    println!(
+        "   freeze -> interlock_tripped event: median {:6.1} ms  n={}",
+        t.median, t.n
+    );
+}
