@@ -492,13 +492,18 @@ fn reason_from_message(message: &str) -> String {
             .to_ascii_lowercase()
             .contains(&needle.to_ascii_lowercase())
     };
-    let reason = if has("connection refused") {
+    let reason = if has("invalid argument") {
+        // retina checks the URL before connecting (scheme, credentials).
+        "invalid camera URL (only rtsp:// is supported)".to_string()
+    } else if has("connection refused") {
         "connection refused".to_string()
     } else if has("failed to respond to keepalive") || has("unable to write keepalive") {
         "camera stopped answering keepalives".to_string()
+    } else if has("failed to lookup address") || has("name or service not known") {
+        "camera host name not found".to_string()
     } else if has("connection reset") || has("broken pipe") {
         "connection reset by camera".to_string()
-    } else if has("unexpected eof") || has("eof") && has("reading") {
+    } else if has("unexpected eof") {
         "stream ended".to_string()
     } else if has("unable to connect to rtsp server") {
         let cause = first.split_once(": ").map(|(_, c)| c).unwrap_or("");
@@ -508,11 +513,14 @@ fn reason_from_message(message: &str) -> String {
         )
     } else if has("error reading from rtsp peer") || has("error writing to rtsp peer") {
         "connection lost".to_string()
+    } else if has("internal error") {
+        "camera session failed".to_string()
     } else if has("rtsp framing error")
         || has("unassigned channel")
         || has("rtp")
         || has("depacketiz")
-        || has("nal")
+        || has("corrupt")
+        || has("nal unit")
         || has("invalid")
     {
         "camera sent invalid data".to_string()
