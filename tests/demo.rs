@@ -90,3 +90,40 @@ async fn the_demo_story_runs_headless_and_matches_the_broker() {
     );
     assert_eq!(seen[tripped].json()["camera"], "porch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_commands_act_on_the_simulated_home() {
+    use tokio::io::AsyncWriteExt;
+    let broker = Mosquitto::start();
+    let storage = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(DOORWARDEN)
+        .args(["demo", "--interactive", "--broker", &broker.url()])
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", storage.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start doorwarden demo");
+    // Read only after the story; ending the window first makes the answer
+    // to the request certain.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"end\nrequest\nquit\n")
+        .await
+        .expect("write commands");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the demo ends after quit")
+        .expect("demo output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let after_story = stdout.split("story complete").nth(1).unwrap_or_default();
+    assert!(after_story.contains("→ end"), "{stdout}");
+    assert!(after_story.contains("window_closed"), "{stdout}");
+    assert!(
+        after_story.contains("refused: no delivery window is open"),
+        "{stdout}"
+    );
+}

@@ -483,30 +483,54 @@ async fn story(home: &SimHome, obs: &mut Observer, tl: &Timeline) -> Result<(), 
 /// After the story: commands from stdin, and a line for every delivery event.
 async fn interact(home: &SimHome, obs: &mut Observer, tl: &Timeline) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let events = format!("doorwarden/{DOOR}/delivery/event");
-    let response = format!("doorwarden/{DOOR}/delivery/response");
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             _ = &mut ctrl_c => return,
             line = lines.next_line() => {
-                let Ok(Some(line)) = line else { return };
+                let Ok(Some(line)) = line else { break };
                 if !command(home, obs, tl, line.trim()).await {
-                    return;
+                    break;
                 }
             }
-            Some(seen) = obs.rx.recv() => {
-                if seen.topic == events || seen.topic == response {
-                    let v = seen.json();
-                    let what = v["event_type"].as_str().map(str::to_string)
-                        .unwrap_or_else(|| if v["granted"] == true { "granted".into() } else { "refused".into() });
-                    let tone = if matches!(what.as_str(), "interlock_tripped" | "denied" | "refused" | "door_forced" | "lock_unresponsive" | "door_held_open") { Tone::Alarm } else { Tone::Good };
-                    tl.line(tone, &format!("{what}: {}", v["reason"].as_str().unwrap_or("")), &seen.topic);
-                }
-            }
+            Some(seen) = obs.rx.recv() => show_delivery(tl, &seen),
         }
     }
+    // Answers to the last commands may still be on their way.
+    while let Ok(Some(seen)) = tokio::time::timeout(Duration::from_secs(1), obs.rx.recv()).await {
+        show_delivery(tl, &seen);
+    }
+}
+
+/// A timeline line for a delivery event or a courier's answer.
+fn show_delivery(tl: &Timeline, seen: &Seen) {
+    let events = format!("doorwarden/{DOOR}/delivery/event");
+    let response = format!("doorwarden/{DOOR}/delivery/response");
+    if seen.topic != events && seen.topic != response {
+        return;
+    }
+    let v = seen.json();
+    let what = match v["event_type"].as_str() {
+        Some(kind) => kind.to_string(),
+        None if v["granted"] == true => "granted".to_string(),
+        None => "refused".to_string(),
+    };
+    let alarming = matches!(
+        what.as_str(),
+        "interlock_tripped"
+            | "denied"
+            | "refused"
+            | "door_forced"
+            | "lock_unresponsive"
+            | "door_held_open"
+    );
+    let tone = if alarming { Tone::Alarm } else { Tone::Good };
+    tl.line(
+        tone,
+        &format!("{what}: {}", v["reason"].as_str().unwrap_or("")),
+        &seen.topic,
+    );
 }
 
 /// One interactive command; false to leave.
