@@ -10,7 +10,15 @@
 //!   payloads and the core's lock reports and commands.
 //! - [`ha`]: Home Assistant discovery and state payloads.
 //! - [`io`]: the shell: MQTT link, RTSP camera tasks, persisted state.
+//! - [`runtime`]: the one task that owns the core and carries out its
+//!   actions (`doorwarden run`).
 //! - [`redact`]: the one place secrets are scrubbed from text.
+//! - [`summary`]: what `doorwarden check-config` prints.
+//! - [`addon`]: the Home Assistant add-on's config, from the Supervisor's
+//!   options and MQTT service.
+//! - [`sim`]: simulated camera, locks and door sensor (named as such), for
+//!   the tests and the demo.
+//! - [`demo`]: `doorwarden demo`, the whole story on one machine.
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
