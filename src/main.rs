@@ -88,7 +88,10 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
-    init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
+    init_logging(
+        cli.log_level.as_deref().unwrap_or(default_level),
+        cli.log_format,
+    );
     match cli.command {
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(cfg) => {

@@ -629,8 +629,9 @@ fn config_file_without_mqtt_gets_the_supervisors_broker_and_keeps_its_lines() {
 fn config_file_with_its_own_mqtt_is_used_as_is_even_without_a_broker() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("full.yaml");
-    let text =
-        format!("mqtt:\n  url: mqtt://homeassistant.local:1883\nstorage:\n  dir: /data/state\n{USER_FILE}");
+    let text = format!(
+        "mqtt:\n  url: mqtt://homeassistant.local:1883\nstorage:\n  dir: /data/state\n{USER_FILE}"
+    );
     std::fs::write(&file, &text).unwrap();
     let no_broker = json!({"result": "error", "message": "No mqtt service available"});
     let options = json!({"config_file": file.display().to_string()});
