@@ -25,7 +25,7 @@
 //!   - camera: { porch: frozen }       # live | frozen | stalled | down
 //!   - freeze: porch                   # same as camera: { porch: frozen }
 //!   - command: { door: front, courier_unlock: { carrier: DHL, code: "1234", via: mqtt } }
-//!   - door: { front: open }           # contact sensor
+//!   - door: { front: open }           # contact sensor: open | closed | unavailable | available
 //!   - lock: { door: front, state: unlocked, source: manual }   # an unsolicited report
 //!   - fake_lock: { front: { responds: false } }
 //!   - storage_failed: disk full
@@ -689,15 +689,14 @@ fn run_scenario(path: &Path) {
             }
             "door" => {
                 let (door, state) = single_pair(&arg);
-                let open = match as_text(&state).as_str() {
-                    "open" => true,
-                    "closed" | "shut" => false,
+                let report = match as_text(&state).as_str() {
+                    "open" => DoorReport::Contact { open: true },
+                    "closed" | "shut" => DoorReport::Contact { open: false },
+                    "unavailable" => DoorReport::ContactAvailable(false),
+                    "available" => DoorReport::ContactAvailable(true),
                     other => panic!("{label}: door state `{other}`"),
                 };
-                h.feed(EventKind::Door {
-                    door,
-                    report: DoorReport::Contact { open },
-                });
+                h.feed(EventKind::Door { door, report });
             }
             "lock" => {
                 let (door, report) = lock_report(&arg);
@@ -885,6 +884,9 @@ scenarios!(
     lock_jammed,
     alert_only,
     grant_during_delivery,
+    relock_when_lock_returns,
+    contact_sensor_lost,
+    restart_keeps_entry_count,
 );
 
 #[test]

@@ -288,6 +288,11 @@ pub struct Door {
     entries_window: Option<Timestamp>,
     entries_used: u32,
     session: Option<Session>,
+    /// Why a delivery's relock is still owed: the session had to end
+    /// without the lock confirming it (unresponsive, jammed), so the door
+    /// may be unlocked. Sent again once the lock talks; cleared when the
+    /// bolt is reported locked or the owner takes the door over.
+    relock_owed: Option<String>,
     code: Option<DeliveryCode>,
     code_in_lock: bool,
     code_counter: u64,
@@ -329,6 +334,7 @@ impl Door {
             entries_window: None,
             entries_used: 0,
             session: None,
+            relock_owed: None,
             code: None,
             code_in_lock: false,
             code_counter: 0,
@@ -463,16 +469,18 @@ impl Door {
         if cameras.is_empty() {
             return Some("no camera watches this door".into());
         }
+        self.cameras_not_live(cameras)
+    }
+
+    /// Every camera that is not Live, described for the owner; `None` when
+    /// all are.
+    fn cameras_not_live(&self, cameras: &[CameraSnapshot]) -> Option<String> {
         let not_live: Vec<String> = cameras
             .iter()
             .filter(|c| c.kind != LivenessKind::Live)
             .map(|c| self.describe_camera(c))
             .collect();
-        if not_live.is_empty() {
-            None
-        } else {
-            Some(not_live.join("; "))
-        }
+        (!not_live.is_empty()).then(|| not_live.join("; "))
     }
 
     /// "camera porch frozen since 14:02:11 (12 identical frames)", the time
@@ -517,6 +525,12 @@ impl Door {
         );
         if record.restore_auto_relock.is_some() {
             self.owner_auto_relock = record.restore_auto_relock;
+        }
+        // The interrupted delivery used its window's entry; a restart must
+        // not hand out another one in the same window.
+        if let Some(w) = self.schedule.open_window(record.unlocked_at) {
+            self.count_entries_for(w.starts);
+            self.entries_used += 1;
         }
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
@@ -582,11 +596,16 @@ impl Door {
         }
     }
 
-    fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
-        if self.entries_window != Some(w.starts) {
-            self.entries_window = Some(w.starts);
+    /// Make `entries_used` count for the occurrence starting at `starts`.
+    fn count_entries_for(&mut self, starts: Timestamp) {
+        if self.entries_window != Some(starts) {
+            self.entries_window = Some(starts);
             self.entries_used = 0;
         }
+    }
+
+    fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
+        self.count_entries_for(w.starts);
         self.last_outcome = None;
         if let Some(code) = &mut self.code
             && code.window.is_none()
@@ -737,7 +756,8 @@ impl Door {
                     );
                 }
             }
-            DoorReport::ContactAvailable(_) => {}
+            DoorReport::ContactAvailable(false) => self.contact_lost(ctx),
+            DoorReport::ContactAvailable(true) => {}
             other => {
                 let source = match other {
                     DoorReport::Lock { source, .. } => *source,
@@ -746,7 +766,56 @@ impl Door {
                 if let Some(note) = self.lock.handle_report(ctx.now.mono, other) {
                     self.on_lock_note(ctx, note, source);
                 }
+                self.settle_owed_relock(ctx);
             }
+        }
+    }
+
+    /// The lock has said something: if a delivery's relock is still owed,
+    /// forget it when the bolt is locked, or send it now that the lock is
+    /// reachable and free (an unresponsive lock is not talked to until it
+    /// reports again; a jammed one until someone frees the bolt).
+    fn settle_owed_relock(&mut self, ctx: &mut Ctx) {
+        let Some(why) = &self.relock_owed else { return };
+        let lock = &self.lock;
+        let talking =
+            lock.available() != Some(false) && !lock.is_unresponsive() && !lock.is_jammed();
+        if !talking || self.session.is_some() || lock.pending().is_some() {
+            return;
+        }
+        if lock.state() == LockState::Locked {
+            self.relock_owed = None;
+            return;
+        }
+        let reason = format!("the lock answers again; sending the relock it missed ({why})");
+        let cmd = self.lock.command(ctx.now.mono, Want::Locked);
+        ctx.out.push(self.lock_action(cmd));
+        self.audit(ctx, "relocking", &reason, json!({}));
+    }
+
+    /// The contact sensor is unreachable: its last word is no longer the
+    /// door's state, and a relock waiting for the door to shut would wait
+    /// for news that cannot come, so it goes out now.
+    fn contact_lost(&mut self, ctx: &mut Ctx) {
+        if self.door_open.take().is_none() {
+            return;
+        }
+        self.audit(
+            ctx,
+            "contact_unavailable",
+            "contact sensor unreachable",
+            json!({}),
+        );
+        let Some(s) = &mut self.session else { return };
+        if let Some(t) = s.opened_at.take() {
+            s.open_total += ctx.now.mono.saturating_duration_since(t);
+        }
+        if s.phase == Phase::RelockOnShut {
+            let why = s
+                .relock_reason
+                .clone()
+                .unwrap_or_else(|| "relock due".into());
+            self.relock(ctx, &format!("{why}; the contact sensor is unreachable"));
         }
     }
 
@@ -834,7 +903,11 @@ impl Door {
                 );
             }
             LockNote::Confirmed(Want::Locked) => {
-                if self
+                if self.session.is_none() && self.relock_owed.take().is_some() {
+                    let reason = "lock confirmed the relock a delivery was owed";
+                    self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
+                    self.audit(ctx, "relocked", reason, json!({}));
+                } else if self
                     .session
                     .as_ref()
                     .is_some_and(|s| s.phase == Phase::Relocking)
@@ -879,7 +952,10 @@ impl Door {
                     json!({ "pending": pending.map(Want::as_str) }),
                 );
                 match self.session.as_ref().map(|s| s.phase.clone()) {
-                    Some(Phase::Relocking) => self.finish(ctx, "lock jammed while relocking"),
+                    Some(Phase::Relocking) => {
+                        self.relock_owed = Some("lock jammed while relocking".into());
+                        self.finish(ctx, "lock jammed while relocking")
+                    }
                     Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
                     _ => {}
                 }
@@ -936,6 +1012,7 @@ impl Door {
                 );
                 match self.session.as_ref().map(|s| s.phase.clone()) {
                     Some(Phase::Relocking) => {
+                        self.relock_owed = Some("relock not confirmed: lock unresponsive".into());
                         self.finish(ctx, "relock not confirmed: lock unresponsive")
                     }
                     Some(Phase::Unlocking) => {
@@ -951,6 +1028,10 @@ impl Door {
                     "lock unreachable"
                 };
                 self.audit(ctx, "lock_availability", reason, json!({ "online": up }));
+                if up && self.relock_owed.is_some() {
+                    // Its answer decides whether the owed relock is sent.
+                    ctx.out.push(self.lock_action(LockCommand::Refresh));
+                }
             }
         }
     }
@@ -1006,10 +1087,10 @@ impl Door {
                 self.schedule.cancel(ctx.now.wall);
                 self.window_cache = None;
                 self.audit(ctx, "window_ended", "ended from Home Assistant", json!({}));
+                // Before the refresh, so the relock names the owner rather
+                // than the window it closes (a weekly window may stay open).
+                self.relock_when_shut(ctx, "the owner ended the delivery");
                 self.refresh(ctx);
-                if self.session.is_some() {
-                    self.relock_when_shut(ctx, "the owner ended the delivery");
-                }
             }
             Command::CourierUnlock { code, carrier, via } => {
                 self.courier_request(ctx, code, carrier, via)
@@ -1028,33 +1109,7 @@ impl Door {
                     ctx.out.push(self.lock_action(cmd));
                 }
             }
-            Command::OwnerUnlock => {
-                let not_live: Vec<String> = ctx
-                    .cameras
-                    .iter()
-                    .filter(|c| c.kind != LivenessKind::Live)
-                    .map(|c| self.describe_camera(c))
-                    .collect();
-                if self.rules.owner_unlock_requires_cameras && !not_live.is_empty() {
-                    let reason = format!("owner unlock refused: {}", not_live.join("; "));
-                    self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
-                    self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
-                } else {
-                    if self.session.is_some() {
-                        // The owner takes the door over; the delivery is over
-                        // and must not be left waiting for a relock.
-                        self.finish(ctx, "the owner unlocked the door during the delivery");
-                    }
-                    self.audit(
-                        ctx,
-                        "owner_unlock",
-                        "owner unlocked from Home Assistant",
-                        json!({}),
-                    );
-                    let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
-                    ctx.out.push(self.lock_action(cmd));
-                }
-            }
+            Command::OwnerUnlock => self.owner_unlock(ctx),
             Command::SetGrantDuration(d) => {
                 self.grant_duration = d;
                 let reason = format!("grant duration set to {} min", d.as_secs() / 60);
@@ -1067,6 +1122,32 @@ impl Door {
             }
             Command::SetCode(code) => self.set_code(ctx, code),
         }
+    }
+
+    fn owner_unlock(&mut self, ctx: &mut Ctx) {
+        if self.rules.owner_unlock_requires_cameras
+            && let Some(not_live) = self.cameras_not_live(ctx.cameras)
+        {
+            let reason = format!("owner unlock refused: {not_live}");
+            self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
+            self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
+            return;
+        }
+        if self.session.is_some() {
+            // The owner takes the door over; the delivery is over and must
+            // not be left waiting for a relock.
+            self.finish(ctx, "the owner unlocked the door during the delivery");
+        }
+        // The owner's unlock also overrides a relock a delivery still owed.
+        self.relock_owed = None;
+        self.audit(
+            ctx,
+            "owner_unlock",
+            "owner unlocked from Home Assistant",
+            json!({}),
+        );
+        let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
+        ctx.out.push(self.lock_action(cmd));
     }
 
     fn set_code(&mut self, ctx: &mut Ctx, code: Secret) {
@@ -1287,10 +1368,12 @@ impl Door {
         );
     }
 
+    /// Relock now, or as soon as the door shuts if it is open. A relock
+    /// already due keeps its first reason.
     fn relock_when_shut(&mut self, ctx: &mut Ctx, why: &str) {
         if self.door_open == Some(true) {
             let Some(s) = &mut self.session else { return };
-            if s.phase == Phase::Relocking {
+            if matches!(s.phase, Phase::Relocking | Phase::RelockOnShut) {
                 return;
             }
             s.phase = Phase::RelockOnShut;

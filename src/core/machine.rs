@@ -707,7 +707,7 @@ deliveries:
         let shown = core.door_status("front").and_then(|s| s.interlock_blocking);
         assert_eq!(shown.as_deref(), Some("storage unavailable: disk full"));
         assert_eq!(
-            core.next_deadline().map(|(t, why)| (t, why)),
+            core.next_deadline(),
             Some((t0 + STORAGE_RETRY, Wake::StorageRetry))
         );
         let probe = core.handle(Event {
