@@ -306,7 +306,11 @@ impl Shell<'_> {
                     self.send_lock(door, command);
                 }
                 Action::Audit(record) => {
-                    if let Err(reason) = self.audit(record) {
+                    // The core audits each storage failure it is told of: if
+                    // that record fails too, reporting it again loops forever.
+                    if let Err(reason) = self.audit(record)
+                        && record.decision != "storage_failed"
+                    {
                         error!("cannot write the audit log: {reason}");
                         follow_up.push(Event {
                             at: now(),
