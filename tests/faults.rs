@@ -1,0 +1,230 @@
+//! Faults a home will meet, survived on real parts: a real Mosquitto that
+//! is killed and restarted, `doorwarden run` as a child process that is
+//! killed with SIGKILL, the simulated Zigbee2MQTT lock and contact sensor,
+//! and the simulated RTSP camera. Every test looks at what a user would
+//! notice: the commands the lock received, the entities and events Home
+//! Assistant gets, the answer a courier gets, the audit log on disk.
+
+mod common;
+#[path = "common/process_home.rs"]
+mod process_home;
+
+use std::time::Duration;
+
+use common::mosquitto::{Mosquitto, Received, TestClient};
+use process_home::{
+    LONG, ProcessHome, Rules, audited, current_state, door_topic, is_event, is_state,
+    lock_commands, request, wait_all, wait_lock_shown, wait_until,
+};
+
+const DOOR: &str = "front_door";
+
+/// A client that sees every doorwarden topic.
+async fn observer(broker: &Mosquitto) -> TestClient {
+    let mut obs = TestClient::connect(broker).await;
+    obs.subscribe("doorwarden/#").await;
+    obs
+}
+
+/// Camera live and the lock known to be locked, in whichever order the
+/// bridge reports them.
+async fn ready(obs: &mut TestClient, door: &str) {
+    let camera = process_home::camera_state_topic();
+    wait_all(
+        obs,
+        &[
+            ("the camera to be live", &|m: &Received| {
+                m.topic == camera && m.json()["live"] == true
+            }),
+            ("the lock to be shown LOCKED", &|m: &Received| {
+                is_state(m, door) && m.json()["lock"] == "LOCKED"
+            }),
+        ],
+    )
+    .await;
+}
+
+/// Window granted, courier let in: returns once the lock confirmed.
+async fn deliver(obs: &mut TestClient, door: &str) {
+    obs.publish(&door_topic(door, "delivery/grant/set"), "PRESS", false)
+        .await;
+    let answer = request(obs, door, r#"{"carrier":"Test Parcel"}"#).await;
+    assert_eq!(answer["granted"], true, "{answer}");
+    obs.wait_for(|m| is_event(m, door, "unlocked"), LONG, "the unlock")
+        .await;
+}
+
+async fn event(obs: &mut TestClient, door: &str, kind: &str) -> serde_json::Value {
+    obs.wait_for(|m| is_event(m, door, kind), LONG, kind)
+        .await
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_killed_mid_delivery_trips_the_interlock_and_relocks_once_the_door_shuts() {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    let home = ProcessHome::start(&broker, Rules::default()).await;
+    let door = home.door();
+    ready(&mut obs, DOOR).await;
+    deliver(&mut obs, DOOR).await;
+    door.contact.open().await.expect("open the door");
+    event(&mut obs, DOOR, "door_opened").await;
+
+    // The camera is unplugged: its sessions cut, new connections refused.
+    home.camera.refuse();
+    home.camera.drop_all();
+    let tripped = event(&mut obs, DOOR, "interlock_tripped").await;
+    assert_eq!(tripped["camera"], "porch", "{tripped}");
+    assert_eq!(tripped["compromised"], true, "{tripped}");
+    let reason = tripped["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("camera porch ") && reason.ends_with("during a delivery"),
+        "{reason}"
+    );
+    // A bolt thrown into an open door jams it; the relock waits for the door.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lock_commands(&door.lock, "LOCK"), 0, "locked an open door");
+
+    door.contact.close().await.expect("close the door");
+    wait_until("the relock to reach the lock", || {
+        lock_commands(&door.lock, "LOCK") == 1
+    })
+    .await;
+    let completed = event(&mut obs, DOOR, "completed").await;
+    assert_eq!(completed["compromised"], true, "{completed}");
+    let state = wait_lock_shown(&mut obs, DOOR, "LOCKED").await.json();
+    assert_eq!(state["delivery"], "tripped", "{state}");
+    assert!(door.lock.is_locked());
+    assert_eq!(lock_commands(&door.lock, "UNLOCK"), 1);
+
+    // While the camera is gone, a courier is refused with the camera named.
+    obs.publish(&door_topic(DOOR, "delivery/grant/set"), "PRESS", false)
+        .await;
+    let refused = request(&mut obs, DOOR, "{}").await;
+    assert_eq!(refused["granted"], false, "{refused}");
+    let why = refused["reason"].as_str().unwrap_or_default();
+    assert!(why.starts_with("camera porch "), "{why}");
+
+    let audit = home.audit();
+    let trips = audited(&audit, DOOR, "tripped");
+    assert_eq!(trips.len(), 1, "{audit:#?}");
+    assert_eq!(trips[0]["details"]["camera"], "porch");
+    let summary = audited(&audit, DOOR, "delivery_summary");
+    assert_eq!(summary.len(), 1, "{audit:#?}");
+    assert_eq!(summary[0]["details"]["compromised"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_lock_at_relock_time_is_reported_unresponsive_shown_jammed_and_refuses_deliveries()
+{
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    let rules = Rules {
+        confirm_timeout: "1s",
+        relock_after_close: "300ms",
+        ..Rules::default()
+    };
+    let home = ProcessHome::start(&broker, rules).await;
+    let door = home.door();
+    ready(&mut obs, DOOR).await;
+    deliver(&mut obs, DOOR).await;
+
+    // The lock drops off the radio while the courier is inside.
+    door.lock.set_silent(true);
+    door.contact.open().await.expect("open the door");
+    door.contact.close().await.expect("close the door");
+    let alert = event(&mut obs, DOOR, "lock_unresponsive").await;
+    assert_eq!(
+        alert["reason"], "lock did not confirm the lock command, even after a retry",
+        "{alert}"
+    );
+    // Sent once, then once more, and no further.
+    assert_eq!(lock_commands(&door.lock, "LOCK"), 2);
+    let state = wait_lock_shown(&mut obs, DOOR, "JAMMED").await.json();
+    assert_eq!(state["interlock"], "blocking", "{state}");
+    assert_eq!(
+        state["interlock_reason"], "lock unresponsive (did not confirm the last command)",
+        "{state}"
+    );
+
+    // The window is still open with entries left, yet nobody gets in.
+    let refused = request(&mut obs, DOOR, "{}").await;
+    assert_eq!(refused["granted"], false, "{refused}");
+    assert_eq!(
+        refused["reason"], "lock unresponsive (did not confirm the last command)",
+        "{refused}"
+    );
+    assert_eq!(lock_commands(&door.lock, "UNLOCK"), 1);
+    let audit = home.audit();
+    assert_eq!(audited(&audit, DOOR, "lock_unresponsive").len(), 1);
+}
+
+/// The bridge refuses a delivery for lack of storage and keeps answering.
+async fn refuses_for_storage_and_stays_up(
+    broker: &Mosquitto,
+    home: &mut ProcessHome,
+    obs: &mut TestClient,
+    why: &str,
+) {
+    let door = home.door();
+    obs.publish(&door_topic(DOOR, "delivery/grant/set"), "PRESS", false)
+        .await;
+    for attempt in 0..3 {
+        let refused = request(obs, DOOR, r#"{"carrier":"Test Parcel"}"#).await;
+        assert_eq!(refused["granted"], false, "attempt {attempt}: {refused}");
+        let reason = refused["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("storage unavailable: ") && reason.contains(why),
+            "attempt {attempt}: {reason}"
+        );
+    }
+    let state = current_state(broker, DOOR).await;
+    let shown = state["interlock_reason"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("storage unavailable: ") && shown.contains(why),
+        "{state}"
+    );
+    assert_eq!(state["interlock"], "blocking", "{state}");
+    assert_eq!(lock_commands(&door.lock, "UNLOCK"), 0);
+    assert!(door.lock.is_locked());
+    // Still up and still in charge of the lock: the owner's commands work.
+    obs.publish(&door_topic(DOOR, "lock/set"), "UNLOCK", false)
+        .await;
+    wait_lock_shown(obs, DOOR, "UNLOCKED").await;
+    obs.publish(&door_topic(DOOR, "lock/set"), "LOCK", false)
+        .await;
+    wait_lock_shown(obs, DOOR, "LOCKED").await;
+    assert_eq!(home.bridge.exited(), None, "the bridge exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_deliveries_says_why_and_the_bridge_stays_up() {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    // /dev/full fails every write with ENOSPC, like a full disk: both the
+    // audit log and the state file's temporary copy land there.
+    let mut home = ProcessHome::start_with(&broker, Rules::default(), |storage| {
+        for name in ["audit.jsonl", "state.json.tmp"] {
+            std::os::unix::fs::symlink("/dev/full", storage.join(name)).expect("symlink");
+        }
+    })
+    .await;
+    ready(&mut obs, DOOR).await;
+    refuses_for_storage_and_stays_up(&broker, &mut home, &mut obs, "No space left on device").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_storage_refuses_deliveries_says_why_and_the_bridge_stays_up() {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    // Tests run as root, where permission bits stop nothing: a regular file
+    // where the storage directory should be makes every write fail.
+    let mut home = ProcessHome::start_with(&broker, Rules::default(), |storage| {
+        std::fs::remove_dir(storage).expect("remove storage dir");
+        std::fs::write(storage, b"not a directory").expect("file in its place");
+    })
+    .await;
+    ready(&mut obs, DOOR).await;
+    refuses_for_storage_and_stays_up(&broker, &mut home, &mut obs, "storage directory").await;
+}
