@@ -9,12 +9,12 @@ mod common;
 #[path = "common/process_home.rs"]
 mod process_home;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::mosquitto::{Mosquitto, Received, TestClient};
 use process_home::{
     LONG, ProcessHome, Rules, audited, current_state, door_topic, is_event, is_state,
-    lock_commands, request, wait_all, wait_lock_shown, wait_until,
+    lock_commands, lock_discovery_topic, request, wait_all, wait_lock_shown, wait_until,
 };
 
 const DOOR: &str = "front_door";
@@ -227,4 +227,197 @@ async fn unwritable_storage_refuses_deliveries_says_why_and_the_bridge_stays_up(
     .await;
     ready(&mut obs, DOOR).await;
     refuses_for_storage_and_stays_up(&broker, &mut home, &mut obs, "storage directory").await;
+}
+
+/// What the door's entities must show while the broker comes and goes.
+struct Shown {
+    lock: &'static str,
+    delivery: &'static str,
+    /// `None` until the contact sensor first reports (it only speaks on
+    /// change).
+    door: Option<&'static str>,
+}
+
+/// Restart the broker and wait for the bridge to be back on the fresh one
+/// (which holds no retained message of its own): availability `online`, the
+/// lock's discovery config, and a door state that says what the simulated
+/// lock really is. Returns when the bridge was seen back.
+async fn restart_broker(
+    broker: &mut Mosquitto,
+    home: &ProcessHome,
+    n: u32,
+    shown: &Shown,
+    window_ends: &serde_json::Value,
+) -> Instant {
+    broker.restart();
+    let mut ha = TestClient::connect(broker).await;
+    ha.subscribe("doorwarden/#").await;
+    ha.subscribe(&lock_discovery_topic(DOOR)).await;
+    let discovery = lock_discovery_topic(DOOR);
+    let found = wait_all(
+        &mut ha,
+        &[
+            ("the bridge online", &|m: &Received| {
+                m.topic == "doorwarden/bridge/availability" && m.text() == "online"
+            }),
+            ("the lock's discovery config", &|m: &Received| {
+                m.topic == discovery && !m.payload.is_empty()
+            }),
+            ("the door state", &|m: &Received| is_state(m, DOOR)),
+        ],
+    )
+    .await;
+    let back = Instant::now();
+    let config = found[1].json();
+    assert_eq!(
+        config["command_topic"],
+        door_topic(DOOR, "lock/set"),
+        "restart {n}"
+    );
+    let state = found[2].json();
+    let truth = if home.door().lock.is_locked() {
+        "LOCKED"
+    } else {
+        "UNLOCKED"
+    };
+    assert_eq!(
+        state["lock"], truth,
+        "restart {n}: the lock entity lies: {state}"
+    );
+    assert_eq!(state["lock"], shown.lock, "restart {n}: {state}");
+    assert_eq!(state["delivery"], shown.delivery, "restart {n}: {state}");
+    assert_eq!(state["door"].as_str(), shown.door, "restart {n}: {state}");
+    assert_eq!(&state["window_ends"], window_ends, "restart {n}: {state}");
+    back
+}
+
+/// The bridge doubles its reconnect delay after every outage unless the
+/// connection before it lasted `HEALTHY_AFTER` (docs/mqtt.md). Restarts come
+/// in groups of this many, with the connection left alone in between, so
+/// twenty restarts cost seconds instead of the 30 s cap each.
+const RESTARTS_IN_A_ROW: u32 = 4;
+
+async fn settle(back: Instant) {
+    let healthy = doorwarden::io::mqtt::HEALTHY_AFTER + Duration::from_millis(500);
+    tokio::time::sleep_until((back + healthy).into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_broker_restarts_during_a_delivery_lose_and_repeat_nothing() {
+    let mut broker = Mosquitto::start();
+    let rules = Rules {
+        relock_after_close: "300ms",
+        confirm_timeout: "10s",
+        ..Rules::default()
+    };
+    let home = ProcessHome::start(&broker, rules).await;
+    let door = home.door();
+    let mut obs = observer(&broker).await;
+    ready(&mut obs, DOOR).await;
+    obs.publish(&door_topic(DOOR, "delivery/grant/set"), "PRESS", false)
+        .await;
+    event(&mut obs, DOOR, "window_opened").await;
+    let opened = current_state(&broker, DOOR).await;
+    let window_ends = opened["window_ends"].clone();
+    assert!(window_ends.is_string(), "{opened}");
+
+    let mut n = 0;
+    let mut back = Instant::now();
+    // Window open, nobody at the door yet.
+    let waiting = Shown {
+        lock: "LOCKED",
+        delivery: "window_open",
+        door: None,
+    };
+    for _ in 0..RESTARTS_IN_A_ROW {
+        n += 1;
+        back = restart_broker(&mut broker, &home, n, &waiting, &window_ends).await;
+    }
+
+    // The courier asks and is let in while the connection settles.
+    let mut obs = observer(&broker).await;
+    let answer = request(&mut obs, DOOR, r#"{"carrier":"Test Parcel"}"#).await;
+    assert_eq!(answer["granted"], true, "{answer}");
+    event(&mut obs, DOOR, "unlocked").await;
+    settle(back).await;
+    let unlocked = Shown {
+        lock: "UNLOCKED",
+        delivery: "unlocked",
+        door: None,
+    };
+    for _ in 0..RESTARTS_IN_A_ROW {
+        n += 1;
+        back = restart_broker(&mut broker, &home, n, &unlocked, &window_ends).await;
+    }
+
+    // The courier opens the door and stays inside through two more groups.
+    let mut obs = observer(&broker).await;
+    door.contact.open().await.expect("open the door");
+    event(&mut obs, DOOR, "door_opened").await;
+    let inside = Shown {
+        lock: "UNLOCKED",
+        delivery: "watching",
+        door: Some("open"),
+    };
+    for _ in 0..2 {
+        settle(back).await;
+        for _ in 0..RESTARTS_IN_A_ROW {
+            n += 1;
+            back = restart_broker(&mut broker, &home, n, &inside, &window_ends).await;
+        }
+    }
+
+    // The courier leaves; the broker dies just as the relock falls due. The
+    // relock is sent when the bridge is back.
+    settle(back).await;
+    let mut obs = observer(&broker).await;
+    door.contact.close().await.expect("close the door");
+    event(&mut obs, DOOR, "door_closed").await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    broker.restart();
+    n += 1;
+    let mut ha = observer(&broker).await;
+    ha.subscribe(&lock_discovery_topic(DOOR)).await;
+    let discovery = lock_discovery_topic(DOOR);
+    let found = wait_all(
+        &mut ha,
+        &[
+            ("the bridge online", &|m: &Received| {
+                m.topic == "doorwarden/bridge/availability" && m.text() == "online"
+            }),
+            ("the lock's discovery config", &|m: &Received| {
+                m.topic == discovery && !m.payload.is_empty()
+            }),
+            ("the door relocked", &|m: &Received| {
+                is_state(m, DOOR) && m.json()["lock"] == "LOCKED"
+            }),
+        ],
+    )
+    .await;
+    let state = found[2].json();
+    assert_eq!(state["delivery"], "completed", "restart {n}: {state}");
+    assert!(door.lock.is_locked(), "restart {n}");
+    let relock_waited = home.bridge.last_log().contains("relock not sent yet");
+    eprintln!("relock held back during the outage and sent after it: {relock_waited}");
+    let done = Shown {
+        lock: "LOCKED",
+        delivery: "completed",
+        door: Some("closed"),
+    };
+    for _ in 1..RESTARTS_IN_A_ROW {
+        n += 1;
+        restart_broker(&mut broker, &home, n, &done, &window_ends).await;
+    }
+    assert_eq!(n, 20);
+
+    // One unlock, one relock: none lost, none repeated.
+    assert_eq!(lock_commands(&door.lock, "UNLOCK"), 1);
+    assert_eq!(lock_commands(&door.lock, "LOCK"), 1);
+    let audit = home.audit();
+    assert_eq!(audited(&audit, DOOR, "granted").len(), 1, "{audit:#?}");
+    let summary = audited(&audit, DOOR, "delivery_summary");
+    assert_eq!(summary.len(), 1, "{audit:#?}");
+    assert_eq!(summary[0]["details"]["outcome"], "completed");
+    assert_eq!(home.bridge.last_log().matches("panicked").count(), 0);
 }

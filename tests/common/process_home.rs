@@ -441,12 +441,12 @@ pub async fn collect_until(
     }
 }
 
+/// What [`wait_all`] waits for: a description and a test of a message.
+pub type Want<'a> = (&'a str, &'a dyn Fn(&Received) -> bool);
+
 /// Waits until each condition has matched a message, in any order; returns
 /// the first match of each, in the order of `wants`.
-pub async fn wait_all(
-    client: &mut TestClient,
-    wants: &[(&str, &dyn Fn(&Received) -> bool)],
-) -> Vec<Received> {
+pub async fn wait_all(client: &mut TestClient, wants: &[Want<'_>]) -> Vec<Received> {
     let deadline = tokio::time::Instant::now() + LONG;
     let mut found: Vec<Option<Received>> = vec![None; wants.len()];
     while found.iter().any(Option::is_none) {
