@@ -398,7 +398,7 @@ async fn relock() {
     let _lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(0))
         .await
         .expect("simulated lock");
-    let _contact = SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(0))
+    let contact = SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(0))
         .await
         .expect("simulated contact");
     let mut ha = Observer::connect(broker.port(), "bench-ha").await;
@@ -419,15 +419,37 @@ async fn relock() {
     });
     let _bridge = BridgeProcess::spawn(dir.path(), &config);
     let state = door_state_topic(0);
+    // The bridge is up once it has published the lock's state; commands
+    // sent before it subscribed would be lost (they are not retained).
+    if ha
+        .wait_for(|m| m.topic == state && m.json()["lock"] == "LOCKED", LONG)
+        .await
+        .is_none()
+    {
+        println!("   the bridge never reported the lock LOCKED; skipped");
+        return;
+    }
+    // The sensor reports only on change: say the door is shut.
+    if let Err(e) = contact.close().await {
+        println!("   simulated contact: {e}");
+        return;
+    }
 
     let mut relock_ms = Vec::new();
     let mut trip_ms = Vec::new();
     for run in 0..runs {
-        // Ready: lock confirmed locked and the interlock clear (the camera
-        // has been live for its warmup).
+        // Ready: a window open, the lock confirmed locked and the interlock
+        // clear (the camera has been live for its warmup). Without a window
+        // the interlock reports blocking on purpose.
+        ha.publish("doorwarden/door000/delivery/grant/set", "PRESS")
+            .await;
+        let mut last_state = String::new();
         if ha
             .wait_for(
                 |m| {
+                    if m.topic == state {
+                        last_state = m.text();
+                    }
                     m.topic == state
                         && m.json()["lock"] == "LOCKED"
                         && m.json()["interlock"] == "clear"
@@ -437,11 +459,12 @@ async fn relock() {
             .await
             .is_none()
         {
-            println!("   run {}: the door never became ready; stopping", run + 1);
+            println!(
+                "   run {}: the door never became ready; stopping. Last state: {last_state}",
+                run + 1
+            );
             break;
         }
-        ha.publish("doorwarden/door000/delivery/grant/set", "PRESS")
-            .await;
         ha.publish(
             "doorwarden/door000/delivery/request",
             r#"{"carrier":"Bench"}"#,

@@ -243,6 +243,12 @@ impl Observer {
         options.set_keep_alive(Duration::from_secs(10));
         options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 4096);
+        // Without TCP_NODELAY a publish right after a PUBACK can wait for the
+        // broker's delayed ACK (40 ms on Linux): that would be this client's
+        // delay, not the bridge's, in every figure.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ack_tx, subacks) = mpsc::unbounded_channel();
         let (up_tx, mut up) = mpsc::unbounded_channel();
