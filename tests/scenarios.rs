@@ -27,6 +27,7 @@
 //!   - command: { door: front, courier_unlock: { carrier: DHL, code: "1234", via: mqtt } }
 //!   - door: { front: open }           # contact sensor: open | closed | unavailable | available
 //!   - lock: { door: front, state: unlocked, source: manual }   # an unsolicited report
+//!   - lock: { door: front, auto_relock: 120 }   # the lock's auto-relock read back
 //!   - fake_lock: { front: { responds: false } }
 //!   - storage_failed: disk full
 //!   - wall_jump: -1h                  # the wall clock is stepped
@@ -584,6 +585,10 @@ fn lock_report(v: &Value) -> (String, DoorReport) {
         "auto" => MoveSource::Auto,
         _ => MoveSource::Other,
     });
+    if let Some(secs) = field(v, "auto_relock").and_then(Value::as_u64) {
+        let secs = u32::try_from(secs).unwrap_or_else(|_| panic!("auto_relock: {secs} too big"));
+        return (door, DoorReport::AutoRelock(secs));
+    }
     let report = match state.as_str() {
         "jammed" => DoorReport::Jammed,
         "offline" => DoorReport::LockAvailable(false),
@@ -887,6 +892,7 @@ scenarios!(
     relock_when_lock_returns,
     contact_sensor_lost,
     restart_keeps_entry_count,
+    backstop_readback,
 );
 
 #[test]

@@ -31,7 +31,14 @@
 //!   the first reason in that order.
 //! - Before the unlock: [`Action::Persist`] with the session, then the lock's
 //!   own auto-relock set to `max_unlocked` (when the lock reported it has
-//!   one), then `Unlock`. The owner's value is restored when the session ends.
+//!   one), then `Unlock`. The backstop counts as armed once the lock reads
+//!   the value back. The owner's value is restored when the session ends.
+//! - A session whose relock the lock never confirmed (unresponsive, jammed)
+//!   has to end, but the relock stays owed: it is sent again as soon as the
+//!   lock answers and is free, until the bolt is reported locked or the
+//!   owner unlocks.
+//! - A relock waiting for the door to shut goes out at once if the contact
+//!   sensor becomes unreachable.
 //! - A camera leaving Live during a session: `interlock_tripped` at once; with
 //!   `on_camera_loss: relock` the door relocks now, or as soon as it shuts.
 //! - The lock moved by someone else is recorded and not fought; the door
@@ -301,6 +308,10 @@ pub struct Door {
     /// The lock's own auto-relock as the owner set it; `Some` also means
     /// the lock has one (it reported it).
     owner_auto_relock: Option<u32>,
+    /// The auto-relock value doorwarden last sent, until the lock reads it
+    /// back: the backstop is armed only then, and readbacks of any other
+    /// value meanwhile are stale.
+    auto_relock_asked: Option<u32>,
     grant_duration: Duration,
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
@@ -341,6 +352,7 @@ impl Door {
             seed,
             failures: CodeFailures::default(),
             owner_auto_relock: None,
+            auto_relock_asked: None,
             last_outcome: None,
             timers: Timers::default(),
             window_cache: None,
@@ -431,10 +443,11 @@ impl Door {
                 None => 0,
             },
             compromised: self.session.as_ref().is_some_and(|s| s.compromised),
-            backstop_armed: self
-                .session
-                .as_ref()
-                .is_some_and(|s| s.record.restore_auto_relock.is_some()),
+            backstop_armed: self.auto_relock_asked.is_none()
+                && self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.record.restore_auto_relock.is_some()),
             grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
         }
     }
@@ -731,17 +744,7 @@ impl Door {
     pub fn handle_report(&mut self, ctx: &mut Ctx, report: &DoorReport) {
         match report {
             DoorReport::Contact { open } => self.contact(ctx, *open),
-            DoorReport::AutoRelock(secs) => {
-                // While a session runs, the lock reads back doorwarden's own
-                // value; the owner's is the one remembered in the session.
-                if self
-                    .session
-                    .as_ref()
-                    .is_none_or(|s| s.record.restore_auto_relock.is_none())
-                {
-                    self.owner_auto_relock = Some(*secs);
-                }
-            }
+            DoorReport::AutoRelock(secs) => self.auto_relock_read(*secs),
             DoorReport::CodeSlot { slot, set } => {
                 if Some(*slot) == self.rules.code_slot {
                     let reason = format!(
@@ -796,6 +799,28 @@ impl Door {
     /// The contact sensor is unreachable: its last word is no longer the
     /// door's state, and a relock waiting for the door to shut would wait
     /// for news that cannot come, so it goes out now.
+    fn auto_relock_read(&mut self, secs: u32) {
+        match self.auto_relock_asked {
+            Some(asked) if asked == secs => self.auto_relock_asked = None,
+            // Zigbee2MQTT repeats the lock's whole state with every report,
+            // so the value from before doorwarden's change can still arrive.
+            Some(_) => {}
+            // During a backstop the lock shows doorwarden's value; the
+            // owner's is the one kept in the session.
+            None if self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.record.restore_auto_relock.is_some()) => {}
+            None => self.owner_auto_relock = Some(secs),
+        }
+    }
+
+    fn set_auto_relock(&mut self, ctx: &mut Ctx, secs: u32) {
+        self.auto_relock_asked = Some(secs);
+        ctx.out
+            .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
+    }
+
     fn contact_lost(&mut self, ctx: &mut Ctx) {
         if self.door_open.take().is_none() {
             return;
@@ -902,31 +927,7 @@ impl Door {
                     None,
                 );
             }
-            LockNote::Confirmed(Want::Locked) => {
-                if self.session.is_none() && self.relock_owed.take().is_some() {
-                    let reason = "lock confirmed the relock a delivery was owed";
-                    self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
-                    self.audit(ctx, "relocked", reason, json!({}));
-                } else if self
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| s.phase == Phase::Relocking)
-                {
-                    self.event(
-                        ctx,
-                        DeliveryEventKind::Relocked,
-                        "lock confirmed the relock",
-                        None,
-                        None,
-                    );
-                    let outcome = match self.session.as_ref() {
-                        Some(s) if s.restarted => "relocked after a restart",
-                        Some(s) if s.compromised => "relocked after the interlock tripped",
-                        _ => "completed",
-                    };
-                    self.finish(ctx, outcome);
-                }
-            }
+            LockNote::Confirmed(Want::Locked) => self.relock_confirmed(ctx),
             LockNote::Moved {
                 state: LockState::Unlocked,
                 source,
@@ -940,87 +941,16 @@ impl Door {
                     self.finish(ctx, &format!("locked by {by} during the delivery"));
                 }
             }
-            LockNote::Jammed { pending } => {
-                let reason = "lock reports a jam".to_string();
-                let mut ev = self.delivery_event(DeliveryEventKind::LockJammed, &reason);
-                ev.source = source;
-                ctx.out.push(Action::DeliveryEvent(ev));
-                self.audit(
-                    ctx,
-                    "lock_jammed",
-                    &reason,
-                    json!({ "pending": pending.map(Want::as_str) }),
-                );
-                match self.session.as_ref().map(|s| s.phase.clone()) {
-                    Some(Phase::Relocking) => {
-                        self.relock_owed = Some("lock jammed while relocking".into());
-                        self.finish(ctx, "lock jammed while relocking")
-                    }
-                    Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
-                    _ => {}
-                }
-            }
+            LockNote::Jammed { pending } => self.lock_jammed(ctx, pending, source),
             LockNote::Retry(LockCommand::Unlock) if self.session.is_some() => {
-                // A delivery unlock is only ever sent while the rules hold;
-                // that includes sending it again.
-                let rules_hold = self.window.is_some()
-                    && !ctx.cameras.is_empty()
-                    && ctx.cameras.iter().all(|c| c.kind == LivenessKind::Live);
-                let unlocking = self
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| s.phase == Phase::Unlocking);
-                if unlocking && rules_hold {
-                    let reason = "lock did not confirm the unlock in time; sending it again";
-                    self.audit(ctx, "lock_retry", reason, json!({}));
-                    ctx.out.push(self.lock_action(LockCommand::Unlock));
-                } else if unlocking {
-                    self.relock(
-                        ctx,
-                        "the unlock was not confirmed and may no longer be granted",
-                    );
-                } else {
-                    // A relock is already due (waiting for the door to
-                    // shut): stop asking the lock to open.
-                    self.lock.abandon();
-                    let reason = "unlock not confirmed; not sent again, a relock is due";
-                    self.audit(ctx, "unlock_abandoned", reason, json!({}));
-                }
+                self.unlock_not_confirmed(ctx)
             }
             LockNote::Retry(command) => {
                 let reason = "lock did not confirm in time; sending the command again".to_string();
                 self.audit(ctx, "lock_retry", &reason, json!({}));
                 ctx.out.push(self.lock_action(command));
             }
-            LockNote::Unresponsive(want) => {
-                let reason = format!(
-                    "lock did not confirm the {} command, even after a retry",
-                    want.as_str()
-                );
-                self.event(
-                    ctx,
-                    DeliveryEventKind::LockUnresponsive,
-                    &reason,
-                    None,
-                    None,
-                );
-                self.audit(
-                    ctx,
-                    "lock_unresponsive",
-                    &reason,
-                    json!({ "command": want.as_str() }),
-                );
-                match self.session.as_ref().map(|s| s.phase.clone()) {
-                    Some(Phase::Relocking) => {
-                        self.relock_owed = Some("relock not confirmed: lock unresponsive".into());
-                        self.finish(ctx, "relock not confirmed: lock unresponsive")
-                    }
-                    Some(Phase::Unlocking) => {
-                        self.relock(ctx, "the lock did not confirm the unlock")
-                    }
-                    _ => {}
-                }
-            }
+            LockNote::Unresponsive(want) => self.lock_unresponsive(ctx, want),
             LockNote::Availability(up) => {
                 let reason = if up {
                     "lock reachable again"
@@ -1033,6 +963,108 @@ impl Door {
                     ctx.out.push(self.lock_action(LockCommand::Refresh));
                 }
             }
+        }
+    }
+
+    fn relock_confirmed(&mut self, ctx: &mut Ctx) {
+        if self.session.is_none() && self.relock_owed.take().is_some() {
+            let reason = "lock confirmed the relock a delivery was owed";
+            self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
+            self.audit(ctx, "relocked", reason, json!({}));
+            return;
+        }
+        let outcome = match &self.session {
+            Some(s) if s.phase != Phase::Relocking => return,
+            None => return,
+            Some(s) if s.restarted => "relocked after a restart",
+            Some(s) if s.compromised => "relocked after the interlock tripped",
+            Some(_) => "completed",
+        };
+        self.event(
+            ctx,
+            DeliveryEventKind::Relocked,
+            "lock confirmed the relock",
+            None,
+            None,
+        );
+        self.finish(ctx, outcome);
+    }
+
+    /// A relock the session cannot see through: end it, but remember the
+    /// door may still be unlocked.
+    fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
+        self.relock_owed = Some(outcome.to_string());
+        self.finish(ctx, outcome);
+    }
+
+    fn lock_jammed(&mut self, ctx: &mut Ctx, pending: Option<Want>, source: Option<MoveSource>) {
+        let reason = "lock reports a jam".to_string();
+        let mut ev = self.delivery_event(DeliveryEventKind::LockJammed, &reason);
+        ev.source = source;
+        ctx.out.push(Action::DeliveryEvent(ev));
+        self.audit(
+            ctx,
+            "lock_jammed",
+            &reason,
+            json!({ "pending": pending.map(Want::as_str) }),
+        );
+        match self.session.as_ref().map(|s| s.phase.clone()) {
+            Some(Phase::Relocking) => self.give_up_relock(ctx, "lock jammed while relocking"),
+            Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
+            _ => {}
+        }
+    }
+
+    fn lock_unresponsive(&mut self, ctx: &mut Ctx, want: Want) {
+        let reason = format!(
+            "lock did not confirm the {} command, even after a retry",
+            want.as_str()
+        );
+        self.event(
+            ctx,
+            DeliveryEventKind::LockUnresponsive,
+            &reason,
+            None,
+            None,
+        );
+        self.audit(
+            ctx,
+            "lock_unresponsive",
+            &reason,
+            json!({ "command": want.as_str() }),
+        );
+        match self.session.as_ref().map(|s| s.phase.clone()) {
+            Some(Phase::Relocking) => {
+                self.give_up_relock(ctx, "relock not confirmed: lock unresponsive")
+            }
+            Some(Phase::Unlocking) => self.relock(ctx, "the lock did not confirm the unlock"),
+            _ => {}
+        }
+    }
+
+    /// The delivery unlock's confirmation deadline passed. It is sent again
+    /// only while the rules that granted it still hold.
+    fn unlock_not_confirmed(&mut self, ctx: &mut Ctx) {
+        let unlocking = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Unlocking);
+        let rules_hold = self.window.is_some() && all_live(ctx.cameras);
+        if unlocking && rules_hold {
+            let reason = "lock did not confirm the unlock in time; sending it again";
+            self.audit(ctx, "lock_retry", reason, json!({}));
+            ctx.out.push(self.lock_action(LockCommand::Unlock));
+        } else if unlocking {
+            self.relock(
+                ctx,
+                "the unlock was not confirmed and may no longer be granted",
+            );
+        } else {
+            // A relock is already due (waiting for the door to shut): stop
+            // asking the lock to open.
+            self.lock.abandon();
+            let reason = "unlock not confirmed; not sent again, a relock is due";
+            self.audit(ctx, "unlock_abandoned", reason, json!({}));
         }
     }
 
@@ -1195,8 +1227,7 @@ impl Door {
             && self.window.is_some()
             && self.entries_used < self.rules.entries_per_window
             && ctx.storage_problem.is_none()
-            && !ctx.cameras.is_empty()
-            && ctx.cameras.iter().all(|c| c.kind == LivenessKind::Live);
+            && all_live(ctx.cameras);
         match (usable, self.code_in_lock, plain) {
             (true, false, Some(code)) => {
                 ctx.out
@@ -1293,6 +1324,9 @@ impl Door {
         already_unlocked: bool,
         code_used: bool,
     ) {
+        // The new session owns the relock from here (a keypad entry can
+        // start one while an earlier relock was still owed).
+        self.relock_owed = None;
         self.entries_used += 1;
         let record = SessionRecord {
             door: self.name.clone(),
@@ -1305,8 +1339,7 @@ impl Door {
         ctx.out.push(Action::Persist(PersistedState { sessions }));
         if self.owner_auto_relock.is_some() {
             let secs = u32::try_from(self.rules.max_unlocked.as_secs()).unwrap_or(u32::MAX);
-            ctx.out
-                .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
+            self.set_auto_relock(ctx, secs);
         }
         if !already_unlocked {
             let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
@@ -1406,8 +1439,7 @@ impl Door {
         let Some(s) = self.session.take() else { return };
         self.timers.stop_all();
         if let Some(secs) = s.record.restore_auto_relock {
-            ctx.out
-                .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
+            self.set_auto_relock(ctx, secs);
         }
         ctx.out.push(Action::Persist(PersistedState {
             sessions: ctx.other_sessions.to_vec(),
@@ -1505,6 +1537,12 @@ pub fn wall_to_mono(last: Stamp, t: Timestamp) -> Instant {
         // Negative: already due.
         Err(_) => last.mono,
     }
+}
+
+/// At least one camera, and every one of them Live: a door without a
+/// camera is never "watched".
+fn all_live(cameras: &[CameraSnapshot]) -> bool {
+    !cameras.is_empty() && cameras.iter().all(|c| c.kind == LivenessKind::Live)
 }
 
 fn camera_timeline(at: Timestamp, cameras: &[CameraSnapshot]) -> Vec<Value> {
