@@ -261,6 +261,10 @@ impl Shell<'_> {
     /// Hand one event to the core, carry out what it says, and repeat for the
     /// events that carrying it out produced (a failed persist).
     fn handle(&mut self, core: &mut Core, event: Event) {
+        // One storage failure per input is all the core needs to refuse
+        // deliveries. The core audits each failure it is told of, and on a
+        // dead disk that audit fails too: reporting it again would never end.
+        let mut storage_reported = matches!(event.kind, EventKind::StorageFailed { .. });
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
             let actions = match catch_unwind(AssertUnwindSafe(|| core.handle(event))) {
@@ -270,7 +274,15 @@ impl Shell<'_> {
                     continue;
                 }
             };
-            queue.extend(self.carry_out(actions));
+            for follow_up in self.carry_out(actions) {
+                if matches!(follow_up.kind, EventKind::StorageFailed { .. }) {
+                    if storage_reported {
+                        continue;
+                    }
+                    storage_reported = true;
+                }
+                queue.push(follow_up);
+            }
         }
     }
 
@@ -306,11 +318,7 @@ impl Shell<'_> {
                     self.send_lock(door, command);
                 }
                 Action::Audit(record) => {
-                    // The core audits each storage failure it is told of: if
-                    // that record fails too, reporting it again loops forever.
-                    if let Err(reason) = self.audit(record)
-                        && record.decision != "storage_failed"
-                    {
+                    if let Err(reason) = self.audit(record) {
                         error!("cannot write the audit log: {reason}");
                         follow_up.push(Event {
                             at: now(),
