@@ -22,7 +22,9 @@
 //!    time is the on-CPU time of every thread (/proc/<pid>/task/*/schedstat,
 //!    the same figure as getrusage's user+system, at nanosecond resolution);
 //!    peak memory is VmHWM from /proc/<pid>/status (summed over the ffmpeg
-//!    processes).
+//!    processes). Each run prints its whole CPU time (start-up included) and
+//!    the steady-state cost per camera, measured from a third of the run
+//!    (at most 10 s in) to its end, once connecting and warmup are over.
 //!
 //! `DOORWARDEN_BENCH_PARTS=latency` or `=load` runs one part only.
 
@@ -238,11 +240,13 @@ fn load() {
                 f64::INFINITY
             },
         );
+        let steady = (secs as f64 - steady_after(secs).as_secs_f64()).max(1e-9);
+        let spct = |cpu: f64| cpu / steady * 100.0 / n as f64;
         println!(
-            "     | per camera: doorwarden {:.3}% core, {:.0} frames/s; ffmpeg {:.3}% core",
-            pct(o.cpu_s) / n as f64,
-            o.frames as f64 / secs as f64 / n as f64,
-            pct(t.cpu_s) / n as f64
+            "     | steady state, per camera: doorwarden {:.3}% core at {:.1} frames/s; ffmpeg {:.3}% core",
+            spct(o.steady_cpu_s),
+            o.steady_frames as f64 / steady / n as f64,
+            spct(t.steady_cpu_s),
         );
     }
     if let (Some(&(n0, h0)), Some(&(n1, h1))) = (ours_hwm.first(), ours_hwm.last())
@@ -312,10 +316,18 @@ fn encode_hd_clip(out: &Path) -> Result<(), String> {
 }
 
 struct Usage {
+    /// Whole run, start-up included.
     cpu_s: f64,
     hwm_kib: u64,
     live: usize,
-    frames: u64,
+    /// From `steady_after(secs)` to the end.
+    steady_cpu_s: f64,
+    steady_frames: u64,
+}
+
+/// When connecting and the warmup are surely over.
+fn steady_after(secs: u64) -> Duration {
+    Duration::from_secs(secs / 3).min(Duration::from_secs(10))
 }
 
 fn run_ours(n: usize, secs: u64, url: &str) -> Option<Usage> {
@@ -336,7 +348,8 @@ fn run_ours(n: usize, secs: u64, url: &str) -> Option<Usage> {
         cpu_s: field("cpu_ns")? as f64 / 1e9,
         hwm_kib: field("hwm_kib")?,
         live: field("live")? as usize,
-        frames: field("frames")?,
+        steady_cpu_s: field("steady_ns")? as f64 / 1e9,
+        steady_frames: field("steady_frames")?,
     })
 }
 
@@ -362,12 +375,19 @@ fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64) -> Option<Usage> {
             .ok()?;
         children.push(child);
     }
-    std::thread::sleep(Duration::from_secs(secs));
+    let warm = steady_after(secs);
+    std::thread::sleep(warm);
+    let warm_cpu: f64 = children
+        .iter()
+        .filter_map(|c| cpu_secs(&c.id().to_string(), tck))
+        .sum();
+    std::thread::sleep(Duration::from_secs(secs).saturating_sub(warm));
     let mut usage = Usage {
         cpu_s: 0.0,
         hwm_kib: 0,
         live: 0,
-        frames: 0,
+        steady_cpu_s: 0.0,
+        steady_frames: 0,
     };
     for c in &children {
         let pid = c.id();
@@ -377,6 +397,7 @@ fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64) -> Option<Usage> {
         }
         usage.hwm_kib += proc_hwm_kib(&format!("/proc/{pid}/status")).unwrap_or(0);
     }
+    usage.steady_cpu_s = usage.cpu_s - warm_cpu;
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
@@ -448,7 +469,8 @@ fn child(spec: &str) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (frames, live) = runtime.block_on(async move {
+    let tck = clock_ticks();
+    let (frames, live, steady_ns, steady_frames) = runtime.block_on(async move {
         let cfg: config::Camera = camera(&format!("url: {url}"));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1024);
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -470,7 +492,14 @@ fn child(spec: &str) {
             }));
         }
         drop(tx);
-        let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let start = tokio::time::Instant::now();
+        let end = tokio::time::sleep_until(start + Duration::from_secs(secs));
+        tokio::pin!(end);
+        // Connecting and the warmup are over by then; from there on the
+        // figures are the steady cost of watching.
+        let warm = tokio::time::sleep_until(start + steady_after(secs));
+        tokio::pin!(warm);
+        let mut warm_sample: Option<(f64, u64)> = None;
         let mut frames = 0u64;
         loop {
             let next = machines
@@ -484,7 +513,10 @@ fn child(spec: &str) {
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep_until(end) => break,
+                () = &mut end => break,
+                () = &mut warm, if warm_sample.is_none() => {
+                    warm_sample = Some((cpu_secs("self", tck).unwrap_or(0.0), frames));
+                }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
                     match ev.kind {
@@ -516,13 +548,19 @@ fn child(spec: &str) {
             }
         }
         let live = machines.values().filter(|m| m.is_live()).count();
+        let cpu_end = cpu_secs("self", tck).unwrap_or(0.0);
+        let (cpu_warm, frames_warm) = warm_sample.unwrap_or((cpu_end, frames));
+        let steady = ((cpu_end - cpu_warm) * 1e9) as u64;
+        let steady_frames = frames - frames_warm;
         let _ = stop.send(true);
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        (frames, live)
+        (frames, live, steady, steady_frames)
     });
-    let cpu_ns = (cpu_secs("self", clock_ticks()).unwrap_or(0.0) * 1e9) as u64;
+    let cpu_ns = (cpu_secs("self", tck).unwrap_or(0.0) * 1e9) as u64;
     let hwm = proc_hwm_kib("/proc/self/status").unwrap_or(0);
-    println!("CHILD frames={frames} live={live} cpu_ns={cpu_ns} hwm_kib={hwm}");
+    println!(
+        "CHILD frames={frames} live={live} cpu_ns={cpu_ns} hwm_kib={hwm} steady_ns={steady_ns} steady_frames={steady_frames}"
+    );
 }

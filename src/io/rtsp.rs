@@ -214,7 +214,9 @@ impl CameraTask {
                 } => {
                     let reason = redact::text(&reason);
                     let detail = redact::text(&detail);
-                    if last_reason.as_deref() != Some(reason.as_str()) {
+                    // A camera failing the same way on every retry is
+                    // logged once; a new failure after good video, again.
+                    if good || last_reason.as_deref() != Some(reason.as_str()) {
                         tracing::warn!(camera = %self.name, url = %redact::text(&self.url), %reason, "camera session ended: {detail}");
                     } else {
                         tracing::debug!(camera = %self.name, %reason, "camera session ended again: {detail}");
