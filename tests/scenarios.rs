@@ -825,6 +825,9 @@ fn run_scenario(path: &Path) {
                         "entries_left" => status.entries_left.to_string() == v,
                         "backstop_armed" => status.backstop_armed.to_string() == v,
                         "compromised" => status.compromised.to_string() == v,
+                        "lock_source" => {
+                            status.lock_source.map(|s| s.as_str()).unwrap_or("null") == v
+                        }
                         "window_open" => status.window_ends.is_some().to_string() == v,
                         other => panic!("{label}: unknown state field `{other}`"),
                     };

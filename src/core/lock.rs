@@ -309,11 +309,13 @@ impl LockTracker {
             if p.want.state() == state {
                 self.pending = None;
                 self.timers.stop(Timer::Confirm);
-                if source.is_some() {
-                    self.source = source;
-                } else {
-                    self.source = Some(MoveSource::Rf);
-                }
+                // The lock tells its radio commands apart from the keypad
+                // and the thumb-turn, not doorwarden's from another
+                // controller's; the one pending here is doorwarden's.
+                self.source = match source {
+                    None | Some(MoveSource::Rf) => Some(MoveSource::Doorwarden),
+                    other => other,
+                };
                 return Some(LockNote::Confirmed(p.want));
             }
             // A report still showing the old position is the lock echoing
@@ -392,6 +394,8 @@ mod tests {
         let note = lock.handle_report(t0, &unlocked(None));
         assert_eq!(note, Some(LockNote::Confirmed(Want::Unlocked)));
         assert_eq!(lock.display(), Some(LockDisplay::Unlocked));
+        // Home Assistant says doorwarden moved it, not just "a radio command".
+        assert_eq!(lock.source(), Some(MoveSource::Doorwarden));
         assert_eq!(lock.poll_timeout(), None);
     }
 

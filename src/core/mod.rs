@@ -167,6 +167,8 @@ pub enum MoveSource {
     /// The lock's own auto-relock.
     Auto,
     Other,
+    /// doorwarden's own lock / unlock command, confirmed by the lock.
+    Doorwarden,
 }
 
 /// A request to the core.
@@ -406,6 +408,7 @@ impl MoveSource {
             MoveSource::Rf => "rf",
             MoveSource::Auto => "auto",
             MoveSource::Other => "other",
+            MoveSource::Doorwarden => "doorwarden",
         }
     }
 }
