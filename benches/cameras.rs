@@ -26,7 +26,9 @@
 //!    the steady-state cost per camera, measured from a third of the run
 //!    (at most 10 s in) to its end, once connecting and warmup are over.
 //!
-//! `DOORWARDEN_BENCH_PARTS=latency` or `=load` runs one part only.
+//! `DOORWARDEN_BENCH_PARTS=latency` or `=load` runs one part only;
+//! `DOORWARDEN_BENCH_RUNTIME=current_thread` runs doorwarden's side on
+//! tokio's single-thread scheduler instead of two worker threads.
 
 #[path = "../tests/common/camera_watch.rs"]
 mod camera_watch;
@@ -464,11 +466,19 @@ fn child(spec: &str) {
     let n: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
     let secs: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(30);
     let url = parts.next().unwrap_or("").to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // DOORWARDEN_BENCH_RUNTIME=current_thread compares tokio's single-thread
+    // scheduler with the default two workers.
+    let runtime = match std::env::var("DOORWARDEN_BENCH_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime");
     let tck = clock_ticks();
     let (frames, live, steady_ns, steady_frames) = runtime.block_on(async move {
         let cfg: config::Camera = camera(&format!("url: {url}"));
