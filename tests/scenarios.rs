@@ -896,6 +896,7 @@ scenarios!(
     contact_sensor_lost,
     restart_keeps_entry_count,
     backstop_readback,
+    window_closes_door_open,
 );
 
 #[test]

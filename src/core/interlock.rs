@@ -720,24 +720,29 @@ impl Door {
 
     fn max_unlocked_reached(&mut self, ctx: &mut Ctx) {
         let Some(s) = &mut self.session else { return };
-        if matches!(s.phase, Phase::Relocking | Phase::RelockOnShut) {
+        if s.phase == Phase::Relocking {
             return;
         }
-        if self.door_open == Some(true) {
-            s.phase = Phase::RelockOnShut;
-            s.relock_reason = Some("door held open past the time allowed".into());
-            let reason = format!(
-                "door still open {} s after the unlock; relocking as soon as it shuts",
-                self.rules.max_unlocked.as_secs()
-            );
-            self.event(ctx, DeliveryEventKind::DoorHeldOpen, &reason, None, None);
-            self.audit(ctx, "door_held_open", &reason, json!({}));
-        } else {
+        if self.door_open != Some(true) {
             self.relock(
                 ctx,
                 "the longest time a delivery may stay unlocked has passed",
             );
+            return;
         }
+        // A relock already waiting for the door to shut (window closed,
+        // camera lost) keeps its reason; the owner still hears that the
+        // door is being held open.
+        if s.phase != Phase::RelockOnShut {
+            s.phase = Phase::RelockOnShut;
+            s.relock_reason = Some("door held open past the time allowed".into());
+        }
+        let reason = format!(
+            "door still open {} s after the unlock; relocking as soon as it shuts",
+            self.rules.max_unlocked.as_secs()
+        );
+        self.event(ctx, DeliveryEventKind::DoorHeldOpen, &reason, None, None);
+        self.audit(ctx, "door_held_open", &reason, json!({}));
     }
 
     /// A report from the door's lock or contact sensor.
@@ -1411,7 +1416,9 @@ impl Door {
             }
             s.phase = Phase::RelockOnShut;
             s.relock_reason = Some(why.to_string());
-            self.timers.stop_all();
+            // max_unlocked keeps counting, to tell the owner if the door
+            // is then held open.
+            self.timers.stop(Timer::RelockAfterClose);
             let reason = format!("{why}; relocking as soon as the door shuts");
             self.audit(ctx, "relock_on_shut", &reason, json!({}));
         } else {
