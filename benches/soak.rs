@@ -162,6 +162,10 @@ struct Tally {
     completed: usize,
     tripped_events: usize,
     unlock_commands: usize,
+    /// Doors whose lock the bridge did not report LOCKED at the end.
+    left_unlocked: Vec<String>,
+    /// Simulated locks physically unlocked at the end.
+    sim_unlocked: usize,
     lock_commands: usize,
     messages: usize,
 }
@@ -334,12 +338,6 @@ async fn soak() {
                 cam.recovering = true;
             }
         }
-        if now >= end {
-            if cams.iter().all(|c| c.fault.is_none()) {
-                break;
-            }
-            continue;
-        }
         // Doors' scheduled steps.
         for (d, door) in doors.iter_mut().enumerate() {
             if now < door.due {
@@ -379,6 +377,17 @@ async fn soak() {
                 }
                 _ => {}
             }
+        }
+        // Past the end: no new faults or deliveries; wait for the running
+        // ones to finish (45 s at most), so every unlock can be matched
+        // with its relock.
+        if now >= end {
+            let settled = cams.iter().all(|c| c.fault.is_none())
+                && doors.iter().all(|d| d.phase == DoorPhase::Idle);
+            if settled || now >= end + Duration::from_secs(45) {
+                break;
+            }
+            continue;
         }
         // A new fault.
         let active = cams.iter().filter(|c| c.fault.is_some()).count();
@@ -470,6 +479,18 @@ async fn soak() {
             }
         }
     }
+    // Whatever is still in flight gets a moment to arrive.
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(m)) = tokio::time::timeout_at(quiet, ha.rx.recv()).await {
+        observe(&m, &mut cams, &mut doors, &mut tally, &mut rng);
+    }
+    tally.left_unlocked = doors
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.last_lock != "LOCKED")
+        .map(|(i, d)| format!("door{i:03}: lock {:?}, phase {:?}", d.last_lock, d.phase))
+        .collect();
+    tally.sim_unlocked = locks.iter().filter(|l| !l.is_locked()).count();
     let wall = t0.elapsed().as_secs_f64();
     let cpu = bridge.cpu_secs() - cpu0;
     let own = rig::cpu_secs("self") - own0;
@@ -696,6 +717,12 @@ fn report(
         t.false_trips.len()
     );
     println!(
+        "   {:<44} {} (simulated locks physically unlocked: {})",
+        "doors left unlocked at the end (must be 0)",
+        t.left_unlocked.len(),
+        t.sim_unlocked
+    );
+    println!(
         "   {:<44} {} requests, {} granted, {} completed, {} refused during a fault",
         "deliveries", t.requests, t.granted, t.completed, t.refused_with_fault
     );
@@ -727,13 +754,14 @@ fn report(
         .iter()
         .chain(&t.missed_trips)
         .chain(&t.false_trips)
+        .chain(&t.left_unlocked)
         .take(20)
     {
         println!("   ! {line}");
     }
     let warnings = bridge.log_lines_with("WARN") + bridge.log_lines_with("ERROR");
-    println!(
-        "   bridge log: {warnings} warn/error lines ({})",
-        bridge.log_path().display()
-    );
+    println!("   bridge log: {warnings} warn/error lines; the first few:");
+    for line in bridge.log_lines_matching(&["WARN", "ERROR"]).iter().take(6) {
+        println!("      {}", line.chars().take(220).collect::<String>());
+    }
 }

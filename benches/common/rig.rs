@@ -168,6 +168,16 @@ impl BridgeProcess {
             .count()
     }
 
+    /// The log lines holding any of `words`, without the ANSI colours.
+    pub fn log_lines_matching(&self, words: &[&str]) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| words.iter().any(|w| l.contains(w)))
+            .map(strip_ansi)
+            .collect()
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -178,6 +188,24 @@ impl Drop for BridgeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // Skip to the end of the escape sequence (a letter).
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// On-CPU time of a process (`self` or a pid) in seconds: the sum over its
