@@ -897,6 +897,7 @@ scenarios!(
     restart_keeps_entry_count,
     backstop_readback,
     window_closes_door_open,
+    end_delivery,
 );
 
 #[test]

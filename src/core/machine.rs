@@ -685,6 +685,40 @@ deliveries:
     }
 
     #[test]
+    fn a_delivery_code_never_shows_in_debug_output() {
+        let keypad = HOME.replace(
+            "time_zone: Europe/Berlin",
+            "time_zone: Europe/Berlin\n    code_slot: 3",
+        );
+        let t0 = Instant::now();
+        let at = stamp(t0, "2026-11-28T10:00:00Z");
+        let mut core = match Core::new(&config(&keypad), PersistedState::default(), [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let mut actions = core.start(at);
+        let grant = Command::Grant {
+            duration: None,
+            code: Some(crate::config::Secret::new("918273")),
+        };
+        let event = Event {
+            at,
+            kind: EventKind::Command {
+                door: "front".into(),
+                command: grant,
+            },
+        };
+        // The event itself is what a shell would log first.
+        let mut shown = format!("{event:?}");
+        actions.extend(core.handle(event));
+        // The core keeps the plain PIN for the keypad slot: it must not
+        // show in a dump of the core either.
+        shown.push_str(&format!("{core:?}{actions:?}"));
+        assert!(shown.contains("window_granted"), "the grant was handled");
+        assert!(!shown.contains("918273"), "{shown}");
+    }
+
+    #[test]
     fn storage_failure_refuses_until_a_later_write_goes_through() {
         let t0 = Instant::now();
         let mut core = match Core::new(
