@@ -4,7 +4,8 @@
 //! camera loss, a keypad slot; door `back`: one camera, alert only), mostly
 //! from a copy that has already warmed up (cameras live, a window open), and
 //! throws a random sequence at it: cameras sending new pictures, replaying
-//! one, falling silent, going down and up; the door opening and shutting;
+//! one, falling silent, going down and up; the door opening and shutting,
+//! its sensor going away;
 //! lock reports (confirmations, thumb-turns, keypad, jams); commands from the
 //! owner and couriers (with right, wrong or no codes); time passing, the wall
 //! clock stepping, events stamped in the past, storage failing.
@@ -16,7 +17,8 @@
 //! 1. a delivery `Unlock` is only sent while a window is open and every
 //!    camera tied to the door is Live;
 //! 2. after a camera of `front` leaves Live during a delivery, a `Lock`
-//!    follows at once, or in the batch where the door shuts if it was open;
+//!    follows at once, or in the batch where the door shuts (or its contact
+//!    sensor goes away) if it was open;
 //! 3. no delivery code (right or wrong) appears in any action, except the
 //!    PIN inside `LockCommand::SetCode`;
 //! 4. `next_deadline()` is never earlier than the last stamp handed in.
@@ -109,6 +111,10 @@ enum Op {
         door: usize,
         open: bool,
     },
+    /// The contact sensor becomes unreachable.
+    ContactLost {
+        door: usize,
+    },
     /// The lock carries out the last command it was sent.
     LockObeys {
         door: usize,
@@ -162,6 +168,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize).prop_map(|camera| Op::CameraUp { camera }),
         2 => (0..25_000u32).prop_map(|ms| Op::Wait { ms }),
         4 => (0..2usize, any::<bool>()).prop_map(|(door, open)| Op::Contact { door, open }),
+        1 => (0..2usize).prop_map(|door| Op::ContactLost { door }),
         4 => (0..2usize).prop_map(|door| Op::LockObeys { door }),
         1 => (0..2usize, 0..3u8, 0..4u8)
             .prop_map(|(door, state, source)| Op::LockReport { door, state, source }),
@@ -239,9 +246,14 @@ impl Observer {
         actions: &[Action],
     ) -> Result<(), String> {
         let owner_event = |door: &str| matches!(event, EventKind::Command { door: d, command: Command::OwnerUnlock } if d == door);
+        // The door shut, or its sensor went away and can no longer say so:
+        // either way a relock waiting for the shut is due now.
         let shut_event = matches!(
             event,
-            EventKind::Door { door, report: DoorReport::Contact { open: false } } if door == "front"
+            EventKind::Door {
+                door,
+                report: DoorReport::Contact { open: false } | DoorReport::ContactAvailable(false),
+            } if door == "front"
         );
         let retry_batch = |door: &str| {
             actions.iter().any(|a| matches!(a, Action::Audit(r) if r.decision == "lock_retry" && r.door.as_deref() == Some(door)))
@@ -333,7 +345,10 @@ impl Observer {
             );
         }
         if shut_event && self.relock_owed_on_shut && self.in_session("front") {
-            return Err("the door shut after a camera loss, and no relock followed".into());
+            return Err(
+                "the door shut (or its sensor went away) after a camera loss, and no relock followed"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -555,6 +570,14 @@ impl Run {
                 self.send(EventKind::Door {
                     door: door_of(door),
                     report,
+                })
+            }
+            Op::ContactLost { door } => {
+                // Unknown from now on; the core treats it as not open.
+                self.seen.door_open.insert(DOORS[door], false);
+                self.send(EventKind::Door {
+                    door: door_of(door),
+                    report: DoorReport::ContactAvailable(false),
                 })
             }
             Op::LockObeys { door } => {
