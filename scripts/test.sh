@@ -14,7 +14,9 @@ missing=()
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
-if ! python3 - <<'PY' >/dev/null 2>&1
+# Debian's python3 (the tests run /usr/bin/python3): another python3 first on
+# PATH may lack the GObject bindings.
+if ! /usr/bin/python3 - <<'PY' >/dev/null 2>&1
 import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")

@@ -161,8 +161,16 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+/// One thread is plenty for a bridge that moves small messages and frame
+/// summaries, and it measured about half the CPU per camera of tokio's
+/// multi-threaded runtime (docs/performance.md): on a Raspberry Pi beside
+/// Home Assistant that matters more than parallelism.
+fn single_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
 fn run_bridge(cfg: config::Config) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match single_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("doorwarden: cannot start the async runtime: {e}");
@@ -199,7 +207,7 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
 }
 
 fn run_demo(options: doorwarden::demo::DemoOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match single_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("doorwarden: cannot start the async runtime: {e}");
