@@ -160,6 +160,32 @@ struct Session {
 }
 
 impl Session {
+    /// A session in `phase`, nothing counted yet, with the cameras as they
+    /// are at `now` as the start of its health timeline.
+    fn new(
+        record: SessionRecord,
+        phase: Phase,
+        now: Timestamp,
+        cameras: &[CameraSnapshot],
+    ) -> Session {
+        Session {
+            record,
+            via: None,
+            phase,
+            window: None,
+            unlocked_at: None,
+            relock_sent_at: None,
+            relock_reason: None,
+            opened_at: None,
+            open_total: Duration::ZERO,
+            opened_ever: false,
+            compromised: false,
+            restarted: false,
+            code_used: false,
+            timeline: camera_timeline(now, cameras),
+        }
+    }
+
     fn open_seconds(&self, now: Instant) -> u64 {
         let running = self
             .opened_at
@@ -547,22 +573,14 @@ impl Door {
         }
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        self.session = Some(Session {
-            via: None,
-            phase: Phase::Relocking,
-            window: None,
-            unlocked_at: Some(record.unlocked_at),
-            relock_sent_at: Some(ctx.now.wall),
-            relock_reason: Some("restarted during delivery".into()),
-            opened_at: None,
-            open_total: Duration::ZERO,
-            opened_ever: false,
-            compromised: true,
-            restarted: true,
-            code_used: false,
-            timeline: camera_timeline(ctx.now.wall, ctx.cameras),
-            record,
-        });
+        let mut s = Session::new(record, Phase::Relocking, ctx.now.wall, ctx.cameras);
+        s.unlocked_at = Some(s.record.unlocked_at);
+        s.relock_sent_at = Some(ctx.now.wall);
+        s.relock_reason = Some("restarted during delivery".into());
+        // Nobody watched the door while doorwarden was down.
+        s.compromised = true;
+        s.restarted = true;
+        self.session = Some(s);
         self.event(
             ctx,
             DeliveryEventKind::RestartedDuringDelivery,
@@ -855,64 +873,69 @@ impl Door {
         if was == Some(open) {
             return;
         }
-        let now = ctx.now.mono;
         if open {
-            let unlock_on_its_way = self
-                .lock
-                .pending()
-                .is_some_and(|p| p.want == Want::Unlocked);
-            if self.lock.state() == LockState::Locked && !unlock_on_its_way {
-                let reason = "door opened while the lock reports it locked".to_string();
-                self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
-                self.audit(ctx, "door_forced", &reason, json!({}));
-            }
-            let Some(s) = &mut self.session else { return };
-            s.opened_at = Some(now);
-            s.opened_ever = true;
-            if s.phase == Phase::Closing {
-                s.phase = Phase::Unlocked;
-                self.timers.stop(Timer::RelockAfterClose);
-            }
-            self.event(
-                ctx,
-                DeliveryEventKind::DoorOpened,
-                "door opened during the delivery",
-                None,
-                None,
-            );
+            self.door_opened(ctx);
         } else {
-            let Some(s) = &mut self.session else { return };
-            if let Some(t) = s.opened_at.take() {
-                s.open_total += now.saturating_duration_since(t);
-            }
-            let phase = s.phase.clone();
-            let opened_ever = s.opened_ever;
-            let secs = s.open_seconds(now);
-            self.event(
-                ctx,
-                DeliveryEventKind::DoorClosed,
-                "door shut",
-                None,
-                Some(secs),
-            );
-            match phase {
-                Phase::Unlocking | Phase::Unlocked if opened_ever => {
-                    if let Some(s) = &mut self.session {
-                        s.phase = Phase::Closing;
-                    }
-                    self.timers
-                        .set(Timer::RelockAfterClose, now + self.rules.relock_after_close);
+            self.door_shut(ctx);
+        }
+    }
+
+    fn door_opened(&mut self, ctx: &mut Ctx) {
+        let unlock_on_its_way = self
+            .lock
+            .pending()
+            .is_some_and(|p| p.want == Want::Unlocked);
+        if self.lock.state() == LockState::Locked && !unlock_on_its_way {
+            let reason = "door opened while the lock reports it locked".to_string();
+            self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
+            self.audit(ctx, "door_forced", &reason, json!({}));
+        }
+        let Some(s) = &mut self.session else { return };
+        s.opened_at = Some(ctx.now.mono);
+        s.opened_ever = true;
+        if s.phase == Phase::Closing {
+            // Reopened before the relock: wait for the next shut.
+            s.phase = Phase::Unlocked;
+            self.timers.stop(Timer::RelockAfterClose);
+        }
+        self.event(
+            ctx,
+            DeliveryEventKind::DoorOpened,
+            "door opened during the delivery",
+            None,
+            None,
+        );
+    }
+
+    fn door_shut(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now.mono;
+        let Some(s) = &mut self.session else { return };
+        if let Some(t) = s.opened_at.take() {
+            s.open_total += now.saturating_duration_since(t);
+        }
+        let secs = s.open_seconds(now);
+        let (phase, opened_ever, why) = (s.phase.clone(), s.opened_ever, s.relock_reason.clone());
+        self.event(
+            ctx,
+            DeliveryEventKind::DoorClosed,
+            "door shut",
+            None,
+            Some(secs),
+        );
+        match phase {
+            // Shut after being opened: the courier is done.
+            Phase::Unlocking | Phase::Unlocked if opened_ever => {
+                if let Some(s) = &mut self.session {
+                    s.phase = Phase::Closing;
                 }
-                Phase::RelockOnShut => {
-                    let why = self
-                        .session
-                        .as_ref()
-                        .and_then(|s| s.relock_reason.clone())
-                        .unwrap_or_else(|| "relock due".into());
-                    self.relock(ctx, &format!("{why}; the door has shut"));
-                }
-                _ => {}
+                self.timers
+                    .set(Timer::RelockAfterClose, now + self.rules.relock_after_close);
             }
+            Phase::RelockOnShut => {
+                let why = why.unwrap_or_else(|| "relock due".into());
+                self.relock(ctx, &format!("{why}; the door has shut"));
+            }
+            _ => {}
         }
     }
 
@@ -1352,30 +1375,31 @@ impl Door {
         }
         self.timers
             .set(Timer::MaxUnlocked, ctx.now.mono + self.rules.max_unlocked);
-        self.session = Some(Session {
-            record,
-            via: Some(via),
-            phase: if already_unlocked {
-                Phase::Unlocked
-            } else {
-                Phase::Unlocking
-            },
-            window: self.window,
-            unlocked_at: already_unlocked.then_some(ctx.now.wall),
-            relock_sent_at: None,
-            relock_reason: None,
-            opened_at: None,
-            open_total: Duration::ZERO,
-            opened_ever: false,
-            compromised: false,
-            restarted: false,
-            code_used,
-            timeline: camera_timeline(ctx.now.wall, ctx.cameras),
-        });
+        let phase = if already_unlocked {
+            Phase::Unlocked
+        } else {
+            Phase::Unlocking
+        };
+        let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
+        s.via = Some(via);
+        s.window = self.window;
+        s.unlocked_at = already_unlocked.then_some(ctx.now.wall);
+        s.code_used = code_used;
+        self.session = Some(s);
         if self.entries_used >= self.rules.entries_per_window {
             // The code is good for this window's entries and no more.
             self.code = None;
         }
+        self.announce_grant(ctx, carrier, via, code_used);
+    }
+
+    fn announce_grant(
+        &mut self,
+        ctx: &mut Ctx,
+        carrier: Option<String>,
+        via: RequestChannel,
+        code_used: bool,
+    ) {
         let who = carrier.as_deref().unwrap_or("a courier");
         let reason = format!("delivery granted to {who} via {}", via_str(via));
         let mut ev = self.delivery_event(DeliveryEventKind::Granted, &reason);
