@@ -1019,9 +1019,13 @@ impl Door {
     }
 
     /// A relock the session cannot see through: end it, but remember the
-    /// door may still be unlocked.
+    /// door may still be unlocked. Home Assistant shows the delivery as
+    /// tripped, not completed: nobody can vouch for that door.
     fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
         self.relock_owed = Some(outcome.to_string());
+        if let Some(s) = &mut self.session {
+            s.compromised = true;
+        }
         self.finish(ctx, outcome);
     }
 
