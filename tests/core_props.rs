@@ -207,7 +207,10 @@ struct Observer {
     cameras: BTreeMap<String, LivenessKind>,
     door_open: BTreeMap<&'static str, bool>,
     /// Sessions in the last `Persist`.
-    persisted: Vec<String>,
+    /// Sessions in the last `Persist`: door and unlock time (a record can
+    /// outlive its session while its relock is owed, so a new session is
+    /// told apart by its unlock time).
+    persisted: Vec<(String, jiff::Timestamp)>,
     /// `front` owes a relock when its door shuts.
     relock_owed_on_shut: bool,
     /// A relock was sent for `front` since its session began.
@@ -234,7 +237,7 @@ impl Observer {
     }
 
     fn in_session(&self, door: &str) -> bool {
-        self.persisted.iter().any(|d| d == door)
+        self.persisted.iter().any(|(d, _)| d == door)
     }
 
     /// Check one batch of actions, produced by `event` (at wall time
@@ -311,9 +314,17 @@ impl Observer {
                     }
                 }
                 Action::Persist(state) => {
-                    let was = self.in_session("front");
-                    self.persisted = state.sessions.iter().map(|s| s.door.clone()).collect();
-                    if !was && self.in_session("front") {
+                    let front = |p: &[(String, jiff::Timestamp)]| {
+                        p.iter().find(|(d, _)| d == "front").map(|(_, t)| *t)
+                    };
+                    let was = front(&self.persisted);
+                    self.persisted = state
+                        .sessions
+                        .iter()
+                        .map(|s| (s.door.clone(), s.unlocked_at))
+                        .collect();
+                    let now = front(&self.persisted);
+                    if now.is_some() && now != was {
                         self.relock_sent = false;
                     }
                     if !self.in_session("front") {
@@ -806,7 +817,7 @@ fn the_observer_catches_a_missing_relock_and_a_leaked_code() {
         windows: BTreeMap::new(),
         cameras: BTreeMap::from([("porch".to_string(), LivenessKind::Live)]),
         door_open: BTreeMap::new(),
-        persisted: vec!["front".to_string()],
+        persisted: vec![("front".to_string(), jiff::Timestamp::UNIX_EPOCH)],
         relock_owed_on_shut: false,
         relock_sent: false,
         owner_unlock: BTreeMap::new(),

@@ -898,6 +898,7 @@ scenarios!(
     backstop_readback,
     window_closes_door_open,
     end_delivery,
+    restart_with_relock_owed,
 );
 
 #[test]

@@ -306,6 +306,14 @@ impl CodeFailures {
     }
 }
 
+/// A relock a finished delivery is still owed.
+#[derive(Debug, Clone)]
+struct OwedRelock {
+    why: String,
+    /// Kept persisted, so that a restart relocks the door too.
+    record: SessionRecord,
+}
+
 /// One door's interlock.
 #[derive(Debug, Clone)]
 pub struct Door {
@@ -321,11 +329,11 @@ pub struct Door {
     entries_window: Option<Timestamp>,
     entries_used: u32,
     session: Option<Session>,
-    /// Why a delivery's relock is still owed: the session had to end
-    /// without the lock confirming it (unresponsive, jammed), so the door
-    /// may be unlocked. Sent again once the lock talks; cleared when the
-    /// bolt is reported locked or the owner takes the door over.
-    relock_owed: Option<String>,
+    /// A delivery whose session had to end without the lock confirming the
+    /// relock (unresponsive, jammed): the door may be unlocked. The relock
+    /// is sent again once the lock talks; it is owed until the bolt is
+    /// reported locked or the owner takes the door over.
+    relock_owed: Option<OwedRelock>,
     code: Option<DeliveryCode>,
     code_in_lock: bool,
     code_counter: u64,
@@ -409,8 +417,14 @@ impl Door {
     }
 
     /// The session to persist, if a delivery is in progress.
+    /// The record to persist: the delivery in progress, or one whose relock
+    /// is still owed (so that a restart relocks the door too).
     pub fn session_record(&self) -> Option<SessionRecord> {
-        self.session.as_ref().map(|s| s.record.clone())
+        match (&self.session, &self.relock_owed) {
+            (Some(s), _) => Some(s.record.clone()),
+            (None, Some(owed)) => Some(owed.record.clone()),
+            (None, None) => None,
+        }
     }
 
     /// Whether a delivery is in progress (from the unlock until the relock
@@ -802,7 +816,9 @@ impl Door {
     /// reachable and free (an unresponsive lock is not talked to until it
     /// reports again; a jammed one until someone frees the bolt).
     fn settle_owed_relock(&mut self, ctx: &mut Ctx) {
-        let Some(why) = &self.relock_owed else { return };
+        let Some(OwedRelock { why, .. }) = &self.relock_owed else {
+            return;
+        };
         let lock = &self.lock;
         let talking =
             lock.available() != Some(false) && !lock.is_unresponsive() && !lock.is_jammed();
@@ -810,7 +826,7 @@ impl Door {
             return;
         }
         if lock.state() == LockState::Locked {
-            self.relock_owed = None;
+            self.forget_owed_relock(ctx);
             return;
         }
         let reason = format!("the lock answers again; sending the relock it missed ({why})");
@@ -995,7 +1011,8 @@ impl Door {
     }
 
     fn relock_confirmed(&mut self, ctx: &mut Ctx) {
-        if self.session.is_none() && self.relock_owed.take().is_some() {
+        if self.session.is_none() && self.relock_owed.is_some() {
+            self.forget_owed_relock(ctx);
             let reason = "lock confirmed the relock a delivery was owed";
             self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
             self.audit(ctx, "relocked", reason, json!({}));
@@ -1021,11 +1038,23 @@ impl Door {
     /// A relock the session cannot see through: end it, but remember the
     /// door may still be unlocked. Home Assistant shows the delivery as
     /// tripped, not completed: nobody can vouch for that door.
-    fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
-        self.relock_owed = Some(outcome.to_string());
-        if let Some(s) = &mut self.session {
-            s.compromised = true;
+    /// The owed relock is done with (the bolt is locked, or the owner took
+    /// the door over): its record leaves the store.
+    fn forget_owed_relock(&mut self, ctx: &mut Ctx) {
+        if self.relock_owed.take().is_some() && self.session.is_none() {
+            ctx.out.push(Action::Persist(PersistedState {
+                sessions: ctx.other_sessions.to_vec(),
+            }));
         }
+    }
+
+    fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
+        let Some(s) = &mut self.session else { return };
+        s.compromised = true;
+        self.relock_owed = Some(OwedRelock {
+            why: outcome.to_string(),
+            record: s.record.clone(),
+        });
         self.finish(ctx, outcome);
     }
 
@@ -1203,7 +1232,7 @@ impl Door {
             self.finish(ctx, "the owner unlocked the door during the delivery");
         }
         // The owner's unlock also overrides a relock a delivery still owed.
-        self.relock_owed = None;
+        self.forget_owed_relock(ctx);
         self.audit(
             ctx,
             "owner_unlock",
@@ -1476,9 +1505,9 @@ impl Door {
         if let Some(secs) = s.record.restore_auto_relock {
             self.set_auto_relock(ctx, secs);
         }
-        ctx.out.push(Action::Persist(PersistedState {
-            sessions: ctx.other_sessions.to_vec(),
-        }));
+        let mut sessions = ctx.other_sessions.to_vec();
+        sessions.extend(self.relock_owed.as_ref().map(|o| o.record.clone()));
+        ctx.out.push(Action::Persist(PersistedState { sessions }));
         let open_s = s.open_seconds(ctx.now.mono);
         self.last_outcome = Some(if s.compromised {
             DeliveryState::Tripped
