@@ -317,8 +317,14 @@ async fn a_broker_restarted_twenty_times_during_a_delivery_loses_and_repeats_not
     ready(&mut obs, DOOR).await;
     obs.publish(&door_topic(DOOR, "delivery/grant/set"), "PRESS", false)
         .await;
-    event(&mut obs, DOOR, "window_opened").await;
-    let opened = current_state(&broker, DOOR).await;
+    let opened = obs
+        .wait_for(
+            |m| is_state(m, DOOR) && m.json()["window_ends"].is_string(),
+            LONG,
+            "the window shown open",
+        )
+        .await
+        .json();
     let window_ends = opened["window_ends"].clone();
     assert!(window_ends.is_string(), "{opened}");
 
