@@ -18,7 +18,8 @@
 //!   owner lock ─────────────────────────────────>    Unlocked)                    v
 //!        door open? ──yes──> RelockOnShut ──door shuts──────────────────────> Relocking
 //!                  └─no────────────────────────────────────────────────────> Relocking
-//!   Relocking ──lock confirms / jams / stays silent──> session ends (summary audit, Persist)
+//!   Relocking ──lock confirms / jams / stays silent──> session ends (summary audit, Persist);
+//!                                   a relock not confirmed stays owed (and persisted)
 //! ```
 //!
 //! # Rules
@@ -811,10 +812,11 @@ impl Door {
         }
     }
 
-    /// The lock has said something: if a delivery's relock is still owed,
-    /// forget it when the bolt is locked, or send it now that the lock is
-    /// reachable and free (an unresponsive lock is not talked to until it
-    /// reports again; a jammed one until someone frees the bolt).
+    /// The lock has said something (or the door shut): if a delivery's
+    /// relock is still owed, forget it when the bolt is locked, or send it
+    /// now that the lock is reachable and free and the door shut (an
+    /// unresponsive lock is not talked to until it reports again; a jammed
+    /// one until someone frees the bolt).
     fn settle_owed_relock(&mut self, ctx: &mut Ctx) {
         let Some(OwedRelock { why, .. }) = &self.relock_owed else {
             return;
@@ -829,15 +831,18 @@ impl Door {
             self.forget_owed_relock(ctx);
             return;
         }
+        // As in a delivery, a bolt thrown into an open doorway only jams:
+        // the shut brings this back.
+        if self.door_open == Some(true) {
+            return;
+        }
         let reason = format!("the lock answers again; sending the relock it missed ({why})");
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
         self.audit(ctx, "relocking", &reason, json!({}));
     }
 
-    /// The contact sensor is unreachable: its last word is no longer the
-    /// door's state, and a relock waiting for the door to shut would wait
-    /// for news that cannot come, so it goes out now.
+    /// The lock's auto-relock setting, read back.
     fn auto_relock_read(&mut self, secs: u32) {
         match self.auto_relock_asked {
             Some(asked) if asked == secs => self.auto_relock_asked = None,
@@ -860,6 +865,9 @@ impl Door {
             .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
     }
 
+    /// The contact sensor is unreachable: its last word is no longer the
+    /// door's state, and a relock waiting for the door to shut would wait
+    /// for news that cannot come, so it goes out now.
     fn contact_lost(&mut self, ctx: &mut Ctx) {
         if self.door_open.take().is_none() {
             return;
@@ -925,7 +933,9 @@ impl Door {
 
     fn door_shut(&mut self, ctx: &mut Ctx) {
         let now = ctx.now.mono;
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = &mut self.session else {
+            return self.settle_owed_relock(ctx);
+        };
         if let Some(t) = s.opened_at.take() {
             s.open_total += now.saturating_duration_since(t);
         }
