@@ -27,6 +27,7 @@
 //!   - command: { door: front, courier_unlock: { carrier: DHL, code: "1234", via: mqtt } }
 //!   - door: { front: open }           # contact sensor: open | closed | unavailable | available
 //!   - lock: { door: front, state: unlocked, source: manual }   # an unsolicited report
+//!     # state: locked | unlocked | jammed | offline | online; source: keypad (with slot) | manual | rf | auto
 //!   - lock: { door: front, auto_relock: 120 }   # the lock's auto-relock read back
 //!   - fake_lock: { front: { responds: false } }
 //!   - storage_failed: disk full
@@ -39,6 +40,7 @@
 //!   - expect_event: interlock_tripped # or { kind: ..., reason: ... }
 //!   - expect_denied: "camera porch frozen since 10:00:07 (4 identical frames)"
 //!   - expect_state: { door: front, delivery: watching, lock: UNLOCKED, interlock: clear }
+//!     # also: entries_left, backstop_armed, compromised, window_open, lock_source
 //!   - expect_camera: { porch: live }
 //! ```
 //!
