@@ -901,6 +901,7 @@ scenarios!(
     window_closes_door_open,
     end_delivery,
     restart_with_relock_owed,
+    keypad_code_window_end,
 );
 
 #[test]
