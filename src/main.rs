@@ -166,7 +166,9 @@ fn init_logging(level: &str, format: LogFormat) {
 /// multi-threaded runtime (docs/performance.md): on a Raspberry Pi beside
 /// Home Assistant that matters more than parallelism.
 fn single_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn run_bridge(cfg: config::Config) -> ExitCode {
