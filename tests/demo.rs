@@ -68,7 +68,7 @@ async fn the_demo_story_runs_headless_and_matches_the_broker() {
     let seen = watcher.collect(Duration::from_secs(1)).await;
     let position = |what: &str, test: &dyn Fn(&common::mosquitto::Received) -> bool| {
         seen.iter()
-            .position(|m| test(m))
+            .position(test)
             .unwrap_or_else(|| panic!("the broker never carried {what}"))
     };
     let unlock = position("the unlock", &|m| {
