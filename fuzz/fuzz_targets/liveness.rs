@@ -284,7 +284,8 @@ impl Harness {
                     self.run_to(self.clock + gap);
                     self.seq += 1;
                     self.rtp = self.rtp.wrapping_add(gap as i64 * 90 * speed / 100);
-                    let keyframe = self.seq == 1 || self.seq.is_multiple_of(u64::from((*gop).max(1)));
+                    let keyframe =
+                        self.seq == 1 || self.seq.is_multiple_of(u64::from((*gop).max(1)));
                     let noise = (self.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u32;
                     let frame = FrameSummary {
                         rtp_ts: self.rtp,
