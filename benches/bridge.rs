@@ -444,6 +444,7 @@ async fn relock() {
 
     let mut relock_ms = Vec::new();
     let mut trip_ms = Vec::new();
+    let mut reasons = std::collections::BTreeMap::new();
     for run in 0..runs {
         // Ready: a window open, the lock confirmed locked and the interlock
         // clear (the camera has been live for its warmup). Without a window
@@ -522,6 +523,21 @@ async fn relock() {
         }
         if let Some(m) = tripped {
             trip_ms.push(ms(m.at - t0));
+            let reason = m.json()["reason"].as_str().unwrap_or("").to_string();
+            // Keep the reason's words, not its clock times, so runs group.
+            let words: String = reason
+                .split_whitespace()
+                .filter(|w| !w.contains(':'))
+                .collect::<Vec<_>>()
+                .join(" ");
+            *reasons.entry(words).or_insert(0usize) += 1;
+            if ms(m.at - t0) < 150.0 {
+                println!(
+                    "   run {}: tripped {:.1} ms after the freeze: {reason}",
+                    run + 1,
+                    ms(m.at - t0)
+                );
+            }
         }
         camera.restore();
         ha.publish("doorwarden/door000/delivery/end/set", "PRESS")
@@ -542,4 +558,7 @@ async fn relock() {
         "   freeze -> interlock_tripped event: median {:6.1} ms  n={}",
         t.median, t.n
     );
+    for (reason, n) in reasons {
+        println!("   {n:>3} x {reason}");
+    }
 }
