@@ -228,17 +228,25 @@ fn restore(cfg: &Config, store: Option<&Store>) -> PersistedState {
     }
 }
 
+/// Also a code that cannot be checked at every delivery door: one may have
+/// been set, and forgetting it would let a request without a code through.
 fn every_delivery_door(cfg: &Config) -> PersistedState {
+    let at = jiff::Timestamp::now();
     PersistedState {
         sessions: cfg
             .deliveries
             .keys()
             .map(|door| crate::core::SessionRecord {
                 door: door.clone(),
-                unlocked_at: jiff::Timestamp::now(),
+                unlocked_at: at,
                 carrier: None,
                 restore_auto_relock: None,
             })
+            .collect(),
+        codes: cfg
+            .deliveries
+            .keys()
+            .map(|door| crate::core::CodeRecord::unreadable(door, at))
             .collect(),
     }
 }

@@ -33,6 +33,7 @@
 //!   - storage_failed: disk full
 //!   - wall_jump: -1h                  # the wall clock is stepped
 //!   - restart: {}                     # a new core from the last Persist
+//!   - restart: { down: 5m }           # ... after doorwarden was stopped for 5 min
 //!   - mark: {}                        # remember now, for `within`
 //!   - expect: "lock front unlock"     # an action since the last input step
 //!   - expect: { action: "lock front lock", within: 1s }
@@ -42,7 +43,14 @@
 //!   - expect_state: { door: front, delivery: watching, lock: UNLOCKED, interlock: clear }
 //!     # also: entries_left, backstop_armed, compromised, window_open, lock_source
 //!   - expect_camera: { porch: live }
+//!   - expect_persist: { has: '"keypad_slot":3', lacks: "73914682" }
+//!     # the JSON of the step's last Persist (compact, as serde_json writes it)
 //! ```
+//!
+//! Besides `restart`, a scenario may start from a stored state: `restored:`
+//! (a list of session records) or `restored_state:` (a whole state file).
+//! Every code a scenario hands the core must stay out of every `Persist`:
+//! the harness checks that on each one.
 //!
 //! `expect*` steps look at the actions recorded since the last step that was
 //! not an expectation, so a scenario reads as "do this; then these happen".
@@ -112,6 +120,8 @@ pub struct Harness {
     mark: Instant,
     /// The last state the core asked to persist: what a restart recovers.
     persisted: PersistedState,
+    /// Every code given to the core so far, none of which may be persisted.
+    codes_given: Vec<String>,
 }
 
 const SEED: [u8; 32] = [7; 32];
@@ -168,6 +178,7 @@ impl Harness {
             step_from: 0,
             mark: start.mono,
             persisted: PersistedState::default(),
+            codes_given: Vec::new(),
         }
     }
 
@@ -187,7 +198,17 @@ impl Harness {
     /// What the fake devices and the store do with an action.
     fn react(&mut self, action: &Action) {
         match action {
-            Action::Persist(state) => self.persisted = state.clone(),
+            Action::Persist(state) => {
+                let json = persisted_json(state);
+                for code in &self.codes_given {
+                    // A short PIN can turn up inside a hex hash by chance;
+                    // as a value of its own it never may.
+                    let leaked = json.contains(&format!("\"{code}\""))
+                        || (code.len() >= 6 && json.contains(code.as_str()));
+                    assert!(!leaked, "a delivery code was persisted: {json}");
+                }
+                self.persisted = state.clone();
+            }
             Action::Lock { door, command } => {
                 let Some(lock) = self.locks.get_mut(door) else {
                     return;
@@ -371,6 +392,19 @@ impl Harness {
             .collect()
     }
 
+    /// doorwarden is stopped for `down`: time passes with nobody to see
+    /// it; the cameras keep streaming and lock reports on their way are lost.
+    fn stopped_for(&mut self, down: Duration) {
+        self.now = self.now.after(down);
+        let now = self.now.mono;
+        for cam in self.cameras.values_mut() {
+            if cam.next_frame.is_some() {
+                cam.next_frame = Some(now);
+            }
+        }
+        self.queued.clear();
+    }
+
     fn restart(&mut self) {
         let restored = self.persisted.clone();
         self.core = match Core::new(&self.config, restored, SEED, self.now) {
@@ -390,7 +424,13 @@ fn render(action: &Action) -> String {
     match action {
         Action::Persist(state) => {
             let doors: Vec<&str> = state.sessions.iter().map(|s| s.door.as_str()).collect();
-            format!("persist {} [{}]", state.sessions.len(), doors.join(","))
+            let codes: Vec<&str> = state.codes.iter().map(|c| c.door.as_str()).collect();
+            format!(
+                "persist {} [{}] codes [{}]",
+                state.sessions.len(),
+                doors.join(","),
+                codes.join(",")
+            )
         }
         Action::Lock { door, command } => {
             let cmd = match command {
@@ -449,6 +489,11 @@ fn render(action: &Action) -> String {
             a.reason
         ),
     }
+}
+
+/// The state as the store would write it.
+fn persisted_json(state: &PersistedState) -> String {
+    serde_json::to_string(state).unwrap_or_else(|e| panic!("state does not serialize: {e}"))
 }
 
 fn lock_display(d: LockDisplay) -> &'static str {
@@ -646,7 +691,14 @@ fn run_scenario(path: &Path) {
     if let Some(v) = field(&doc, "restored") {
         let sessions: Vec<doorwarden::core::SessionRecord> =
             serde_yaml::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: restored: {e}"));
-        h.persisted = PersistedState { sessions };
+        h.persisted = PersistedState {
+            sessions,
+            ..Default::default()
+        };
+        h.restart();
+    } else if let Some(v) = field(&doc, "restored_state") {
+        h.persisted = serde_yaml::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("{name}: restored_state: {e}"));
         h.restart();
     } else {
         h.start();
@@ -692,6 +744,17 @@ fn run_scenario(path: &Path) {
             "stall" => h.set_camera(&as_text(&arg), CameraMode::Stalled),
             "command" => {
                 let (door, command) = command(&arg);
+                let code = match &command {
+                    Command::SetCode(code)
+                    | Command::Grant {
+                        code: Some(code), ..
+                    }
+                    | Command::CourierUnlock {
+                        code: Some(code), ..
+                    } => Some(code.expose().to_string()),
+                    _ => None,
+                };
+                h.codes_given.extend(code.filter(|c| !c.is_empty()));
                 h.feed(EventKind::Command { door, command });
             }
             "door" => {
@@ -729,7 +792,12 @@ fn run_scenario(path: &Path) {
                 h.now.wall = h.now.wall.checked_add(d).unwrap_or(h.now.wall);
                 h.feed(EventKind::Tick);
             }
-            "restart" => h.restart(),
+            "restart" => {
+                if let Some(down) = text_field(&arg, "down") {
+                    h.stopped_for(parse_duration(&down));
+                }
+                h.restart();
+            }
             "mark" => h.mark = h.now.mono,
             "expect" | "expect_no" => {
                 let (pattern, within) = match &arg {
@@ -838,6 +906,25 @@ fn run_scenario(path: &Path) {
                     }
                 }
             }
+            "expect_persist" => {
+                let last = h.recorded[from..].iter().rev().find_map(|(_, a)| match a {
+                    Action::Persist(state) => Some(persisted_json(state)),
+                    _ => None,
+                });
+                let Some(json) = last else {
+                    fail(&h, "no persist in this step".into())
+                };
+                if let Some(has) = text_field(&arg, "has")
+                    && !json.contains(&has)
+                {
+                    fail(&h, format!("persisted state lacks `{has}`: {json}"));
+                }
+                if let Some(lacks) = text_field(&arg, "lacks")
+                    && json.contains(&lacks)
+                {
+                    fail(&h, format!("persisted state holds `{lacks}`: {json}"));
+                }
+            }
             "expect_camera" => {
                 for (cam, state) in arg.as_mapping().into_iter().flatten() {
                     let (cam, state) = (as_text(cam), as_text(state));
@@ -902,6 +989,9 @@ scenarios!(
     end_delivery,
     restart_with_relock_owed,
     keypad_code_window_end,
+    restart_keeps_delivery_code,
+    restart_drops_expired_code,
+    restored_code_unreadable,
 );
 
 #[test]

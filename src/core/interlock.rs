@@ -50,6 +50,15 @@
 //!   plain code is kept only for a door with a keypad `code_slot` (the lock
 //!   needs the PIN itself) and only until its window ends, and it leaves the
 //!   core only inside [`LockCommand::SetCode`].
+//! - A code survives a restart: its salt and hash (never the code), its
+//!   window occurrence, the entries made and the keypad slot holding it are
+//!   in every [`Action::Persist`], which goes out whenever any of that
+//!   changes. Restored, a code for the occurrence still open (or for the
+//!   next one, not yet come) is in force again; one whose window closed
+//!   meanwhile is dropped. The keypad slot is cleared on a restart and stays
+//!   empty (doorwarden has no PIN to put back). A restored code that cannot
+//!   be read back refuses requests over MQTT until the owner sets a new code
+//!   or its window ends.
 
 use std::time::{Duration, Instant};
 
@@ -62,9 +71,9 @@ use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{OpenWindow, Schedule};
 use super::{
-    Action, AuditRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState, DoorReport,
-    DoorStatus, LockCommand, LockState, MoveSource, PersistedState, RequestChannel, SessionRecord,
-    Stamp, Wake,
+    Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
+    DoorReport, DoorStatus, LockCommand, LockState, MoveSource, PersistedState, RequestChannel,
+    SessionRecord, Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
@@ -72,6 +81,10 @@ use crate::config::{self, OnCameraLoss, Secret};
 pub const CODE_FAILURES_ALLOWED: u32 = 5;
 /// The span over which wrong codes are counted.
 pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
+/// Why a request over MQTT is refused while the door's code could not be
+/// read back from the store.
+pub const CODE_UNREADABLE: &str = "the delivery code could not be read back after a restart; \
+the owner must set a new code or end the window";
 
 /// One camera as the interlock sees it at the moment of a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,8 +105,9 @@ pub struct Ctx<'a> {
     pub cameras: &'a [CameraSnapshot],
     /// `Some(reason)` while storage is failing: no delivery may start.
     pub storage_problem: Option<&'a str>,
-    /// The sessions of every other door, so a `Persist` can hold them all.
-    pub other_sessions: &'a [SessionRecord],
+    /// What every other door has to persist (sessions and codes), so a
+    /// `Persist` from this door holds them all.
+    pub others: &'a PersistedState,
     pub out: &'a mut Vec<Action>,
 }
 
@@ -240,12 +254,20 @@ impl Timers {
 /// keypad slot needs it.
 #[derive(Clone)]
 struct DeliveryCode {
-    salt: [u8; 32],
-    hash: [u8; 32],
+    /// `None`: the store held a code for this door that cannot be read
+    /// back; no code matches it.
+    check: Option<CodeHash>,
     plain: Option<Secret>,
     /// The window occurrence (its `starts`) the code belongs to; `None`
     /// until one opens.
     window: Option<Timestamp>,
+    set_at: Timestamp,
+}
+
+#[derive(Clone, Copy)]
+struct CodeHash {
+    salt: [u8; 32],
+    hash: [u8; 32],
 }
 
 impl std::fmt::Debug for DeliveryCode {
@@ -265,15 +287,38 @@ fn digest(salt: &[u8; 32], code: &str) -> [u8; 32] {
 
 impl DeliveryCode {
     fn matches(&self, code: &Secret) -> bool {
-        let other = digest(&self.salt, code.expose());
+        let Some(check) = &self.check else {
+            return false;
+        };
+        let other = digest(&check.salt, code.expose());
         // Compare every byte so the time taken says nothing about where
         // the first difference is.
-        self.hash
+        check
+            .hash
             .iter()
             .zip(other.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
     }
+}
+
+fn to_hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 hex digits back into 32 bytes; `None` for anything else.
+fn from_hex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    // `from_str_radix` would also take a sign.
+    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Wrong codes counted from the first failure of a one-minute span.
@@ -336,6 +381,9 @@ pub struct Door {
     /// reported locked or the owner takes the door over.
     relock_owed: Option<OwedRelock>,
     code: Option<DeliveryCode>,
+    /// The code as the store was last asked to hold it: a change from this
+    /// is persisted.
+    code_saved: Option<CodeRecord>,
     code_in_lock: bool,
     code_counter: u64,
     seed: [u8; 32],
@@ -382,6 +430,7 @@ impl Door {
             session: None,
             relock_owed: None,
             code: None,
+            code_saved: None,
             code_in_lock: false,
             code_counter: 0,
             seed,
@@ -426,6 +475,38 @@ impl Door {
             (None, Some(owed)) => Some(owed.record.clone()),
             (None, None) => None,
         }
+    }
+
+    /// The door's one-time code as it may be written down (salt and hash,
+    /// never the code), if one is in force.
+    pub fn code_record(&self) -> Option<CodeRecord> {
+        let code = self.code.as_ref()?;
+        let (salt, hash) = match &code.check {
+            Some(c) => (to_hex(&c.salt), to_hex(&c.hash)),
+            None => (String::new(), String::new()),
+        };
+        Some(CodeRecord {
+            door: self.name.clone(),
+            salt,
+            hash,
+            window: code.window,
+            set_at: code.set_at,
+            entries_used: if code.window.is_some() && code.window == self.entries_window {
+                self.entries_used
+            } else {
+                0
+            },
+            keypad_slot: self.rules.code_slot.filter(|_| self.code_in_lock),
+        })
+    }
+
+    /// `others` with this door's session and code added: the one place a
+    /// [`PersistedState`] is put together.
+    pub fn persisted_with(&self, others: &PersistedState) -> PersistedState {
+        let mut state = others.clone();
+        state.sessions.extend(self.session_record());
+        state.codes.extend(self.code_record());
+        state
     }
 
     /// Whether a delivery is in progress (from the unlock until the relock
@@ -606,6 +687,77 @@ impl Door {
         self.audit(ctx, "restarted_during_delivery", &reason, json!({}));
     }
 
+    /// A code the store held from before the restart (call after
+    /// [`Door::start`] and [`Door::restore`]). It is in force again only
+    /// for the window occurrence it was set for, or, set before any window
+    /// opened, for the next occurrence if that has not come and gone.
+    pub fn restore_code(&mut self, ctx: &mut Ctx, record: CodeRecord) {
+        // What the store holds now, so that dropping it gets persisted.
+        self.code_saved = Some(record.clone());
+        // `start` cleared the configured slot; a slot from an older config
+        // may still hold the PIN.
+        if let Some(slot) = record.keypad_slot
+            && Some(slot) != self.rules.code_slot
+        {
+            ctx.out
+                .push(self.lock_action(LockCommand::ClearCode { slot }));
+        }
+        let now = ctx.now.wall;
+        let open = self.open_window(now);
+        let first_edge = self.schedule.next_change(record.set_at);
+        let in_force = match (record.window, open) {
+            (Some(starts), Some(w)) => starts == w.starts,
+            (Some(_), None) => false,
+            (None, Some(w)) => w.starts <= record.set_at || first_edge == Some(w.starts),
+            (None, None) => first_edge.is_none_or(|edge| edge > now),
+        };
+        if !in_force {
+            self.code = None;
+            self.audit(
+                ctx,
+                "code_dropped",
+                "the delivery code's window ended while doorwarden was stopped; code dropped",
+                json!({}),
+            );
+            return;
+        }
+        let check = match (from_hex(&record.salt), from_hex(&record.hash)) {
+            (Some(salt), Some(hash)) => Some(CodeHash { salt, hash }),
+            _ => None,
+        };
+        if let (Some(starts), Some(w)) = (record.window, open)
+            && starts == w.starts
+        {
+            self.count_entries_for(starts);
+            self.entries_used = self.entries_used.max(record.entries_used);
+        }
+        let readable = check.is_some();
+        self.code = Some(DeliveryCode {
+            check,
+            plain: None,
+            window: record.window,
+            set_at: record.set_at,
+        });
+        let mut reason = if readable {
+            "the one-time delivery code was restored after a restart; requests must still carry it"
+                .to_string()
+        } else {
+            CODE_UNREADABLE.to_string()
+        };
+        if let Some(slot) = self.rules.code_slot {
+            reason.push_str(&format!(
+                "; keypad slot {slot} was cleared and stays empty (doorwarden keeps no copy of \
+                 the PIN): set the code again to use the keypad"
+            ));
+        }
+        let decision = if readable {
+            "code_restored"
+        } else {
+            "code_unreadable"
+        };
+        self.audit(ctx, decision, &reason, json!({}));
+    }
+
     /// Re-read the window at the event's wall time (clocks jump), then keep
     /// the keypad slot in step. Call before and after every input.
     pub fn refresh(&mut self, ctx: &mut Ctx) {
@@ -624,6 +776,9 @@ impl Door {
         }
         self.window = open;
         self.sync_code_slot(ctx);
+        // Catches every other change to the code (its window opened,
+        // moved or closed).
+        self.persist_code_if_changed(ctx);
     }
 
     /// The schedule's open window at `wall`, asking it again only when an
@@ -1052,9 +1207,7 @@ impl Door {
     /// the door over): its record leaves the store.
     fn forget_owed_relock(&mut self, ctx: &mut Ctx) {
         if self.relock_owed.take().is_some() && self.session.is_none() {
-            ctx.out.push(Action::Persist(PersistedState {
-                sessions: ctx.other_sessions.to_vec(),
-            }));
+            self.persist(ctx);
         }
     }
 
@@ -1262,6 +1415,7 @@ impl Door {
         }
         if code.expose().is_empty() {
             self.code = None;
+            self.persist_code_if_changed(ctx);
             self.audit(ctx, "code_cleared", "delivery code removed", json!({}));
             return;
         }
@@ -1273,11 +1427,14 @@ impl Door {
         let salt: [u8; 32] = h.finalize().into();
         let hash = digest(&salt, code.expose());
         self.code = Some(DeliveryCode {
-            salt,
-            hash,
+            check: Some(CodeHash { salt, hash }),
             plain: self.rules.code_slot.map(|_| code),
             window: self.window.map(|w| w.starts),
+            set_at: ctx.now.wall,
         });
+        // On disk before anyone is told it is set: a restart must not
+        // forget it.
+        self.persist_code_if_changed(ctx);
         self.audit(
             ctx,
             "code_set",
@@ -1301,9 +1458,12 @@ impl Door {
             && all_live(ctx.cameras);
         match (usable, self.code_in_lock, plain) {
             (true, false, Some(code)) => {
+                // The store learns the slot may hold the PIN before the
+                // lock does, so that a restart clears it.
+                self.code_in_lock = true;
+                self.persist_code_if_changed(ctx);
                 ctx.out
                     .push(self.lock_action(LockCommand::SetCode { slot, code }));
-                self.code_in_lock = true;
                 self.audit(
                     ctx,
                     "code_slot_set",
@@ -1315,6 +1475,7 @@ impl Door {
                 ctx.out
                     .push(self.lock_action(LockCommand::ClearCode { slot }));
                 self.code_in_lock = false;
+                self.persist_code_if_changed(ctx);
                 self.audit(
                     ctx,
                     "code_slot_cleared",
@@ -1343,6 +1504,9 @@ impl Door {
         let mut code_used = false;
         if let Some(stored) = &self.code {
             match code {
+                _ if stored.check.is_none() && via == RequestChannel::Mqtt => {
+                    return self.deny(ctx, via, carrier, CODE_UNREADABLE);
+                }
                 Some(given) if stored.matches(&given) => code_used = true,
                 Some(_) => {
                     let count = self.failures.record(ctx.now.mono);
@@ -1399,25 +1563,16 @@ impl Door {
         // start one while an earlier relock was still owed).
         self.relock_owed = None;
         self.entries_used += 1;
+        if self.entries_used >= self.rules.entries_per_window {
+            // The code is good for this window's entries and no more.
+            self.code = None;
+        }
         let record = SessionRecord {
             door: self.name.clone(),
             unlocked_at: ctx.now.wall,
             carrier: carrier.clone(),
             restore_auto_relock: self.owner_auto_relock,
         };
-        let mut sessions = ctx.other_sessions.to_vec();
-        sessions.push(record.clone());
-        ctx.out.push(Action::Persist(PersistedState { sessions }));
-        if self.owner_auto_relock.is_some() {
-            let secs = u32::try_from(self.rules.max_unlocked.as_secs()).unwrap_or(u32::MAX);
-            self.set_auto_relock(ctx, secs);
-        }
-        if !already_unlocked {
-            let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
-            ctx.out.push(self.lock_action(cmd));
-        }
-        self.timers
-            .set(Timer::MaxUnlocked, ctx.now.mono + self.rules.max_unlocked);
         let phase = if already_unlocked {
             Phase::Unlocked
         } else {
@@ -1429,10 +1584,18 @@ impl Door {
         s.unlocked_at = already_unlocked.then_some(ctx.now.wall);
         s.code_used = code_used;
         self.session = Some(s);
-        if self.entries_used >= self.rules.entries_per_window {
-            // The code is good for this window's entries and no more.
-            self.code = None;
+        // The session and the entry it used are on disk before the unlock.
+        self.persist(ctx);
+        if self.owner_auto_relock.is_some() {
+            let secs = u32::try_from(self.rules.max_unlocked.as_secs()).unwrap_or(u32::MAX);
+            self.set_auto_relock(ctx, secs);
         }
+        if !already_unlocked {
+            let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
+            ctx.out.push(self.lock_action(cmd));
+        }
+        self.timers
+            .set(Timer::MaxUnlocked, ctx.now.mono + self.rules.max_unlocked);
         self.announce_grant(ctx, carrier, via, code_used);
     }
 
@@ -1515,9 +1678,8 @@ impl Door {
         if let Some(secs) = s.record.restore_auto_relock {
             self.set_auto_relock(ctx, secs);
         }
-        let mut sessions = ctx.other_sessions.to_vec();
-        sessions.extend(self.relock_owed.as_ref().map(|o| o.record.clone()));
-        ctx.out.push(Action::Persist(PersistedState { sessions }));
+        // Without the session, but with a relock still owed.
+        self.persist(ctx);
         let open_s = s.open_seconds(ctx.now.mono);
         self.last_outcome = Some(if s.compromised {
             DeliveryState::Tripped
@@ -1547,6 +1709,21 @@ impl Door {
     }
 
     // ---- output helpers -------------------------------------------------
+
+    /// Ask the shell to write everything that must survive a restart: the
+    /// other doors' records and this door's session and code.
+    fn persist(&mut self, ctx: &mut Ctx) {
+        ctx.out
+            .push(Action::Persist(self.persisted_with(ctx.others)));
+        self.code_saved = self.code_record();
+    }
+
+    /// Persist when this door's code differs from what the store holds.
+    fn persist_code_if_changed(&mut self, ctx: &mut Ctx) {
+        if self.code_record() != self.code_saved {
+            self.persist(ctx);
+        }
+    }
 
     fn lock_action(&self, command: LockCommand) -> Action {
         Action::Lock {
@@ -1696,17 +1873,33 @@ mod tests {
     fn codes_are_kept_as_salted_hashes() {
         let salt = [9u8; 32];
         let code = DeliveryCode {
-            salt,
-            hash: digest(&salt, "482913"),
+            check: Some(CodeHash {
+                salt,
+                hash: digest(&salt, "482913"),
+            }),
             plain: None,
             window: None,
+            set_at: at("2026-11-28T10:00:00Z"),
         };
         assert!(code.matches(&Secret::new("482913")));
         assert!(!code.matches(&Secret::new("482914")));
         assert!(!code.matches(&Secret::new("")));
         // Another salt, another hash for the same code.
-        assert_ne!(digest(&[1; 32], "482913"), code.hash);
+        assert_ne!(digest(&[1; 32], "482913"), digest(&salt, "482913"));
         assert!(!format!("{code:?}").contains("482913"));
+    }
+
+    #[test]
+    fn stored_hashes_read_back_only_when_whole() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 8 + 1) as u8);
+        let text = to_hex(&bytes);
+        assert_eq!(text.len(), 64);
+        assert_eq!(from_hex(&text), Some(bytes));
+        assert_eq!(from_hex(&text.to_uppercase()), Some(bytes));
+        assert_eq!(from_hex(""), None);
+        assert_eq!(from_hex(&text[..62]), None);
+        assert_eq!(from_hex(&format!("+{}", &text[1..])), None);
+        assert_eq!(from_hex(&"zz".repeat(32)), None);
     }
 
     #[test]

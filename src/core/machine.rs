@@ -38,8 +38,8 @@ use super::interlock::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use super::schedule;
 use super::{
-    Action, AuditRecord, CameraStatus, DoorStatus, Event, EventKind, PersistedState, SessionRecord,
-    Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, DoorStatus, Event, EventKind, PersistedState,
+    SessionRecord, Stamp,
 };
 use crate::config::{self, Config};
 
@@ -126,6 +126,8 @@ pub struct Core {
     cameras: BTreeMap<String, CameraEntry>,
     doors: BTreeMap<String, DoorEntry>,
     restored: Vec<SessionRecord>,
+    /// Delivery codes from the store, taken up by `start`.
+    restored_codes: Vec<CodeRecord>,
     storage_problem: Option<String>,
     storage_retry: Option<Instant>,
     /// A `Persist` went out while storage was failing; if the next event is
@@ -225,6 +227,7 @@ impl Core {
             cameras,
             doors,
             restored: restored.sessions,
+            restored_codes: restored.codes,
             storage_problem: None,
             storage_retry: None,
             persist_probe: false,
@@ -250,15 +253,20 @@ impl Core {
         self.cameras.get(camera).map(|c| c.status(camera))
     }
 
-    /// The deliveries in progress, as they would be persisted.
+    /// Everything that would be persisted now: the deliveries in progress
+    /// (or owing a relock) and the one-time codes in force.
     pub fn sessions(&self) -> PersistedState {
-        PersistedState {
-            sessions: self
-                .doors
-                .values()
-                .filter_map(|d| d.door.session_record())
-                .collect(),
-        }
+        self.persisted_except(None)
+    }
+
+    /// What every door but `skip` has to persist.
+    fn persisted_except(&self, skip: Option<&str>) -> PersistedState {
+        self.doors
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != skip)
+            .fold(PersistedState::default(), |state, (_, d)| {
+                d.door.persisted_with(&state)
+            })
     }
 
     pub fn door_names(&self) -> impl Iterator<Item = &str> {
@@ -306,6 +314,26 @@ impl Core {
                          but that door is no longer configured; it cannot be relocked"
                     ),
                     details: json!({ "unlocked_at": record.unlocked_at.to_string() }),
+                }));
+            }
+        }
+        let codes = std::mem::take(&mut self.restored_codes);
+        for record in codes {
+            let name = record.door.clone();
+            if self.doors.contains_key(&name) {
+                self.with_door(&name, now, &mut out, |door, ctx| {
+                    door.restore_code(ctx, record)
+                });
+            } else {
+                out.push(Action::Audit(AuditRecord {
+                    at: now.wall,
+                    door: Some(name.clone()),
+                    decision: "code_dropped".into(),
+                    reason: format!(
+                        "a delivery code for door `{name}` was stored, but that door is no \
+                         longer configured; it was dropped"
+                    ),
+                    details: json!({}),
                 }));
             }
         }
@@ -419,19 +447,14 @@ impl Core {
         out: &mut Vec<Action>,
         f: impl FnOnce(&mut interlock::Door, &mut Ctx) -> R,
     ) -> Option<R> {
-        let others: Vec<SessionRecord> = self
-            .doors
-            .iter()
-            .filter(|(n, _)| n.as_str() != name)
-            .filter_map(|(_, d)| d.door.session_record())
-            .collect();
+        let others = self.persisted_except(Some(name));
         let cams = self.snapshots(&self.doors.get(name)?.cameras);
         let entry = self.doors.get_mut(name)?;
         let mut ctx = Ctx {
             now,
             cameras: &cams,
             storage_problem: self.storage_problem.as_deref(),
-            other_sessions: &others,
+            others: &others,
             out,
         };
         Some(f(&mut entry.door, &mut ctx))
@@ -716,6 +739,60 @@ deliveries:
         shown.push_str(&format!("{core:?}{actions:?}"));
         assert!(shown.contains("window_granted"), "the grant was handled");
         assert!(!shown.contains("918273"), "{shown}");
+    }
+
+    #[test]
+    fn a_state_file_from_before_codes_were_persisted_still_loads() {
+        // Written by a doorwarden that persisted sessions only.
+        let old = r#"{"sessions":[{"door":"front","unlocked_at":"2026-11-28T09:30:00Z","carrier":"DHL","restore_auto_relock":null}]}"#;
+        let state: PersistedState = match serde_json::from_str(old) {
+            Ok(s) => s,
+            Err(e) => panic!("old state file rejected: {e}"),
+        };
+        assert_eq!(state.sessions.len(), 1);
+        assert!(state.codes.is_empty());
+        let at = stamp(Instant::now(), "2026-11-28T10:00:00Z");
+        let mut core = match Core::new(&config(HOME), state, [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        // The delivery it recorded is relocked, as before.
+        let actions = core.start(at);
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Lock { door, command: crate::core::LockCommand::Lock } if door == "front"
+        )));
+    }
+
+    #[test]
+    fn every_persist_carries_the_codes_of_the_other_doors() {
+        let two_doors = HOME.replace(
+            "deliveries:",
+            "  back:\n    zigbee2mqtt: { topic: zigbee2mqtt/back }\n    cameras: [porch]\ndeliveries:\n  back:\n    windows: [{ days: [sat], from: \"09:00\", to: \"17:00\" }]",
+        );
+        let at = stamp(Instant::now(), "2026-11-28T10:00:00Z");
+        let mut core = match Core::new(&config(&two_doors), PersistedState::default(), [0; 32], at)
+        {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(at);
+        let set = |door: &str, code: &str| Event {
+            at,
+            kind: EventKind::Command {
+                door: door.into(),
+                command: Command::SetCode(crate::config::Secret::new(code)),
+            },
+        };
+        let _ = core.handle(set("back", "1111"));
+        let actions = core.handle(set("front", "2222"));
+        let Some(Action::Persist(state)) = actions.iter().find(|a| matches!(a, Action::Persist(_)))
+        else {
+            panic!("setting a code is persisted: {actions:?}")
+        };
+        let doors: Vec<&str> = state.codes.iter().map(|c| c.door.as_str()).collect();
+        assert_eq!(doors, ["back", "front"]);
+        assert_eq!(core.sessions(), *state);
     }
 
     #[test]

@@ -426,11 +426,16 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
-/// What survives a restart: the deliveries in progress. Written before every
-/// delivery unlock and whenever a session ends.
+/// What survives a restart: the deliveries in progress and the one-time
+/// codes still in force. Written before every delivery unlock, whenever a
+/// session ends, and whenever a code is set, used, moves to another window,
+/// enters or leaves a keypad slot, or is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PersistedState {
     pub sessions: Vec<SessionRecord>,
+    /// Absent from state files written before codes were persisted.
+    #[serde(default)]
+    pub codes: Vec<CodeRecord>,
 }
 
 /// An unlocked (or about to be unlocked) delivery.
@@ -443,4 +448,46 @@ pub struct SessionRecord {
     /// The owner's own auto-relock value to restore after the delivery, if
     /// doorwarden changed it.
     pub restore_auto_relock: Option<u32>,
+}
+
+/// A door's one-time delivery code, as far as it may be written down: the
+/// salted hash, never the code. Without it a restart would forget the code
+/// and let a request without one through.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CodeRecord {
+    pub door: String,
+    /// The 32-byte salt, hex. Empty (or anything not 64 hex digits) marks a
+    /// code that cannot be checked: the door then refuses requests over MQTT
+    /// until the owner sets a new code or the window ends.
+    pub salt: String,
+    /// SHA-256 of salt and code, hex.
+    pub hash: String,
+    /// The window occurrence (its start) the code belongs to; `None` when it
+    /// was set before a window opened: it is for the next one.
+    pub window: Option<jiff::Timestamp>,
+    /// When the code was set (to tell whether "the next window" has come and
+    /// gone while doorwarden was stopped).
+    pub set_at: jiff::Timestamp,
+    /// Delivery entries already made in that window.
+    pub entries_used: u32,
+    /// The keypad user slot that may hold the PIN; it is cleared on a
+    /// restart, since doorwarden keeps no copy of the PIN to put back.
+    pub keypad_slot: Option<u16>,
+}
+
+impl CodeRecord {
+    /// A code that may have been set but cannot be read back (the state
+    /// file was unreadable): requests over MQTT are refused in the window
+    /// open at `at`, or the next one, until the owner sets a new code.
+    pub fn unreadable(door: &str, at: jiff::Timestamp) -> CodeRecord {
+        CodeRecord {
+            door: door.to_string(),
+            salt: String::new(),
+            hash: String::new(),
+            window: None,
+            set_at: at,
+            entries_used: 0,
+            keypad_slot: None,
+        }
+    }
 }

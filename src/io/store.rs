@@ -698,6 +698,7 @@ mod tests {
                 carrier: Some("DHL".into()),
                 restore_auto_relock: Some(30),
             }],
+            ..Default::default()
         };
         store.save(&state).expect("save");
         assert_eq!(store.load().expect("load"), state);
