@@ -303,7 +303,13 @@ impl DeliveryCode {
 }
 
 fn to_hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 /// 64 hex digits back into 32 bytes; `None` for anything else.
@@ -500,13 +506,18 @@ impl Door {
         })
     }
 
-    /// `others` with this door's session and code added: the one place a
-    /// [`PersistedState`] is put together.
+    /// `others` with this door's session and code added.
     pub fn persisted_with(&self, others: &PersistedState) -> PersistedState {
         let mut state = others.clone();
+        self.add_to(&mut state);
+        state
+    }
+
+    /// Add this door's session and code to `state`: the one place a
+    /// [`PersistedState`] is filled in.
+    pub fn add_to(&self, state: &mut PersistedState) {
         state.sessions.extend(self.session_record());
         state.codes.extend(self.code_record());
-        state
     }
 
     /// Whether a delivery is in progress (from the unlock until the relock

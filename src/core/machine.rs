@@ -261,12 +261,11 @@ impl Core {
 
     /// What every door but `skip` has to persist.
     fn persisted_except(&self, skip: Option<&str>) -> PersistedState {
-        self.doors
-            .iter()
-            .filter(|(n, _)| Some(n.as_str()) != skip)
-            .fold(PersistedState::default(), |state, (_, d)| {
-                d.door.persisted_with(&state)
-            })
+        let mut state = PersistedState::default();
+        for (_, d) in self.doors.iter().filter(|(n, _)| Some(n.as_str()) != skip) {
+            d.door.add_to(&mut state);
+        }
+        state
     }
 
     pub fn door_names(&self) -> impl Iterator<Item = &str> {
