@@ -99,11 +99,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let mut store = match Store::open(&cfg.storage) {
-        Ok(s) => Some(s),
+    let (mut store, store_problem) = match Store::open(&cfg.storage) {
+        Ok(s) => (Some(s), String::new()),
         Err(e) => {
             error!("storage unavailable, deliveries will be refused: {e}");
-            None
+            (None, redact::text(&e.to_string()))
         }
     };
     let restored = restore(&cfg, store.as_ref());
@@ -155,6 +155,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         commands,
         mirror: &mut mirror,
         store: store.as_mut(),
+        store_problem,
         relock_later: BTreeSet::new(),
     };
     let first = core.start(now());
@@ -260,6 +261,9 @@ struct Shell<'a> {
     commands: CommandTopics,
     mirror: &'a mut Mirror,
     store: Option<&'a mut Store>,
+    /// Why the store could not be opened (shown to the owner as the reason
+    /// deliveries are refused).
+    store_problem: String,
     /// Doors whose relock could not be sent (broker down): sent again on the
     /// next connect.
     relock_later: BTreeSet<String>,
@@ -303,7 +307,7 @@ impl Shell<'_> {
                 Action::Persist(state) => {
                     let result = match self.store.as_deref() {
                         Some(store) => store.save(state).map_err(|e| e.to_string()),
-                        None => Err("storage directory could not be opened".to_string()),
+                        None => Err(self.store_problem.clone()),
                     };
                     if let Err(reason) = result {
                         error!("cannot persist delivery state, refusing deliveries: {reason}");
@@ -358,7 +362,7 @@ impl Shell<'_> {
     fn audit(&mut self, record: &AuditRecord) -> Result<(), String> {
         match self.store.as_deref_mut() {
             Some(store) => store.append(record).map_err(|e| e.to_string()),
-            None => Err("storage directory could not be opened".to_string()),
+            None => Err(self.store_problem.clone()),
         }
     }
 

@@ -295,7 +295,7 @@ async fn restart_broker(
 /// The bridge doubles its reconnect delay after every outage unless the
 /// connection before it lasted `HEALTHY_AFTER` (docs/mqtt.md). Restarts come
 /// in groups of this many, with the connection left alone in between, so
-/// twenty restarts cost seconds instead of the 30 s cap each.
+/// twenty restarts do not each wait out the backoff cap.
 const RESTARTS_IN_A_ROW: u32 = 4;
 
 async fn settle(back: Instant) {
