@@ -49,12 +49,16 @@ logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 failed=()
 
-# Report a failed run: the input libFuzzer saved and how to replay it.
+# Report a failed run: the panic, the input that caused it and how to replay
+# it: the saved reproducer given, else the input libFuzzer wrote out.
 report() {
-    local target="$1" log="$2" input
-    input="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
+    local target="$1" log="$2" input="${3:-}"
+    if [ -z "$input" ]; then
+        input="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
+    fi
     echo "!! $target failed" >&2
-    grep -E '^(thread .* panicked|==[0-9]+==ERROR|SUMMARY:)' "$log" | head -n 5 >&2 || true
+    grep -E -A 1 '^thread .* panicked' "$log" | head -n 4 >&2 || true
+    grep -E '^(==[0-9]+==ERROR|SUMMARY:)' "$log" | head -n 3 >&2 || true
     if [ -n "$input" ]; then
         input="$(realpath "$input" 2>/dev/null || echo "$input")"
         echo "   input:     $input" >&2
@@ -72,10 +76,16 @@ for target in "${targets[@]}"; do
     fi
     if [ "${#regressions[@]}" -gt 0 ]; then
         echo "== $target: replaying ${#regressions[@]} saved reproducers"
-        log="$logs/$target.regressions.log"
-        if ! cargo fuzz run --target-dir "$target_dir" "$target" "${regressions[@]}" -- -runs=1 >"$log" 2>&1; then
-            report "$target" "$log"
-            failed+=("$target (regression)")
+        failing=""
+        for input in "${regressions[@]}"; do
+            log="$logs/$target.regression.log"
+            if ! cargo fuzz run --target-dir "$target_dir" "$target" "$input" >"$log" 2>&1; then
+                report "$target" "$log" "$input"
+                failing="yes"
+            fi
+        done
+        if [ -n "$failing" ]; then
+            failed+=("$target (saved reproducer)")
             continue
         fi
     fi
