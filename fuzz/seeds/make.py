@@ -6,6 +6,11 @@ Seeds give libFuzzer real messages to mutate from the first second, so a
     python3 fuzz/seeds/make.py
 Each seed file is named after the sample it came from. The layouts follow
 the header comments of fuzz_targets/devices.rs and commands.rs.
+
+seeds/liveness and seeds/core are not made here: they are the corpora of
+earlier runs, merged down to the inputs that add coverage, with
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run T seeds/T corpus/T -- -merge=1
+(their inputs are decoded with `arbitrary`; see `cargo fuzz fmt T FILE`).
 """
 import glob
 import json
