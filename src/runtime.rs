@@ -124,11 +124,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     subscriptions.dedup();
 
     let mut core = Core::new(&cfg, restored, seed(), now())?;
+    // Every reconnect republishes all discovery configs and states at once:
+    // twice that fits in the queue with room to spare.
+    let burst = 2 * (mirror.discovery().len() + 2 * cfg.locks.len() + cfg.cameras.len());
     let BrokerLink {
         handle: link,
         incoming: mut mqtt_rx,
         task: link_task,
-    } = BrokerLink::start(&cfg.mqtt, subscriptions, stopped(stop_rx.clone()))?;
+    } = BrokerLink::start_sized(&cfg.mqtt, subscriptions, burst, stopped(stop_rx.clone()))?;
 
     let (cam_tx, mut cam_rx) = mpsc::channel::<Event>(CAMERA_QUEUE);
     let camera_tasks: Vec<_> = cfg
@@ -249,6 +252,7 @@ fn every_delivery_door(cfg: &Config) -> PersistedState {
             .keys()
             .map(|door| crate::core::CodeRecord::unreadable(door, at))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -394,6 +398,8 @@ impl Shell<'_> {
                         );
                         self.relock_later.insert(door.to_string());
                     }
+                    // Every connect asks each lock again.
+                    LockCommand::Refresh => debug!(door, "refresh not sent yet: {e}"),
                     _ => warn!(door, "lock command {command:?} not sent: {e}"),
                 }
             }

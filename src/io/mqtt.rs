@@ -75,7 +75,9 @@ use tokio::time::Instant;
 use crate::config;
 use crate::redact;
 
-/// Messages waiting to be written to the broker, across all publishers.
+/// Messages waiting to be written to the broker, across all publishers, at
+/// the least: [`BrokerLink::start_sized`] makes room for a whole republish of
+/// a large home on top of this.
 pub const OUTGOING_CAPACITY: usize = 1024;
 /// Received messages waiting for the runtime.
 pub const INCOMING_CAPACITY: usize = 1024;
@@ -192,6 +194,24 @@ impl BrokerLink {
         subscriptions: Vec<String>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<BrokerLink, LinkError> {
+        Self::start_sized(cfg, subscriptions, 0, shutdown)
+    }
+
+    /// [`BrokerLink::start`] with room for a burst of `burst` messages
+    /// beyond [`OUTGOING_CAPACITY`]: the runtime republishes every discovery
+    /// config and state at once after each connect, and a home of 50 doors
+    /// and 100 cameras has over a thousand of them. A queue too small for
+    /// that would drop entities Home Assistant then never sees.
+    ///
+    /// # Errors
+    ///
+    /// As [`BrokerLink::start`].
+    pub fn start_sized(
+        cfg: &config::Mqtt,
+        subscriptions: Vec<String>,
+        burst: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<BrokerLink, LinkError> {
         let options = options(cfg)?;
         let filters = subscriptions
             .into_iter()
@@ -204,7 +224,11 @@ impl BrokerLink {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let (client, eventloop) = AsyncClient::new(options, OUTGOING_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, OUTGOING_CAPACITY + burst);
+        // Lock commands are small packets that must leave at once: without
+        // this, Nagle's algorithm held each one back ~40 ms waiting for the
+        // broker's ACK of the previous packet (docs/performance.md).
+        eventloop.network_options.set_tcp_nodelay(true);
         let (tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),

@@ -56,6 +56,9 @@ impl MosquittoBuilder {
         let mut conf = String::new();
         conf.push_str(&format!("listener {port} 127.0.0.1\n"));
         conf.push_str("persistence false\n");
+        // As docs/performance.md recommends for real brokers: small packets
+        // (lock commands) leave at once instead of waiting on Nagle.
+        conf.push_str("set_tcp_nodelay true\n");
         // A file rather than stderr: cargo test cannot capture a child's
         // output, and a failing test can print it with `log()`.
         conf.push_str(&format!(
