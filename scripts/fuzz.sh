@@ -44,6 +44,11 @@ start=$(date +%s)
 echo "== building ${#targets[@]} fuzz targets (${targets[*]})"
 cargo fuzz build --target-dir "$target_dir"
 echo "== built in $(($(date +%s) - start)) s"
+# Run the binaries just built rather than `cargo fuzz run`, which rebuilds
+# first: every target then fuzzes the same code, even if the tree changes
+# meanwhile. The settings are the ones `cargo fuzz run` would pass.
+bin_dir="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
@@ -70,6 +75,7 @@ report() {
 }
 
 for target in "${targets[@]}"; do
+    mkdir -p "artifacts/$target"
     regressions=()
     if [ -d "regressions/$target" ]; then
         mapfile -t regressions < <(find "regressions/$target" -type f | sort)
@@ -79,7 +85,7 @@ for target in "${targets[@]}"; do
         failing=""
         for input in "${regressions[@]}"; do
             log="$logs/$target.regression.log"
-            if ! cargo fuzz run --target-dir "$target_dir" "$target" "$input" >"$log" 2>&1; then
+            if ! "$bin_dir/$target" -artifact_prefix="artifacts/$target/" "$input" >"$log" 2>&1; then
                 report "$target" "$log" "$input"
                 failing="yes"
             fi
@@ -97,7 +103,7 @@ for target in "${targets[@]}"; do
     fi
     echo "== $target: fuzzing for $seconds s"
     log="$logs/$target.log"
-    if cargo fuzz run --target-dir "$target_dir" "$target" "${corpora[@]}" -- \
+    if "$bin_dir/$target" -artifact_prefix="artifacts/$target/" "${corpora[@]}" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1; then
         grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$log" | sed "s/^/   /" || true
