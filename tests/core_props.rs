@@ -8,7 +8,8 @@
 //! its sensor going away;
 //! lock reports (confirmations, thumb-turns, keypad, jams); commands from the
 //! owner and couriers (with right, wrong or no codes); time passing, the wall
-//! clock stepping, events stamped in the past, storage failing.
+//! clock stepping, events stamped in the past, storage failing, and
+//! doorwarden restarting from its last `Persist`.
 //!
 //! An observer keeps its own view (the windows it granted, the camera states
 //! the core published, the door as the test moved it, the sessions the core
@@ -21,7 +22,11 @@
 //!    sensor goes away) if it was open;
 //! 3. no delivery code (right or wrong) appears in any action, except the
 //!    PIN inside `LockCommand::SetCode`;
-//! 4. `next_deadline()` is never earlier than the last stamp handed in.
+//! 4. `next_deadline()` is never earlier than the last stamp handed in;
+//! 5. a restart hands nothing back: at the instant it comes up, no door has
+//!    a window open that the old core would not have had, more entries left
+//!    than the old core would have had, or lets wrong codes be tried that
+//!    the old core would have refused as too many.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -157,6 +162,11 @@ enum Op {
         ms: u16,
     },
     StorageFailed,
+    /// doorwarden stops and starts again from its last `Persist`, after
+    /// `ms` down.
+    Restart {
+        ms: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -183,6 +193,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (-600..600i32).prop_map(|secs| Op::WallJump { secs }),
         1 => (0..3000u16).prop_map(|ms| Op::Stale { ms }),
         1 => Just(Op::StorageFailed),
+        1 => (0..90_000u32).prop_map(|ms| Op::Restart { ms }),
     ]
 }
 
@@ -368,6 +379,8 @@ impl Observer {
 #[derive(Debug, Clone)]
 struct Run {
     core: Core,
+    /// The state of the last `Persist`: what a restart recovers.
+    stored: PersistedState,
     now: Stamp,
     t0: Instant,
     cams: BTreeMap<&'static str, FakeCamera>,
@@ -420,6 +433,7 @@ impl Run {
             .collect();
         let mut run = Run {
             core,
+            stored: PersistedState::default(),
             now,
             t0,
             cams,
@@ -454,6 +468,12 @@ impl Run {
             at,
             kind: kind.clone(),
         });
+        if let Some(state) = actions.iter().rev().find_map(|a| match a {
+            Action::Persist(state) => Some(state),
+            _ => None,
+        }) {
+            self.stored = state.clone();
+        }
         let unlocks_before = self.seen.delivery_unlocks;
         self.seen
             .check(&kind, at.wall, &actions)
@@ -710,7 +730,91 @@ impl Run {
             Op::StorageFailed => self.send(EventKind::StorageFailed {
                 reason: "disk full".into(),
             }),
+            Op::Restart { ms } => self.restart(Duration::from_millis(u64::from(ms))),
         }
+    }
+
+    /// A new core from the last `Persist`, `down` later; rule 5 is checked
+    /// against the old core carried on to the same instant.
+    fn restart(&mut self, down: Duration) -> Result<(), String> {
+        self.advance(down);
+        let mut old = self.core.clone();
+        let _ = old.handle(Event {
+            at: self.now,
+            kind: EventKind::Tick,
+        });
+        let config: Config = serde_yaml::from_str(CONFIG).map_err(|e| format!("config: {e}"))?;
+        self.core = Core::new(&config, self.stored.clone(), [3; 32], self.now)
+            .map_err(|e| format!("restart: {e}"))?;
+        let actions = self.core.start(self.now);
+        if let Some(state) = actions.iter().rev().find_map(|a| match a {
+            Action::Persist(state) => Some(state),
+            _ => None,
+        }) {
+            self.stored = state.clone();
+        }
+        self.seen
+            .check(&EventKind::Tick, self.now.wall, &actions)
+            .map_err(|e| format!("{e}\nat restart\nactions: {actions:#?}"))?;
+        for door in DOORS {
+            let (Some(was), Some(is)) = (old.door_status(door), self.core.door_status(door)) else {
+                return Err(format!("door {door} missing"));
+            };
+            if is.window_ends.is_some() && is.window_ends != was.window_ends {
+                return Err(format!(
+                    "{door}: the restart opened a window until {:?}; before it: {:?}",
+                    is.window_ends, was.window_ends
+                ));
+            }
+            if is.window_ends.is_some() && is.entries_left > was.entries_left {
+                return Err(format!(
+                    "{door}: the restart gave entries back ({} left, {} before)",
+                    is.entries_left, was.entries_left
+                ));
+            }
+            let probe = Event {
+                at: self.now,
+                kind: EventKind::Command {
+                    door: door.into(),
+                    command: Command::CourierUnlock {
+                        code: Some(Secret::new(WRONG_CODE)),
+                        carrier: None,
+                        via: RequestChannel::Mqtt,
+                    },
+                },
+            };
+            let locked_out = |actions: Vec<Action>| {
+                actions.iter().any(|a| {
+                    matches!(a, Action::DeliveryResponse { reason, .. }
+                        if reason.starts_with("too many wrong codes"))
+                })
+            };
+            let was_locked = locked_out(old.clone().handle(probe.clone()));
+            if was_locked && !locked_out(self.core.clone().handle(probe)) {
+                return Err(format!("{door}: the restart lifted a wrong-code lockout"));
+            }
+        }
+        // A new process has no RTSP sessions yet; the locks answer the
+        // core's Refresh with where they are.
+        for cam in self.cams.values_mut() {
+            cam.up = false;
+        }
+        for door in DOORS {
+            let state = self
+                .seen
+                .last_command
+                .get(door)
+                .copied()
+                .unwrap_or(LockState::Locked);
+            self.send(EventKind::Door {
+                door: door.into(),
+                report: DoorReport::Lock {
+                    state,
+                    source: None,
+                },
+            })?;
+        }
+        Ok(())
     }
 }
 

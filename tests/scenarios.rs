@@ -992,6 +992,9 @@ scenarios!(
     restart_keeps_delivery_code,
     restart_drops_expired_code,
     restored_code_unreadable,
+    end_delivery_survives_restart,
+    restart_keeps_entries_without_code,
+    wrong_code_lockout_survives_restart,
 );
 
 #[test]

@@ -59,6 +59,11 @@
 //!   empty (doorwarden has no PIN to put back). A restored code that cannot
 //!   be read back refuses requests over MQTT until the owner sets a new code
 //!   or its window ends.
+//! - A restart hands no limit back: the window the owner ended, the entries
+//!   made in the open window, the wrong codes of the current minute (their
+//!   times only) and a granted window are persisted when they change, and
+//!   restored while they still apply. A granted window comes back with the
+//!   edges it was granted with, so it can never grow.
 
 use std::time::{Duration, Instant};
 
@@ -72,8 +77,8 @@ use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{OpenWindow, Schedule};
 use super::{
     Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
-    DoorReport, DoorStatus, LockCommand, LockState, MoveSource, PersistedState, RequestChannel,
-    SessionRecord, Stamp, Wake,
+    DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState, MoveSource,
+    PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
@@ -327,34 +332,72 @@ fn from_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Wrong codes counted from the first failure of a one-minute span.
+/// Wrong codes counted from the first failure of a one-minute span. Each
+/// is kept with its wall time too, so that the span survives a restart.
+/// At most [`CODE_FAILURES_ALLOWED`] are held: once that many are in, no
+/// request gets as far as a code until the span is over.
 #[derive(Debug, Clone, Default)]
 struct CodeFailures {
-    span_start: Option<Instant>,
-    count: u32,
+    times: Vec<(Instant, Timestamp)>,
 }
 
 impl CodeFailures {
     /// Seconds left in the lockout, if requests are refused at `now`.
     fn locked_out(&self, now: Instant) -> Option<u64> {
-        let start = self.span_start?;
-        let elapsed = now.saturating_duration_since(start);
-        if self.count >= CODE_FAILURES_ALLOWED && elapsed < CODE_LOCKOUT {
+        let (start, _) = self.times.first()?;
+        let elapsed = now.saturating_duration_since(*start);
+        let count = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
+        if count >= CODE_FAILURES_ALLOWED && elapsed < CODE_LOCKOUT {
             Some((CODE_LOCKOUT - elapsed).as_secs().max(1))
         } else {
             None
         }
     }
 
-    fn record(&mut self, now: Instant) -> u32 {
-        match self.span_start {
-            Some(start) if now.saturating_duration_since(start) < CODE_LOCKOUT => self.count += 1,
-            _ => {
-                self.span_start = Some(now);
-                self.count = 1;
-            }
+    fn record(&mut self, now: Stamp) -> u32 {
+        let span_over = self
+            .times
+            .first()
+            .is_some_and(|(start, _)| now.mono.saturating_duration_since(*start) >= CODE_LOCKOUT);
+        if span_over {
+            self.times.clear();
         }
-        self.count
+        self.times.push((now.mono, now.wall));
+        u32::try_from(self.times.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The wall times to persist.
+    fn walls(&self) -> Vec<Timestamp> {
+        self.times.iter().map(|(_, wall)| *wall).collect()
+    }
+
+    /// Failures stored before a restart, placed on this run's monotonic
+    /// clock by their age at `now`. A span whose minute is over is gone, as
+    /// it would have been without the restart; a time ahead of `now` (the
+    /// wall clock was stepped back) counts as just now, so the lockout
+    /// runs its whole minute rather than being cut short.
+    fn restore(&mut self, now: Stamp, walls: &[Timestamp]) {
+        let Some(first) = walls.iter().min() else {
+            return;
+        };
+        let age = |t: &Timestamp| {
+            Duration::try_from(now.wall.duration_since(*t)).unwrap_or(Duration::ZERO)
+        };
+        if age(first) >= CODE_LOCKOUT {
+            return;
+        }
+        let mut sorted = walls.to_vec();
+        sorted.sort();
+        // A hand-edited file could hold more; the lockout needs no more.
+        let keep = usize::try_from(CODE_FAILURES_ALLOWED).unwrap_or(usize::MAX);
+        sorted.truncate(keep);
+        self.times = sorted
+            .into_iter()
+            .map(|wall| {
+                let mono = now.mono.checked_sub(age(&wall)).unwrap_or(now.mono);
+                (mono, wall)
+            })
+            .collect();
     }
 }
 
@@ -390,6 +433,8 @@ pub struct Door {
     /// The code as the store was last asked to hold it: a change from this
     /// is persisted.
     code_saved: Option<CodeRecord>,
+    /// The door's limits as this door last asked the store to hold them.
+    limits_saved: Option<DoorRecord>,
     code_in_lock: bool,
     code_counter: u64,
     seed: [u8; 32],
@@ -437,6 +482,7 @@ impl Door {
             relock_owed: None,
             code: None,
             code_saved: None,
+            limits_saved: None,
             code_in_lock: false,
             code_counter: 0,
             seed,
@@ -506,18 +552,48 @@ impl Door {
         })
     }
 
-    /// `others` with this door's session and code added.
+    /// What a restart must not hand back at this door (a window the owner
+    /// ended, entries made, wrong codes in the current minute, a granted
+    /// window); `None` when there is nothing to remember. Records that
+    /// have gone stale since (a window since closed, a minute since over)
+    /// are harmless: a restore looks at each against the time it runs.
+    pub fn door_record(&self) -> Option<DoorRecord> {
+        let entries_window = self.entries_window.filter(|_| self.entries_used > 0);
+        let record = DoorRecord {
+            door: self.name.clone(),
+            cancelled_at: self.schedule.cancelled_at(),
+            entries_window,
+            entries_used: if entries_window.is_some() {
+                self.entries_used
+            } else {
+                0
+            },
+            wrong_codes: self.failures.walls(),
+            grant: self.schedule.granted().map(|g| GrantRecord {
+                starts: g.starts,
+                ends: g.ends,
+            }),
+        };
+        let empty = record.cancelled_at.is_none()
+            && record.entries_window.is_none()
+            && record.wrong_codes.is_empty()
+            && record.grant.is_none();
+        (!empty).then_some(record)
+    }
+
+    /// `others` with this door's session, code and limits added.
     pub fn persisted_with(&self, others: &PersistedState) -> PersistedState {
         let mut state = others.clone();
         self.add_to(&mut state);
         state
     }
 
-    /// Add this door's session and code to `state`: the one place a
-    /// [`PersistedState`] is filled in.
+    /// Add this door's session, code and limits to `state`: the one place
+    /// a [`PersistedState`] is filled in.
     pub fn add_to(&self, state: &mut PersistedState) {
         state.sessions.extend(self.session_record());
         state.codes.extend(self.code_record());
+        state.doors.extend(self.door_record());
     }
 
     /// Whether a delivery is in progress (from the unlock until the relock
@@ -696,6 +772,67 @@ impl Door {
             None,
         );
         self.audit(ctx, "restarted_during_delivery", &reason, json!({}));
+    }
+
+    /// The windows as the owner left them before the restart: a window
+    /// ended from Home Assistant stays ended, and a granted window still
+    /// open is open again with the edges it had (never wider). Call after
+    /// [`Door::start`] and before [`Door::restore`] and
+    /// [`Door::restore_code`], which look at the windows.
+    pub fn restore_windows(&mut self, ctx: &mut Ctx, record: &DoorRecord) {
+        if let Some(at) = record.cancelled_at {
+            self.schedule.restore_cancelled(at);
+        }
+        let grant = record
+            .grant
+            .filter(|g| self.schedule.restore_grant(ctx.now.wall, g.starts, g.ends));
+        self.window_cache = None;
+        if let Some(g) = grant {
+            let reason = format!(
+                "the window granted before the restart is open again until {}",
+                self.local_time(g.ends)
+            );
+            let w = OpenWindow {
+                starts: g.starts,
+                ends: g.ends,
+                granted: true,
+            };
+            self.audit(ctx, "grant_restored", &reason, window_json(&w));
+        }
+    }
+
+    /// The entries made and wrong codes given before the restart (call
+    /// last, after [`Door::restore`] and [`Door::restore_code`]): entries
+    /// count again while their window occurrence is still open, wrong codes
+    /// while their minute is not over.
+    pub fn restore_limits(&mut self, ctx: &mut Ctx, record: &DoorRecord) {
+        let now = ctx.now.wall;
+        if let Some(starts) = record.entries_window
+            && self.open_window(now).is_some_and(|w| w.starts == starts)
+        {
+            self.count_entries_for(starts);
+            // An interrupted delivery restored just before is already among
+            // the stored entries (they were persisted before its unlock).
+            self.entries_used = self.entries_used.max(record.entries_used);
+        }
+        self.failures.restore(ctx.now, &record.wrong_codes);
+        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+            let reason = format!(
+                "too many wrong codes before the restart; requests refused for another {wait} s"
+            );
+            self.audit(ctx, "wrong_codes_restored", &reason, json!({}));
+        }
+        // What the store holds now; see `Door::forget_restored`.
+        self.limits_saved = Some(record.clone());
+    }
+
+    /// Once every door is restored: write out what the restore let go as
+    /// over (a grant ended, a minute gone), so that should the wall clock
+    /// be stepped back into it, a later restart does not bring it back.
+    /// Not from [`Door::restore_limits`]: a `Persist` carries every door,
+    /// and the doors restored after this one would be missing from it.
+    pub fn forget_restored(&mut self, ctx: &mut Ctx) {
+        self.persist_if_changed(ctx);
     }
 
     /// A code the store held from before the restart (call after
@@ -1349,6 +1486,8 @@ impl Door {
                 if let Some(code) = code {
                     self.set_code(ctx, code);
                 }
+                // The owner asked for it: a restart keeps it open.
+                self.persist_if_changed(ctx);
             }
             Command::EndDelivery => {
                 self.schedule.cancel(ctx.now.wall);
@@ -1358,6 +1497,8 @@ impl Door {
                 // than the window it closes (a weekly window may stay open).
                 self.relock_when_shut(ctx, "the owner ended the delivery");
                 self.refresh(ctx);
+                // A restart must not reopen the window the owner ended.
+                self.persist_if_changed(ctx);
             }
             Command::CourierUnlock { code, carrier, via } => {
                 self.courier_request(ctx, code, carrier, via)
@@ -1520,7 +1661,11 @@ impl Door {
                 }
                 Some(given) if stored.matches(&given) => code_used = true,
                 Some(_) => {
-                    let count = self.failures.record(ctx.now.mono);
+                    let count = self.failures.record(ctx.now);
+                    // A restart must not hand the minute's tries back. At
+                    // most five writes a minute: the lockout stops the rest
+                    // before they get here.
+                    self.persist_if_changed(ctx);
                     let reason = "wrong delivery code".to_string();
                     self.audit(
                         ctx,
@@ -1727,12 +1872,24 @@ impl Door {
         ctx.out
             .push(Action::Persist(self.persisted_with(ctx.others)));
         self.code_saved = self.code_record();
+        self.limits_saved = self.door_record();
     }
 
     /// Persist when this door's code differs from what the store holds.
     fn persist_code_if_changed(&mut self, ctx: &mut Ctx) {
         if self.code_record() != self.code_saved {
             self.persist(ctx);
+        }
+    }
+
+    /// Persist when this door's code or limits differ from what it last
+    /// asked the store to hold. Not called on every refresh: a window edge
+    /// changes the limits only in ways a restore ignores anyway.
+    fn persist_if_changed(&mut self, ctx: &mut Ctx) {
+        if self.door_record() != self.limits_saved {
+            self.persist(ctx);
+        } else {
+            self.persist_code_if_changed(ctx);
         }
     }
 
@@ -1916,16 +2073,60 @@ mod tests {
     #[test]
     fn five_wrong_codes_lock_out_the_rest_of_the_minute() {
         let t0 = Instant::now();
+        let wall = at("2026-11-28T10:00:00Z");
+        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
         let mut failures = CodeFailures::default();
         for i in 0..5u64 {
             assert_eq!(failures.locked_out(t0 + Duration::from_secs(i)), None);
-            failures.record(t0 + Duration::from_secs(i));
+            failures.record(stamp(i));
         }
         assert_eq!(failures.locked_out(t0 + Duration::from_secs(10)), Some(50));
         assert_eq!(failures.locked_out(t0 + Duration::from_secs(60)), None);
         // Time going backwards does not lift or extend the lockout wrongly.
         assert_eq!(failures.locked_out(t0), Some(60));
         // A new minute starts a new count.
-        assert_eq!(failures.record(t0 + Duration::from_secs(61)), 1);
+        assert_eq!(failures.record(stamp(61)), 1);
+    }
+
+    #[test]
+    fn a_lockout_survives_a_restart_until_its_minute_is_over() {
+        let t0 = Instant::now();
+        let wall = at("2026-11-28T10:00:00Z");
+        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
+        let mut before = CodeFailures::default();
+        for i in 0..5u64 {
+            before.record(stamp(i));
+        }
+        let stored = before.walls();
+        assert_eq!(stored.len(), 5);
+
+        // Back 20 s after the first wrong code, on a new monotonic clock.
+        let later = Stamp {
+            mono: Instant::now() + Duration::from_secs(3600),
+            wall: wall + jiff::SignedDuration::from_secs(20),
+        };
+        let mut after = CodeFailures::default();
+        after.restore(later, &stored);
+        assert_eq!(after.locked_out(later.mono), Some(40));
+        assert_eq!(after.locked_out(later.mono + Duration::from_secs(40)), None);
+
+        // Back after the minute: nothing is held against the next courier.
+        let late = Stamp {
+            mono: later.mono,
+            wall: wall + jiff::SignedDuration::from_secs(60),
+        };
+        let mut after = CodeFailures::default();
+        after.restore(late, &stored);
+        assert_eq!(after.locked_out(late.mono), None);
+        assert_eq!(after.record(late), 1);
+
+        // The wall clock was stepped back meanwhile: the whole minute again.
+        let stepped = Stamp {
+            mono: later.mono,
+            wall: wall - jiff::SignedDuration::from_secs(600),
+        };
+        let mut after = CodeFailures::default();
+        after.restore(stepped, &stored);
+        assert_eq!(after.locked_out(stepped.mono), Some(60));
     }
 }

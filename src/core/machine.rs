@@ -38,8 +38,8 @@ use super::interlock::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use super::schedule;
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, DoorStatus, Event, EventKind, PersistedState,
-    SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, DoorRecord, DoorStatus, Event, EventKind,
+    PersistedState, SessionRecord, Stamp,
 };
 use crate::config::{self, Config};
 
@@ -128,6 +128,8 @@ pub struct Core {
     restored: Vec<SessionRecord>,
     /// Delivery codes from the store, taken up by `start`.
     restored_codes: Vec<CodeRecord>,
+    /// Doors' windows and limits from the store, taken up by `start`.
+    restored_doors: Vec<DoorRecord>,
     storage_problem: Option<String>,
     storage_retry: Option<Instant>,
     /// A `Persist` went out while storage was failing; if the next event is
@@ -228,6 +230,7 @@ impl Core {
             doors,
             restored: restored.sessions,
             restored_codes: restored.codes,
+            restored_doors: restored.doors,
             storage_problem: None,
             storage_retry: None,
             persist_probe: false,
@@ -298,6 +301,16 @@ impl Core {
         for name in &names {
             self.with_door(name, now, &mut out, |door, ctx| door.start(ctx));
         }
+        // A door that is no longer configured has no window or limit left
+        // to keep; its record is simply not written again.
+        let limits = std::mem::take(&mut self.restored_doors);
+        // Windows first: restoring a session or a code asks which window
+        // is open.
+        for record in &limits {
+            self.with_door(&record.door, now, &mut out, |door, ctx| {
+                door.restore_windows(ctx, record)
+            });
+        }
         let restored = std::mem::take(&mut self.restored);
         for record in restored {
             let name = record.door.clone();
@@ -336,8 +349,18 @@ impl Core {
                 }));
             }
         }
+        for record in &limits {
+            self.with_door(&record.door, now, &mut out, |door, ctx| {
+                door.restore_limits(ctx, record)
+            });
+        }
         for name in &names {
             self.with_door(name, now, &mut out, |door, ctx| door.refresh(ctx));
+        }
+        for record in &limits {
+            self.with_door(&record.door, now, &mut out, |door, ctx| {
+                door.forget_restored(ctx)
+            });
         }
         for (name, cam) in &mut self.cameras {
             let status = cam.status(name);
@@ -761,6 +784,73 @@ deliveries:
             a,
             Action::Lock { door, command: crate::core::LockCommand::Lock } if door == "front"
         )));
+    }
+
+    #[test]
+    fn a_state_file_from_before_door_limits_were_persisted_still_loads() {
+        // Written by a doorwarden that persisted sessions and codes only.
+        let old = r#"{"sessions":[],"codes":[{"door":"front","salt":"","hash":"","window":null,"set_at":"2026-11-28T09:30:00Z","entries_used":0,"keypad_slot":null}]}"#;
+        let state: PersistedState = match serde_json::from_str(old) {
+            Ok(s) => s,
+            Err(e) => panic!("old state file rejected: {e}"),
+        };
+        assert_eq!(state.codes.len(), 1);
+        assert!(state.doors.is_empty());
+        // A door record with only some fields (hand-edited) loads too.
+        let partial =
+            r#"{"sessions":[],"doors":[{"door":"front","cancelled_at":"2026-11-28T09:45:00Z"}]}"#;
+        let state: PersistedState = match serde_json::from_str(partial) {
+            Ok(s) => s,
+            Err(e) => panic!("partial door record rejected: {e}"),
+        };
+        let at = stamp(Instant::now(), "2026-11-28T10:00:00Z");
+        let mut core = match Core::new(&config(HOME), state, [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(at);
+        // The window ended at 09:45 stays ended.
+        let status = core.door_status("front");
+        assert_eq!(status.and_then(|s| s.window_ends), None);
+        assert_eq!(
+            core.sessions().doors.first().and_then(|d| d.cancelled_at),
+            "2026-11-28T09:45:00Z".parse().ok()
+        );
+    }
+
+    #[test]
+    fn a_restart_that_lets_a_record_go_still_writes_every_door() {
+        let two_doors = HOME.replace(
+            "deliveries:",
+            "  back:\n    zigbee2mqtt: { topic: zigbee2mqtt/back }\n    cameras: [porch]\ndeliveries:\n  back:\n    windows: [{ days: [sat], from: \"09:00\", to: \"17:00\" }]",
+        );
+        // `back` had a grant that has ended since; `front` one entry made
+        // in the window still open (2026-11-28, 09:00-17:00 Berlin).
+        let stored = r#"{"sessions":[],"doors":[
+            {"door":"back","grant":{"starts":"2026-11-28T08:00:00Z","ends":"2026-11-28T08:30:00Z"}},
+            {"door":"front","entries_window":"2026-11-28T08:00:00Z","entries_used":1}]}"#;
+        let state: PersistedState = match serde_json::from_str(stored) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let at = stamp(Instant::now(), "2026-11-28T10:00:00Z");
+        let mut core = match Core::new(&config(&two_doors), state, [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let actions = core.start(at);
+        let Some(Action::Persist(written)) = actions
+            .iter()
+            .rev()
+            .find(|a| matches!(a, Action::Persist(_)))
+        else {
+            panic!("the ended grant is written out of the store: {actions:?}")
+        };
+        // The grant is gone; front's entry is not.
+        assert!(written.doors.iter().all(|d| d.grant.is_none()));
+        let front = written.doors.iter().find(|d| d.door == "front");
+        assert_eq!(front.map(|d| d.entries_used), Some(1));
+        assert_eq!(core.door_status("front").map(|s| s.entries_left), Some(0));
     }
 
     #[test]

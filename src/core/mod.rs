@@ -426,16 +426,53 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
-/// What survives a restart: the deliveries in progress and the one-time
-/// codes still in force. Written before every delivery unlock, whenever a
-/// session ends, and whenever a code is set, used, moves to another window,
-/// enters or leaves a keypad slot, or is dropped.
+/// What survives a restart: the deliveries in progress, the one-time
+/// codes still in force, and what each door's windows and limits have come
+/// to. Written before every delivery unlock, whenever a session ends,
+/// whenever a code is set, used, moves to another window, enters or leaves
+/// a keypad slot, or is dropped, and whenever a window is granted or ended
+/// or a wrong code is given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PersistedState {
     pub sessions: Vec<SessionRecord>,
     /// Absent from state files written before codes were persisted.
     #[serde(default)]
     pub codes: Vec<CodeRecord>,
+    /// Absent from state files written before doors' limits were persisted.
+    #[serde(default)]
+    pub doors: Vec<DoorRecord>,
+}
+
+/// What one door's limits have come to, so that a restart cannot hand any
+/// of them back: a window the owner ended, entries already made, wrong
+/// codes already given, and a window the owner granted. Only doors with
+/// something to remember have one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DoorRecord {
+    pub door: String,
+    /// The instant of the owner's last "End delivery": every window
+    /// occurrence open then stays shut.
+    #[serde(default)]
+    pub cancelled_at: Option<jiff::Timestamp>,
+    /// The window occurrence (its start) `entries_used` counts for.
+    #[serde(default)]
+    pub entries_window: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub entries_used: u32,
+    /// Wall-clock times of the wrong codes in the current one-minute span,
+    /// oldest first. Times only: a wrong code itself is never written down.
+    #[serde(default)]
+    pub wrong_codes: Vec<jiff::Timestamp>,
+    /// The window granted from Home Assistant, as it was granted.
+    #[serde(default)]
+    pub grant: Option<GrantRecord>,
+}
+
+/// A granted window's edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantRecord {
+    pub starts: jiff::Timestamp,
+    pub ends: jiff::Timestamp,
 }
 
 /// An unlocked (or about to be unlocked) delivery.

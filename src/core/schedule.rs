@@ -193,6 +193,34 @@ impl Schedule {
         self.grant
     }
 
+    /// The instant of the last [`Schedule::cancel`], if any.
+    pub fn cancelled_at(&self) -> Option<Timestamp> {
+        self.cancelled_at
+    }
+
+    /// A cancel made before a restart: the occurrences open at `at` stay
+    /// shut, as they did then. Unlike [`Schedule::cancel`] it leaves the
+    /// grant alone (a grant stored beside it was made after it).
+    pub fn restore_cancelled(&mut self, at: Timestamp) {
+        self.cancelled_at = Some(at);
+    }
+
+    /// A grant made before a restart, with the edges it had then (not
+    /// recomputed, so it can neither grow nor absorb anything new). Only
+    /// one still open at `now` comes back; `false` when it does not.
+    pub fn restore_grant(&mut self, now: Timestamp, starts: Timestamp, ends: Timestamp) -> bool {
+        let grant = OpenWindow {
+            starts,
+            ends,
+            granted: true,
+        };
+        if !grant.contains(now) {
+            return false;
+        }
+        self.grant = Some(grant);
+        true
+    }
+
     /// One line per weekly window in the owner's terms, e.g.
     /// `Mon-Fri 09:00-12:30 (Europe/Berlin)`.
     pub fn describe(&self) -> Vec<String> {
@@ -564,6 +592,34 @@ mod tests {
         // Cancelling exactly at a start cancels that occurrence.
         s.cancel(ts("2026-01-06T09:00:00Z"));
         assert_eq!(s.open_window(ts("2026-01-06T09:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_restored_cancel_and_grant_answer_as_before_the_restart() {
+        use Day::*;
+        let days = [window(&[Mon, Tue], (9, 0), (12, 0))];
+        let mut before = schedule("UTC", &days);
+        before.cancel(ts("2026-01-05T10:30:00Z"));
+        let granted = before.grant(ts("2026-01-05T11:00:00Z"), Duration::from_secs(600));
+
+        let mut after = schedule("UTC", &days);
+        let cancelled = before.cancelled_at().expect("a cancel is remembered");
+        after.restore_cancelled(cancelled);
+        assert!(after.restore_grant(ts("2026-01-05T11:05:00Z"), granted.starts, granted.ends));
+        for probe in [
+            "2026-01-05T11:05:00Z",
+            "2026-01-05T11:10:00Z",
+            "2026-01-05T11:30:00Z",
+            "2026-01-06T09:00:00Z",
+        ] {
+            assert_eq!(open(&after, probe), open(&before, probe), "at {probe}");
+        }
+        // The weekly occurrence ended from Home Assistant stays shut.
+        assert_eq!(open(&after, "2026-01-05T11:30:00Z"), None);
+        // A grant over by the time of the restart does not come back.
+        let mut late = schedule("UTC", &days);
+        assert!(!late.restore_grant(ts("2026-01-05T11:10:00Z"), granted.starts, granted.ends));
+        assert_eq!(late.granted(), None);
     }
 
     #[test]
