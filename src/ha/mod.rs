@@ -15,7 +15,7 @@
 //!
 //! # Use from the runtime
 //!
-//! ```ignore
+//! ```text
 //! let mut mirror = ha::Mirror::new(&config);
 //! let commands = ha::CommandTopics::new(&config);
 //! let mut subscriptions = commands.subscriptions();

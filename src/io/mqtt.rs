@@ -42,7 +42,7 @@
 //!
 //! # Use from the runtime
 //!
-//! ```ignore
+//! ```text
 //! let link = BrokerLink::start(&config.mqtt, subscriptions, shutdown)?;
 //! while let Some(incoming) = link.incoming.recv().await {
 //!     match incoming {
