@@ -122,6 +122,16 @@ async fn a_retained_unlock_left_on_the_broker_never_opens_the_door() {
             true,
         )
         .await;
+    // `publish` only queues: make sure the broker has both before doorwarden
+    // subscribes, or the test could pass without a trap set. (A message that
+    // arrives after this client subscribed comes live, before it retained:
+    // either way the broker has it.)
+    let mut check = TestClient::connect(&broker).await;
+    check.subscribe(&format!("doorwarden/{DOOR}/#")).await;
+    for trap in ["lock/set", "delivery/courier_unlock/set"] {
+        let topic = format!("doorwarden/{DOOR}/{trap}");
+        check.wait_topic(&topic, LONG).await;
+    }
     let (home, _dir) = home(&broker).await;
     let mut states = TestClient::connect(&broker).await;
     states.subscribe("doorwarden/#").await;

@@ -1196,6 +1196,30 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
             true,
         )
         .await;
+    // `publish` only queues: wait until the broker holds every retained
+    // config, or doorwarden could subscribe before some arrive.
+    let planted = Mirror::new(&old)
+        .discovery()
+        .iter()
+        .filter(|m| m.retain && m.topic.ends_with("/config"))
+        .count()
+        + 1;
+    let mut check = TestClient::connect(&broker).await;
+    check.subscribe("homeassistant/+/+/config").await;
+    let mut held = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while held.len() < planted && tokio::time::Instant::now() < deadline {
+        for m in check.collect(Duration::from_millis(200)).await {
+            held.insert(m.topic);
+        }
+        if held.len() < planted {
+            drop(check);
+            check = TestClient::connect(&broker).await;
+            check.subscribe("homeassistant/+/+/config").await;
+            held.clear();
+        }
+    }
+    assert_eq!(held.len(), planted, "the broker holds the old configs");
 
     let config = config_for(&broker);
     let mirror = Mirror::new(&config);
