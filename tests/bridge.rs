@@ -128,9 +128,16 @@ async fn a_retained_unlock_left_on_the_broker_never_opens_the_door() {
     // either way the broker has it.)
     let mut check = TestClient::connect(&broker).await;
     check.subscribe(&format!("doorwarden/{DOOR}/#")).await;
-    for trap in ["lock/set", "delivery/courier_unlock/set"] {
-        let topic = format!("doorwarden/{DOOR}/{trap}");
-        check.wait_topic(&topic, LONG).await;
+    let traps = [
+        format!("doorwarden/{DOOR}/lock/set"),
+        format!("doorwarden/{DOOR}/delivery/courier_unlock/set"),
+    ];
+    let mut held = std::collections::BTreeSet::new();
+    while held.len() < traps.len() {
+        let m = check
+            .wait_for(|m| traps.contains(&m.topic), LONG, "the planted messages")
+            .await;
+        held.insert(m.topic);
     }
     let (home, _dir) = home(&broker).await;
     let mut states = TestClient::connect(&broker).await;
