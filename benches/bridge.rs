@@ -33,6 +33,12 @@
 //!   unlocked with the door shut, the camera freezes, and the time from the
 //!   freeze to `{"state":"LOCK"}` on the lock's set topic is taken.
 //!   `DOORWARDEN_BENCH_RELOCKS` runs (20).
+//! - **flood** (issue 12): the same door; during each delivery an attacker
+//!   on the broker publishes 150,000 courier requests at QoS 0, or 20,000
+//!   at QoS 1, with `mosquitto_pub -l`, and the camera freezes one second
+//!   into the flood. The time from the freeze to `LOCK` on the lock's set
+//!   topic, with no flood and under each flood in the same run, and how many
+//!   doors were left unlocked. `DOORWARDEN_BENCH_FLOOD_RUNS` runs (5) each.
 
 #![allow(clippy::print_stdout)]
 
@@ -55,7 +61,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn main() {
     let parts = std::env::var("DOORWARDEN_BENCH_PARTS")
-        .unwrap_or_else(|_| "latency,startup,idle,relock".into());
+        .unwrap_or_else(|_| "latency,startup,idle,relock,flood".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -77,6 +83,9 @@ fn main() {
     }
     if parts.contains("relock") {
         runtime.block_on(relock());
+    }
+    if parts.contains("flood") {
+        runtime.block_on(flood());
     }
 }
 
@@ -391,25 +400,39 @@ async fn idle_run(doors: usize, cameras: usize, live: bool, settle: u64, secs: u
 
 // --- (d) camera fault to relock (issue 6) ----------------------------------------
 
-async fn relock() {
-    let runs: usize = env_or("DOORWARDEN_BENCH_RELOCKS", 20);
-    println!(
-        "\n== (d) camera freeze -> relock command on the lock's set topic: {runs} runs, door shut"
-    );
-    println!("   camera timers: defaults (freeze_after 200ms, stall_after 2s, warmup 3s)");
+/// One door with one camera, its simulated lock and contact, Home
+/// Assistant's side (`ha`, the door's state, events and answers only) and
+/// the lock's radio side (`radio`), over the real bridge and Mosquitto.
+struct OneDoor {
+    broker: Mosquitto,
+    camera: SimCamera,
+    contact: SimZigbeeContact,
+    ha: Observer,
+    radio: Observer,
+    _lock: SimZigbeeLock,
+    _bridge: BridgeProcess,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`OneDoor`] home, waits until the bridge shows the lock LOCKED
+/// and says the door is shut. `None` (with the reason printed) if not.
+async fn one_door_home() -> Option<OneDoor> {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let camera = SimCamera::start(SimCameraOptions::default())
         .await
         .expect("simulated camera");
-    let _lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(0))
+    let lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &rig::lock_topic(0))
         .await
         .expect("simulated lock");
     let contact = SimZigbeeContact::start("127.0.0.1", broker.port(), &rig::contact_topic(0))
         .await
         .expect("simulated contact");
     let mut ha = Observer::connect(broker.port(), "bench-ha").await;
-    ha.subscribe("doorwarden/door000/#").await;
+    // Not `door000/#`: a flooded request topic would swamp the bench itself.
+    for topic in ["state", "delivery/event", "delivery/response"] {
+        ha.subscribe(&format!("doorwarden/door000/{topic}")).await;
+    }
     let mut radio = Observer::connect(broker.port(), "bench-lock-side").await;
     radio
         .subscribe(&format!("{}/set", rig::lock_topic(0)))
@@ -424,7 +447,7 @@ async fn relock() {
         ),
         storage: &dir.path().join("storage"),
     });
-    let _bridge = BridgeProcess::spawn(dir.path(), &config);
+    let bridge = BridgeProcess::spawn(dir.path(), &config);
     let state = door_state_topic(0);
     // The bridge is up once it has published the lock's state; commands
     // sent before it subscribed would be lost (they are not retained).
@@ -434,18 +457,31 @@ async fn relock() {
         .is_none()
     {
         println!("   the bridge never reported the lock LOCKED; skipped");
-        return;
+        return None;
     }
     // The sensor reports only on change: say the door is shut.
     if let Err(e) = contact.close().await {
         println!("   simulated contact: {e}");
-        return;
+        return None;
     }
+    Some(OneDoor {
+        broker,
+        camera,
+        contact,
+        ha,
+        radio,
+        _lock: lock,
+        _bridge: bridge,
+        _dir: dir,
+    })
+}
 
-    let mut relock_ms = Vec::new();
-    let mut trip_ms = Vec::new();
-    let mut reasons = std::collections::BTreeMap::new();
-    for run in 0..runs {
+impl OneDoor {
+    /// A window granted and a courier let in: true once the lock confirmed
+    /// the unlock. Prints why not otherwise.
+    async fn let_courier_in(&mut self, run: usize) -> bool {
+        let state = door_state_topic(0);
+        let ha = &mut self.ha;
         // Ready: a window open, the lock confirmed locked and the interlock
         // clear (the camera has been live for its warmup). Without a window
         // the interlock reports blocking on purpose.
@@ -471,7 +507,7 @@ async fn relock() {
                 "   run {}: the door never became ready; stopping. Last state: {last_state}",
                 run + 1
             );
-            break;
+            return false;
         }
         ha.publish(
             "doorwarden/door000/delivery/request",
@@ -487,9 +523,10 @@ async fn relock() {
                 run + 1,
                 answer.map(|a| a.text()).unwrap_or_default()
             );
-            break;
+            return false;
         }
-        if radio
+        if self
+            .radio
             .wait_for(|m| is_lock_set(m, 0, "UNLOCK"), LONG)
             .await
             .is_none()
@@ -499,24 +536,51 @@ async fn relock() {
                 .is_none()
         {
             println!("   run {}: the lock never unlocked", run + 1);
+            return false;
+        }
+        true
+    }
+
+    /// The delivery ended from Home Assistant and the camera back to live.
+    async fn reset(&mut self) {
+        self.camera.restore();
+        self.ha
+            .publish("doorwarden/door000/delivery/end/set", "PRESS")
+            .await;
+    }
+}
+
+fn is_trip(m: &rig::Seen) -> bool {
+    m.topic == "doorwarden/door000/delivery/event" && m.json()["event_type"] == "interlock_tripped"
+}
+
+async fn relock() {
+    let runs: usize = env_or("DOORWARDEN_BENCH_RELOCKS", 20);
+    println!(
+        "\n== (d) camera freeze -> relock command on the lock's set topic: {runs} runs, door shut"
+    );
+    println!("   camera timers: defaults (freeze_after 200ms, stall_after 2s, warmup 3s)");
+    let Some(mut home) = one_door_home().await else {
+        return;
+    };
+    let mut relock_ms = Vec::new();
+    let mut trip_ms = Vec::new();
+    let mut reasons = std::collections::BTreeMap::new();
+    for run in 0..runs {
+        if !home.let_courier_in(run).await {
             break;
         }
         // Spread the fault over the 67 ms frame interval.
         tokio::time::sleep(Duration::from_millis(300 + (run as u64 * 23) % 67)).await;
-        ha.drain();
-        radio.drain();
+        home.ha.drain();
+        home.radio.drain();
         let t0 = Instant::now();
-        camera.freeze();
-        let relocked = radio.wait_for(|m| is_lock_set(m, 0, "LOCK"), LONG).await;
-        let tripped = ha
-            .wait_for(
-                |m| {
-                    m.topic == "doorwarden/door000/delivery/event"
-                        && m.json()["event_type"] == "interlock_tripped"
-                },
-                Duration::from_secs(2),
-            )
+        home.camera.freeze();
+        let relocked = home
+            .radio
+            .wait_for(|m| is_lock_set(m, 0, "LOCK"), LONG)
             .await;
+        let tripped = home.ha.wait_for(is_trip, Duration::from_secs(2)).await;
         match relocked {
             Some(m) => relock_ms.push(ms(m.at - t0)),
             None => println!("   run {}: no relock within 30 s", run + 1),
@@ -539,9 +603,7 @@ async fn relock() {
                 );
             }
         }
-        camera.restore();
-        ha.publish("doorwarden/door000/delivery/end/set", "PRESS")
-            .await;
+        home.reset().await;
     }
     let r = summarize(relock_ms);
     let t = summarize(trip_ms);
@@ -561,4 +623,122 @@ async fn relock() {
     for (reason, n) in reasons {
         println!("   {n:>3} x {reason}");
     }
+}
+
+// --- (e) relock under a flood (issue 12) ------------------------------------------
+
+/// A flood an attacker on the broker could send during a delivery.
+#[derive(Debug, Clone, Copy)]
+struct Flood {
+    messages: usize,
+    qos: u8,
+}
+
+/// Starts `mosquitto_pub -l` publishing `flood.messages` courier requests
+/// on the door's request topic; returns at once.
+fn start_flood(port: u16, flood: Flood) -> Option<std::process::Child> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", "doorwarden/door000/delivery/request"])
+        .args(["-q", &flood.qos.to_string(), "-l"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| println!("   mosquitto_pub: {e}"))
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    std::thread::spawn(move || {
+        let mut text = String::with_capacity(flood.messages * 24);
+        for n in 0..flood.messages {
+            text.push_str(&format!("{{\"carrier\":\"flood{n}\"}}\n"));
+        }
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    Some(child)
+}
+
+async fn flood() {
+    let runs: usize = env_or("DOORWARDEN_BENCH_FLOOD_RUNS", 5);
+    let floods = [
+        ("no flood", None),
+        (
+            "150,000 requests at QoS 0",
+            Some(Flood {
+                messages: 150_000,
+                qos: 0,
+            }),
+        ),
+        (
+            "20,000 requests at QoS 1",
+            Some(Flood {
+                messages: 20_000,
+                qos: 1,
+            }),
+        ),
+    ];
+    println!(
+        "\n== (e) relock during a delivery under a request flood: {runs} runs each, door shut, \
+         camera frozen 1 s into the flood"
+    );
+    let Some(mut home) = one_door_home().await else {
+        return;
+    };
+    let port = home.broker.port();
+    for (name, flood) in floods {
+        let mut relock_ms = Vec::new();
+        let mut trip_to_lock_ms = Vec::new();
+        let mut left_unlocked = 0;
+        for run in 0..runs {
+            if !home.let_courier_in(run).await {
+                break;
+            }
+            home.ha.drain();
+            home.radio.drain();
+            let mut attacker = flood.and_then(|f| start_flood(port, f));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let t0 = Instant::now();
+            home.camera.freeze();
+            let mut tripped_at = None;
+            let relocked = home
+                .radio
+                .wait_for(|m| is_lock_set(m, 0, "LOCK"), LONG)
+                .await;
+            if let Some(m) = home.ha.wait_for(is_trip, Duration::from_secs(5)).await {
+                tripped_at = Some(m.at);
+            }
+            match relocked {
+                Some(m) => {
+                    relock_ms.push(ms(m.at - t0));
+                    if let Some(trip) = tripped_at {
+                        trip_to_lock_ms.push(ms(m.at.saturating_duration_since(trip)));
+                    }
+                }
+                None => {
+                    left_unlocked += 1;
+                    println!("   {name}, run {}: no relock within 30 s", run + 1);
+                }
+            }
+            if let Some(child) = attacker.as_mut() {
+                let _ = child.wait();
+            }
+            // Let the rate limit refill before the next real courier.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            home.reset().await;
+        }
+        let r = summarize(relock_ms);
+        println!(
+            "   {name:<26} freeze -> LOCK: median {:7.1} ms  max {:7.1} ms  n={}   doors left unlocked: {left_unlocked}",
+            r.median, r.max, r.n
+        );
+        let t = summarize(trip_to_lock_ms);
+        if t.n > 0 {
+            println!(
+                "   {:<26} trip event seen -> LOCK seen: median {:7.1} ms  max {:7.1} ms",
+                "", t.median, t.max
+            );
+        }
+    }
+    let _ = home.contact.close().await;
 }

@@ -10,6 +10,8 @@
 //!   payloads and the core's lock reports and commands.
 //! - [`ha`]: Home Assistant discovery and state payloads.
 //! - [`io`]: the shell: MQTT link, RTSP camera tasks, persisted state.
+//! - [`intake`]: rate limits on what anyone on the broker sends, and the
+//!   counts behind the bridge's problem entity.
 //! - [`runtime`]: the one task that owns the core and carries out its
 //!   actions (`doorwarden run`).
 //! - [`redact`]: the one place secrets are scrubbed from text.
@@ -28,6 +30,7 @@ pub mod core;
 pub mod demo;
 pub mod devices;
 pub mod ha;
+pub mod intake;
 pub mod io;
 pub mod redact;
 pub mod runtime;

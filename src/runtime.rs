@@ -41,7 +41,9 @@ use crate::core::{
 };
 use crate::devices::{DoorDevices, Parsed};
 use crate::ha::{CommandParse, CommandTopics, Mirror};
+use crate::intake::{Intake, Why};
 use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
+use crate::io::outbox::Lane;
 use crate::io::rtsp::CameraTask;
 use crate::io::store::Store;
 use crate::redact;
@@ -53,6 +55,10 @@ pub enum RuntimeError {
     Link(#[from] LinkError),
     #[error("cannot build the delivery rules: {0}")]
     Core(#[from] CoreError),
+    /// The link's watchdog gave up; a restart (by systemd, the add-on's
+    /// supervisor) builds everything afresh and relocks open deliveries.
+    #[error("the MQTT link failed: {0}")]
+    LinkFailed(String),
 }
 
 /// Camera events waiting for the core; at 32 cameras and 15 fps this is
@@ -60,6 +66,9 @@ pub enum RuntimeError {
 const CAMERA_QUEUE: usize = 4096;
 /// How long a clean shutdown waits for camera teardowns and the MQTT link.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often the bridge's problem entity and the counts of dropped messages
+/// are brought up to date when nothing else happens.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Both clocks, now.
 pub fn now() -> Stamp {
@@ -160,13 +169,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         store: store.as_mut(),
         store_problem,
         relock_later: BTreeSet::new(),
+        intake: Intake::new(),
+        link_failed: None,
     };
+    // The problem entity starts off, so Home Assistant has a state for it.
+    shell.report_drops(Instant::now());
     let first = core.start(now());
     for event in shell.carry_out(first) {
         shell.handle(&mut core, event);
     }
 
     tokio::pin!(shutdown);
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = core.next_deadline().map(|(at, _)| at);
         let sleep = async {
@@ -180,9 +195,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             Some(ev) = cam_rx.recv() => vec![ev],
             Some(msg) = mqtt_rx.recv() => shell.incoming(msg),
             _ = sleep => vec![Event { at: now(), kind: EventKind::Tick }],
+            _ = health.tick() => {
+                shell.report_drops(Instant::now());
+                Vec::new()
+            }
         };
         for event in events {
             shell.handle(&mut core, event);
+        }
+        if shell.link_failed.is_some() {
+            break;
         }
     }
 
@@ -205,7 +227,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         let _ = link_task.await;
     })
     .await;
-    Ok(())
+    match shell.link_failed {
+        Some(reason) => Err(RuntimeError::LinkFailed(reason)),
+        None => Ok(()),
+    }
 }
 
 /// What the store recovered. A state file that cannot be read is treated as
@@ -271,6 +296,10 @@ struct Shell<'a> {
     /// Doors whose relock could not be sent (broker down): sent again on the
     /// next connect.
     relock_later: BTreeSet<String>,
+    /// Rate limits on what comes from the broker, and what was turned away.
+    intake: Intake,
+    /// Set when the link has stopped for good: the loop ends with an error.
+    link_failed: Option<String>,
 }
 
 impl Shell<'_> {
@@ -344,7 +373,9 @@ impl Shell<'_> {
                 }
                 Action::DeliveryEvent(e) => {
                     info!(door = %e.door, event = e.kind.as_str(), reason = %redact::text(&e.reason), "delivery event");
-                    self.publish_ha(&action);
+                    // A trip or a forced door must not wait behind states
+                    // and answers.
+                    self.publish_ha_on(&action, Lane::Safety);
                 }
                 Action::DeliveryResponse {
                     door,
@@ -371,8 +402,16 @@ impl Shell<'_> {
     }
 
     fn publish_ha(&mut self, action: &Action) {
+        self.publish_ha_on(action, Lane::Normal);
+    }
+
+    fn publish_ha_on(&mut self, action: &Action, lane: Lane) {
         for m in self.mirror.from_action(action) {
-            if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
+            let queued = match lane {
+                Lane::Safety => self.link.publish_safety(&m.topic, m.payload, m.retain),
+                Lane::Normal => self.link.publish(&m.topic, m.payload, m.retain),
+            };
+            if let Err(e) = queued {
                 warn!("{e}");
                 // Not sent: the next identical state must not be skipped as
                 // "unchanged".
@@ -435,11 +474,84 @@ impl Shell<'_> {
                 payload,
                 retain,
             } => self.message(topic, payload, retain),
+            Incoming::Oversized { topic, bytes } => {
+                let source = self.commands.source(&topic).map_or(topic, |(s, _)| s);
+                self.drop_message(&source, Why::TooLarge { bytes }, "");
+                Vec::new()
+            }
+            Incoming::CommandsNotSent(unsent) => {
+                for m in unsent {
+                    let relock = self.devices.iter().find(|(_, d)| {
+                        d.commands(&LockCommand::Lock)
+                            .iter()
+                            .any(|out| out.topic == m.topic && out.payload == m.payload)
+                    });
+                    match relock {
+                        Some((door, _)) => {
+                            warn!(
+                                door,
+                                "relock not sent before the connection dropped; will send it when the broker is back"
+                            );
+                            self.relock_later.insert(door.clone());
+                        }
+                        None => warn!(
+                            topic = m.topic,
+                            "command not sent before the connection dropped"
+                        ),
+                    }
+                }
+                Vec::new()
+            }
+            Incoming::Failed { reason } => {
+                error!("{}", redact::text(&reason));
+                self.link_failed = Some(redact::text(&reason));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Counts a message turned away, logs what is due, and updates the
+    /// bridge's problem entity.
+    fn drop_message(&mut self, source: &str, why: Why, detail: &str) {
+        let at = Instant::now();
+        self.intake.turned_away(at, source, why, detail);
+        self.report_drops(at);
+    }
+
+    /// The log lines due for dropped messages, and the problem entity when
+    /// it changed. Cheap when nothing changed: called for every drop.
+    fn report_drops(&mut self, at: Instant) {
+        for line in self.intake.take_warnings(at) {
+            warn!("{line}");
+        }
+        for m in self.mirror.health(&self.intake.health(at)) {
+            if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
+                debug!("{e}");
+                self.mirror.forget(&m.topic);
+            }
         }
     }
 
     fn message(&mut self, topic: String, payload: Vec<u8>, retain: bool) -> Vec<Event> {
-        match self.commands.parse(&topic, &payload, retain) {
+        let source = self.commands.source(&topic);
+        let parsed = self.commands.parse(&topic, &payload, retain);
+        // Only what would act is rate-limited: a command the core would
+        // audit and answer, a birth message that republishes everything.
+        // Garbage costs a parse and a count, and leaves a real courier's
+        // request right after it untouched.
+        if let (
+            CommandParse::Command { .. } | CommandParse::HaStatus { online: true },
+            Some((source, limit)),
+        ) = (&parsed, &source)
+        {
+            let at = Instant::now();
+            if !self.intake.admit(at, source, *limit) {
+                self.report_drops(at);
+                return Vec::new();
+            }
+        }
+        let source = source.map_or_else(|| topic.clone(), |(s, _)| s);
+        match parsed {
             CommandParse::Command { door, command } => {
                 return vec![Event {
                     at: now(),
@@ -454,11 +566,13 @@ impl Shell<'_> {
                 return Vec::new();
             }
             CommandParse::RetainedIgnored { topic } => {
-                warn!(topic, "ignoring a retained message on a command topic");
+                debug!(topic, "ignoring a retained message on a command topic");
+                self.drop_message(&source, Why::Retained, "");
                 return Vec::new();
             }
             CommandParse::Malformed { topic, reason } => {
-                warn!(topic, "ignoring a malformed command: {reason}");
+                debug!(topic, "ignoring a malformed command: {reason}");
+                self.drop_message(&source, Why::Malformed, &reason);
                 return Vec::new();
             }
             CommandParse::NotCommand => {}
@@ -481,7 +595,8 @@ impl Shell<'_> {
                         .collect();
                 }
                 Parsed::Malformed(reason) => {
-                    warn!(door, topic, "ignoring a malformed device message: {reason}");
+                    debug!(door, topic, "ignoring a malformed device message: {reason}");
+                    self.drop_message(&source, Why::Malformed, &reason);
                     return Vec::new();
                 }
                 Parsed::NotMine => {}

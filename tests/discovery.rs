@@ -373,6 +373,9 @@ fn event(door: &str) -> DeliveryEvent {
 fn everything_published(config: &Config) -> Vec<Message> {
     let mut mirror = Mirror::new(config);
     let mut out = mirror.discovery();
+    // The bridge's problem entity, as the runtime publishes it at start.
+    let health = doorwarden::intake::Intake::new().health(std::time::Instant::now());
+    out.extend(mirror.health(&health));
     for door in config.locks.keys() {
         out.extend(mirror.from_action(&Action::DoorState(door_status(door))));
         out.extend(mirror.from_action(&Action::DoorAvailability {
@@ -540,7 +543,7 @@ fn invariants_over_every_entity() {
     // One device per door and camera, plus the bridge.
     assert_eq!(devices.len(), 1 + 2 + 2);
     // Door (contact only for front), camera and bridge entities, all there.
-    assert_eq!(all.len(), 2 + (10 + 9) + 6 * 2);
+    assert_eq!(all.len(), 3 + (10 + 9) + 6 * 2);
 }
 
 #[test]

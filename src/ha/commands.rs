@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Secret};
 use crate::core::{Command, RequestChannel};
+use crate::intake::{self, Limit};
 
 /// Longest accepted grant, in minutes (a day).
 pub const MAX_GRANT_MINUTES: u64 = 1440;
@@ -120,6 +121,29 @@ impl CommandTopics {
             },
             Err(reason) => malformed(topic, reason),
         }
+    }
+
+    /// What a message on `topic` counts against for rate limits, and the
+    /// limit: the topic itself for a configured door, one shared source per
+    /// command shape for doors that do not exist (so made-up door names
+    /// cannot grow the table), Home Assistant's status topic. `None` for
+    /// topics that are not doorwarden's commands.
+    pub fn source(&self, topic: &str) -> Option<(String, Limit)> {
+        if topic == self.ha_status {
+            return Some((topic.to_string(), intake::HA_STATUS));
+        }
+        let (door, _) = self.slot(topic)?;
+        let source = if self.doors.contains(door) {
+            topic.to_string()
+        } else {
+            let rest = topic
+                .strip_prefix(&self.base)
+                .and_then(|t| t.strip_prefix('/'))
+                .and_then(|t| t.split_once('/'))
+                .map_or("", |(_, rest)| rest);
+            format!("{}/<unknown door>/{rest}", self.base)
+        };
+        Some((source, intake::COMMANDS))
     }
 
     /// The door level and command of a topic under `<base>/`, if it has the

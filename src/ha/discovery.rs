@@ -177,6 +177,19 @@ pub const BRIDGE: &[EntitySpec] = &[
         value_template: Some("{{ value_json.version }}"),
         ..row("version", Component::Sensor)
     },
+    // On while messages from the broker are being turned away (a flood, an
+    // oversized or malformed message); the attributes say what and how many.
+    EntitySpec {
+        name: Some("Problem"),
+        device_class: Some("problem"),
+        category: Some(Category::Diagnostic),
+        state_topic: Some("health"),
+        value_template: Some("{{ 'ON' if value_json.problem else 'OFF' }}"),
+        attributes: Some(
+            "{{ {'reason': value_json.reason, 'dropped': value_json.dropped} | tojson }}",
+        ),
+        ..row("problem", Component::BinarySensor)
+    },
 ];
 
 /// Every door.

@@ -106,6 +106,10 @@ impl Topics {
     pub fn bridge_info(&self) -> String {
         format!("{}/bridge/info", self.base)
     }
+    /// What the bridge turned away from the broker (its problem entity).
+    pub fn bridge_health(&self) -> String {
+        format!("{}/bridge/health", self.base)
+    }
     /// `<base>/<door>`: every door topic hangs below it.
     pub fn door(&self, door: &str) -> String {
         format!("{}/{door}", self.base)
@@ -227,6 +231,18 @@ impl Mirror {
             self.last
                 .insert(message.topic.clone(), message.payload.clone());
         }
+        vec![message]
+    }
+
+    /// The bridge's problem entity, when it changed (retained, and sent
+    /// again by [`Mirror::republish_all`] like every state).
+    pub fn health(&mut self, health: &crate::intake::Health) -> Vec<Message> {
+        let message = Message::retained(self.topics.bridge_health(), state::health(health));
+        if self.last.get(&message.topic) == Some(&message.payload) {
+            return Vec::new();
+        }
+        self.last
+            .insert(message.topic.clone(), message.payload.clone());
         vec![message]
     }
 

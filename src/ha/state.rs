@@ -179,6 +179,11 @@ pub fn bridge_info(doors: usize, cameras: usize) -> String {
     })
 }
 
+/// `<base>/bridge/health`: the bridge's problem entity and its counts.
+pub fn health(health: &crate::intake::Health) -> String {
+    to_json(health)
+}
+
 fn to_json(value: &impl Serialize) -> String {
     // These structs hold only strings, numbers, booleans and options, which
     // serde_json always serializes; the fallback is never taken.

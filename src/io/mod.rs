@@ -1,4 +1,5 @@
 //! io
 pub mod mqtt;
+pub mod outbox;
 pub mod rtsp;
 pub mod store;

@@ -1,4 +1,5 @@
-//! The link to the MQTT broker: one task that owns the rumqttc event loop.
+//! The link to the MQTT broker: one task that owns the rumqttc event loop,
+//! and a feeder that hands it what to publish, safety first.
 //!
 //! [`BrokerLink::start`] connects with the settings of [`config::Mqtt`]
 //! (`mqtt://` or `mqtts://`, username and password or password file, a CA
@@ -10,35 +11,51 @@
 //!   clean DISCONNECT does not fire the will).
 //! - **Reconnect** with capped exponential backoff: 0.5 s, doubling to 5 s.
 //!   The delay goes back to 0.5 s once a connection has stayed up for
-//!   [`HEALTHY_AFTER`].
+//!   [`HEALTHY_AFTER`]. Every connection gets a **fresh rumqttc client**:
+//!   rumqttc keeps a packet-id collision across reconnects and then never
+//!   sends again (bytebeamio/rumqtt#1014), so nothing of a dead connection's
+//!   state is carried into the next one.
 //! - **Resubscribe** after every connect. The link uses a clean session, so
 //!   nothing is kept by the broker between connections, and in particular no
 //!   unacknowledged command from before an outage is replayed after it.
+//! - **Watchdog**: a connection that is up but acknowledges nothing for
+//!   [`watchdog_after`] (two keep-alives) while something waits to be sent or
+//!   subscribed is torn down and rebuilt. After [`WATCHDOG_GIVE_UP`] rebuilds
+//!   in a row that change nothing, the link reports [`Incoming::Failed`] and
+//!   stops, so the process can exit and its supervisor restart it (a restart
+//!   relocks every door whose delivery was in progress).
 //! - **Incoming** messages, and [`Incoming::Connected`] /
 //!   [`Incoming::Disconnected`], go to one bounded channel (capacity
 //!   [`INCOMING_CAPACITY`]); when the consumer is slow the link waits, it
-//!   never drops an incoming message.
+//!   never drops an incoming message it accepted. A message larger than
+//!   [`MAX_MESSAGE`] is not accepted: it is reported as
+//!   [`Incoming::Oversized`] (topic and size only) and the connection stays
+//!   up. rumqttc is allowed packets up to MQTT's own limit so that no
+//!   message, however large, can cost the connection: an oversized
+//!   *retained* message would otherwise end every reconnect the moment the
+//!   subscription delivers it.
 //!
-//! # Outgoing queue
+//! # Outgoing
 //!
-//! All publishes go through one FIFO queue of [`OUTGOING_CAPACITY`]
-//! messages, drained as fast as the connection allows. Nothing is dropped
-//! silently; each call says what happened to its message:
+//! Everything to publish goes through an [`Outbox`] of two lanes; a feeder
+//! task moves messages from it into rumqttc's own (short) request queue,
+//! safety lane first, so a lock command waits behind at most
+//! [`CLIENT_QUEUE`] other messages however full the normal lane is. Nothing
+//! is dropped silently; each call says what happened to its message:
 //!
-//! - [`LinkHandle::publish`] (states, discovery, events) queues even while
-//!   disconnected, so the last states go out after a reconnect. When the
-//!   queue is full it returns [`LinkError::QueueFull`]; the caller logs it,
-//!   and the full republish that follows every reconnect
+//! - [`LinkHandle::publish`] (states, discovery, answers) queues on the
+//!   normal lane even while disconnected, so the last states go out after a
+//!   reconnect. When the lane is full it returns [`LinkError::QueueFull`];
+//!   the caller logs it, and the full republish that follows every reconnect
 //!   ([`Incoming::Connected`]) restores every retained state.
+//! - [`LinkHandle::publish_safety`] (delivery events: a trip, a relock, a
+//!   forced door) queues on the safety lane, connected or not.
 //! - [`LinkHandle::publish_command`] (commands to a lock) only queues while
 //!   connected and otherwise returns [`LinkError::NotConnected`]: a command
-//!   must not sit in a queue and move a lock minutes later. It also returns
-//!   [`LinkError::QueueFull`] rather than wait. Either error means the lock
-//!   did not get the command; the core's confirmation timeout then reports
-//!   the lock unresponsive. A command already queued when the connection
-//!   drops is sent right after the reconnect, in order, so a later relock
-//!   still comes after an earlier unlock; one already written to the socket
-//!   but not acknowledged is not resent (clean session).
+//!   must not sit in a queue and move a lock minutes later. Commands still
+//!   waiting when the connection drops are taken out and handed back as
+//!   [`Incoming::CommandsNotSent`]; one already written to the socket but
+//!   not acknowledged is not resent (clean session).
 //!
 //! # Use from the runtime
 //!
@@ -47,8 +64,8 @@
 //! while let Some(incoming) = link.incoming.recv().await {
 //!     match incoming {
 //!         Incoming::Connected => { /* republish everything */ }
-//!         Incoming::Disconnected { reason } => { /* log */ }
 //!         Incoming::Message { topic, payload, retain } => { /* parse */ }
+//!         other => { /* log, count, resend relocks, or stop */ }
 //!     }
 //! }
 //! link.handle.publish(&topic, payload, true)?;
@@ -66,19 +83,27 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    Outgoing as Sent, Packet, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config;
+use crate::io::outbox::{Lane, Outbox, Outgoing};
 use crate::redact;
 
-/// Messages waiting to be written to the broker, across all publishers, at
-/// the least: [`BrokerLink::start_sized`] makes room for a whole republish of
-/// a large home on top of this.
+/// Messages waiting on the normal lane, across all publishers, at the
+/// least: [`BrokerLink::start_sized`] makes room for a whole republish of a
+/// large home on top of this.
 pub const OUTGOING_CAPACITY: usize = 1024;
+/// Lock commands and delivery events waiting. Far more than a home makes:
+/// each door sends a handful per delivery.
+pub const SAFETY_CAPACITY: usize = 256;
+/// rumqttc's own request queue. Short on purpose: it is FIFO, so whatever
+/// sits in it is ahead of the next lock command.
+pub const CLIENT_QUEUE: usize = 16;
 /// Received messages waiting for the runtime.
 pub const INCOMING_CAPACITY: usize = 1024;
 /// First reconnect delay; doubles after every failed attempt.
@@ -90,10 +115,21 @@ pub const BACKOFF_START: Duration = Duration::from_millis(500);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// A connection that stayed up this long resets the backoff.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
-/// Largest packet accepted or sent. Other integrations' discovery configs
-/// (seen on `<prefix>/+/+/config`) can exceed rumqttc's 10 KiB default, and
-/// an oversized packet would cost the whole connection.
+/// Largest packet doorwarden sends. Other integrations' discovery configs
+/// (seen on `<prefix>/+/+/config`) can exceed rumqttc's 10 KiB default.
 pub const MAX_PACKET: usize = 1024 * 1024;
+/// Largest payload handed to the runtime. doorwarden's own commands and the
+/// lock backends' reports are well under a kilobyte, and the largest
+/// discovery configs of other integrations a few kilobytes.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+/// MQTT's largest remaining length: rumqttc reads any packet up to this, so
+/// that the link, not a broken connection, decides about a large message.
+/// The broker's own limit (Mosquitto's `message_size_limit`) bounds the
+/// memory this can take.
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+/// Rebuilds in a row, each without a single acknowledgement, after which
+/// the link stops and the process should be restarted.
+pub const WATCHDOG_GIVE_UP: u32 = 3;
 /// How long a clean shutdown waits for `offline` and DISCONNECT to be sent.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -114,6 +150,14 @@ pub enum Incoming {
         payload: Vec<u8>,
         retain: bool,
     },
+    /// A message larger than [`MAX_MESSAGE`], dropped. `topic` is cut to
+    /// 200 characters; the payload is gone.
+    Oversized { topic: String, bytes: usize },
+    /// Device commands that were accepted but had not reached rumqttc when
+    /// the connection dropped: they were not sent.
+    CommandsNotSent(Vec<Outgoing>),
+    /// The watchdog gave up: the link has stopped and will not come back.
+    Failed { reason: String },
 }
 
 /// Why the link could not start, or a message was not queued.
@@ -153,7 +197,8 @@ pub enum LinkError {
 }
 
 /// A running link: the handle to publish with, the channel of what comes
-/// in, and the task (which ends after `shutdown`).
+/// in, and the task (which ends after `shutdown`, or when the watchdog
+/// gives up).
 #[derive(Debug)]
 pub struct BrokerLink {
     pub handle: LinkHandle,
@@ -161,10 +206,10 @@ pub struct BrokerLink {
     pub task: JoinHandle<()>,
 }
 
-/// Cheap to clone; every clone publishes through the same queue.
+/// Cheap to clone; every clone publishes through the same outbox.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    client: AsyncClient,
+    outbox: Arc<Outbox>,
     shared: Arc<Shared>,
 }
 
@@ -224,28 +269,32 @@ impl BrokerLink {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let (client, mut eventloop) = AsyncClient::new(options, OUTGOING_CAPACITY + burst);
-        // Lock commands are small packets that must leave at once: without
-        // this, Nagle's algorithm held each one back ~40 ms waiting for the
-        // broker's ACK of the previous packet (docs/performance.md).
-        eventloop.network_options.set_tcp_nodelay(true);
+        let outbox = Arc::new(Outbox::new(SAFETY_CAPACITY, OUTGOING_CAPACITY + burst));
         let (tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
+        let (current, feeder_sees) = watch::channel(None);
+        let feeder = tokio::spawn(feed(outbox.clone(), feeder_sees, tx.clone()));
+        let (client, eventloop) = fresh_client(&options);
         let link = LinkTask {
-            client: client.clone(),
+            watchdog: watchdog_after(options.keep_alive()),
+            options,
+            client,
             eventloop,
             filters,
             availability: availability_topic(cfg),
             url: redact::text(&cfg.url),
             tx,
             shared: shared.clone(),
+            outbox: outbox.clone(),
+            current,
+            feeder,
         };
         let task = tokio::spawn(link.run(shutdown));
         Ok(BrokerLink {
-            handle: LinkHandle { client, shared },
+            handle: LinkHandle { outbox, shared },
             incoming,
             task,
         })
@@ -257,21 +306,56 @@ pub fn availability_topic(cfg: &config::Mqtt) -> String {
     format!("{}/bridge/availability", cfg.base_topic)
 }
 
+/// How long an established connection may acknowledge nothing while work
+/// waits before it is rebuilt: two keep-alives, as rumqttc gives a silent
+/// broker, and a minute when keep-alive is off.
+pub fn watchdog_after(keep_alive: Duration) -> Duration {
+    if keep_alive.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        2 * keep_alive
+    }
+}
+
+fn fresh_client(options: &MqttOptions) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options.clone(), CLIENT_QUEUE);
+    // Lock commands are small packets that must leave at once: without
+    // this, Nagle's algorithm held each one back ~40 ms waiting for the
+    // broker's ACK of the previous packet (docs/performance.md).
+    eventloop.network_options.set_tcp_nodelay(true);
+    (client, eventloop)
+}
+
 impl LinkHandle {
-    /// Queues a message (QoS 1) for the broker, connected or not.
+    /// Queues a message (QoS 1) on the normal lane, connected or not.
     ///
     /// # Errors
     ///
-    /// [`LinkError::QueueFull`] when [`OUTGOING_CAPACITY`] messages are
-    /// already waiting, [`LinkError::BadTopic`] for an empty topic or one
-    /// with a wildcard, [`LinkError::Closed`] after shutdown.
+    /// [`LinkError::QueueFull`] when the normal lane is full,
+    /// [`LinkError::BadTopic`] for an empty topic or one with a wildcard,
+    /// [`LinkError::Closed`] after shutdown.
     pub fn publish(
         &self,
         topic: &str,
         payload: impl Into<Vec<u8>>,
         retain: bool,
     ) -> Result<(), LinkError> {
-        self.enqueue(topic, payload.into(), retain)
+        self.enqueue(topic, payload.into(), retain, Lane::Normal, false)
+    }
+
+    /// Queues a message (QoS 1) on the safety lane, connected or not: it
+    /// goes out before any state, answer or discovery config waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`LinkHandle::publish`].
+    pub fn publish_safety(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        retain: bool,
+    ) -> Result<(), LinkError> {
+        self.enqueue(topic, payload.into(), retain, Lane::Safety, false)
     }
 
     /// Like [`LinkHandle::publish`], but waits for room in the queue instead
@@ -284,21 +368,21 @@ impl LinkHandle {
         retain: bool,
     ) -> Result<(), LinkError> {
         check_topic(topic)?;
-        if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(LinkError::Closed {
+        self.check_open(topic)?;
+        self.outbox
+            .push_waiting(Outgoing {
                 topic: topic.to_string(),
-            });
-        }
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.into())
-            .await
-            .map_err(|_| LinkError::Closed {
-                topic: topic.to_string(),
+                payload: payload.into(),
+                retain,
+                lane: Lane::Normal,
+                command: false,
             })
+            .await;
+        Ok(())
     }
 
-    /// Queues a command for a device (not retained), only while connected:
-    /// see the module doc for why.
+    /// Queues a command for a device (not retained) on the safety lane,
+    /// only while connected: see the module doc for why.
     ///
     /// # Errors
     ///
@@ -315,7 +399,7 @@ impl LinkHandle {
                 topic: topic.to_string(),
             });
         }
-        self.enqueue(topic, payload.into(), false)
+        self.enqueue(topic, payload.into(), false, Lane::Safety, true)
     }
 
     /// Whether the link is connected and subscribed right now.
@@ -323,28 +407,37 @@ impl LinkHandle {
         self.shared.connected.load(Ordering::Acquire)
     }
 
-    fn enqueue(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), LinkError> {
-        check_topic(topic)?;
+    fn check_open(&self, topic: &str) -> Result<(), LinkError> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(LinkError::Closed {
                 topic: topic.to_string(),
             });
         }
-        match self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-        {
-            Ok(()) => Ok(()),
-            // The topic was checked above, so the only causes left are a
-            // full queue or an event loop that has gone away.
-            Err(_) if self.shared.stopped.load(Ordering::Acquire) => Err(LinkError::Closed {
+        Ok(())
+    }
+
+    fn enqueue(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        lane: Lane,
+        command: bool,
+    ) -> Result<(), LinkError> {
+        check_topic(topic)?;
+        self.check_open(topic)?;
+        self.outbox
+            .push(Outgoing {
                 topic: topic.to_string(),
-            }),
-            Err(_) => Err(LinkError::QueueFull {
+                payload,
+                retain,
+                lane,
+                command,
+            })
+            .map_err(|full| LinkError::QueueFull {
                 topic: topic.to_string(),
-                capacity: OUTGOING_CAPACITY,
-            }),
-        }
+                capacity: full.capacity,
+            })
     }
 }
 
@@ -355,6 +448,54 @@ fn check_topic(topic: &str) -> Result<(), LinkError> {
         });
     }
     Ok(())
+}
+
+/// The feeder: moves messages from the outbox into the rumqttc client of
+/// the connection that is up, safety lane first. While no connection is up
+/// it waits, and the outbox keeps everything. Ends when the link task does.
+async fn feed(
+    outbox: Arc<Outbox>,
+    mut current: watch::Receiver<Option<AsyncClient>>,
+    tx: mpsc::Sender<Incoming>,
+) {
+    loop {
+        let client = current.borrow_and_update().clone();
+        let Some(client) = client else {
+            if current.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let message = tokio::select! {
+            message = outbox.next() => message,
+            changed = current.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Waits while rumqttc's short queue is full. If the connection goes
+        // meanwhile, that client's queue is gone with it.
+        let handed_on = tokio::select! {
+            sent = client.publish(
+                message.topic.as_str(),
+                QoS::AtLeastOnce,
+                message.retain,
+                message.payload.clone(),
+            ) => sent.is_ok(),
+            _ = current.changed() => false,
+        };
+        if handed_on {
+            continue;
+        }
+        if message.command {
+            // Not onto a later connection: see `Outbox::take_commands`.
+            let _ = tx.send(Incoming::CommandsNotSent(vec![message])).await;
+        } else {
+            outbox.give_back(message);
+        }
+    }
 }
 
 /// rumqttc options from the config. Never logged: they hold the password.
@@ -397,7 +538,7 @@ fn options(cfg: &config::Mqtt) -> Result<MqttOptions, LinkError> {
     };
     options.set_keep_alive(keep_alive);
     options.set_clean_session(true);
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET);
     options.set_last_will(LastWill::new(
         availability_topic(cfg),
         "offline",
@@ -457,6 +598,8 @@ fn options(cfg: &config::Mqtt) -> Result<MqttOptions, LinkError> {
 }
 
 struct LinkTask {
+    /// Kept to build a fresh client for every connection.
+    options: MqttOptions,
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<SubscribeFilter>,
@@ -465,9 +608,15 @@ struct LinkTask {
     url: String,
     tx: mpsc::Sender<Incoming>,
     shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    /// The feeder's client: `Some` from CONNACK until the connection drops.
+    current: watch::Sender<Option<AsyncClient>>,
+    feeder: JoinHandle<()>,
+    watchdog: Duration,
 }
 
 /// Where the connection stands, as the task sees it.
+#[derive(Debug, Clone, Copy)]
 enum Phase {
     /// Waiting for CONNACK (first attempt, or after a failure).
     Connecting,
@@ -475,6 +624,20 @@ enum Phase {
     Subscribing { since: Instant },
     /// Subscribed; `Incoming::Connected` sent.
     Up { since: Instant },
+}
+
+/// What the watchdog knows: when the broker last acknowledged anything, and
+/// how many rebuilds in a row changed nothing.
+#[derive(Debug)]
+struct Watchdog {
+    last_ack: Instant,
+    fruitless_rebuilds: u32,
+}
+
+/// Why the loop stopped.
+enum Stop {
+    Shutdown,
+    Failed(String),
 }
 
 impl LinkTask {
@@ -485,11 +648,34 @@ impl LinkTask {
         // True once an outage has been reported, so a broker that stays
         // down gives one `Disconnected`, not one per attempt.
         let mut outage_reported = false;
+        let mut dog = Watchdog {
+            last_ack: Instant::now(),
+            fruitless_rebuilds: 0,
+        };
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        loop {
+        let stop = loop {
             let event = tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown => break Stop::Shutdown,
                 event = self.eventloop.poll() => event,
+                _ = check.tick() => {
+                    if let Some(stuck) = self.stuck(phase, &dog) {
+                        dog.fruitless_rebuilds += 1;
+                        if dog.fruitless_rebuilds > WATCHDOG_GIVE_UP {
+                            break Stop::Failed(stuck);
+                        }
+                        tracing::error!(
+                            broker = %self.url,
+                            "MQTT link stuck ({stuck}); starting a fresh connection"
+                        );
+                        if !self.lost(&mut phase, stuck, &mut outage_reported, &mut shutdown).await {
+                            break Stop::Shutdown;
+                        }
+                        dog.last_ack = Instant::now();
+                    }
+                    continue;
+                }
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -497,12 +683,15 @@ impl LinkTask {
                     phase = Phase::Subscribing {
                         since: Instant::now(),
                     };
+                    dog.last_ack = Instant::now();
                     self.after_connect();
                     if self.filters.is_empty() && !self.up(&mut phase, &mut outage_reported).await {
-                        break;
+                        break Stop::Shutdown;
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    dog.last_ack = Instant::now();
+                    dog.fruitless_rebuilds = 0;
                     for (code, filter) in ack.return_codes.iter().zip(&self.filters) {
                         if matches!(code, SubscribeReasonCode::Failure) {
                             tracing::warn!(
@@ -515,23 +704,33 @@ impl LinkTask {
                     if matches!(phase, Phase::Subscribing { .. })
                         && !self.up(&mut phase, &mut outage_reported).await
                     {
-                        break;
+                        break Stop::Shutdown;
                     }
                 }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    dog.last_ack = Instant::now();
+                    dog.fruitless_rebuilds = 0;
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let message = Incoming::Message {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                        retain: p.retain,
+                    let message = if p.payload.len() > MAX_MESSAGE {
+                        Incoming::Oversized {
+                            topic: p.topic.chars().take(200).collect(),
+                            bytes: p.payload.len(),
+                        }
+                    } else {
+                        Incoming::Message {
+                            topic: p.topic,
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        }
                     };
                     if !self.deliver(message, &mut shutdown).await {
-                        break;
+                        break Stop::Shutdown;
                     }
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    self.shared.connected.store(false, Ordering::Release);
-                    let reason = format!("{}: {}", self.url, describe(&error));
+                    let reason = describe(&error);
                     let lasted = match phase {
                         Phase::Up { since } | Phase::Subscribing { since } => since.elapsed(),
                         Phase::Connecting => Duration::ZERO,
@@ -540,47 +739,126 @@ impl LinkTask {
                         backoff = BACKOFF_START;
                     }
                     let was_connected = !matches!(phase, Phase::Connecting);
-                    phase = Phase::Connecting;
-                    if was_connected || !outage_reported {
-                        tracing::warn!(%reason, retry_in = ?backoff, "MQTT connection lost");
-                        outage_reported = true;
-                        let note = Incoming::Disconnected {
-                            reason: reason.clone(),
-                        };
-                        if !self.deliver(note, &mut shutdown).await {
-                            break;
-                        }
-                    } else {
-                        tracing::debug!(%reason, retry_in = ?backoff, "MQTT reconnect failed");
+                    if !was_connected && outage_reported {
+                        tracing::debug!(broker = %self.url, %reason, retry_in = ?backoff, "MQTT reconnect failed");
+                    }
+                    if !self
+                        .lost(&mut phase, reason, &mut outage_reported, &mut shutdown)
+                        .await
+                    {
+                        break Stop::Shutdown;
                     }
                     let wait = tokio::time::sleep(backoff);
                     tokio::select! {
-                        () = &mut shutdown => break,
+                        () = &mut shutdown => break Stop::Shutdown,
                         () = wait => {}
                     }
                     backoff = (backoff * 2).min(BACKOFF_CAP);
                 }
             }
+        };
+        match stop {
+            Stop::Shutdown => self.close().await,
+            Stop::Failed(reason) => {
+                let reason = format!(
+                    "{}: {reason}; {WATCHDOG_GIVE_UP} fresh connections did not help",
+                    self.url
+                );
+                tracing::error!("MQTT link failed for good: {reason}");
+                self.shared.connected.store(false, Ordering::Release);
+                self.shared.stopped.store(true, Ordering::Release);
+                self.feeder.abort();
+                let _ = self.tx.send(Incoming::Failed { reason }).await;
+            }
         }
-        self.close().await;
     }
 
-    /// Queues `online` and the subscriptions. They go through the same
-    /// bounded queue as everything else; a helper task waits for room so
-    /// the event loop, which drains that queue, is never blocked by it.
-    fn after_connect(&self) {
-        let client = self.client.clone();
-        let availability = self.availability.clone();
-        let filters = self.filters.clone();
-        tokio::spawn(async move {
-            // Errors here mean the event loop is gone (shutdown).
-            let _ = client
-                .publish(availability, QoS::AtLeastOnce, true, "online")
-                .await;
-            if !filters.is_empty() {
-                let _ = client.subscribe_many(filters).await;
+    /// Why the connection counts as stuck, if it does: up (or subscribing)
+    /// for longer than the watchdog allows without one acknowledgement,
+    /// while a subscription or a message waits.
+    fn stuck(&self, phase: Phase, dog: &Watchdog) -> Option<String> {
+        let quiet = dog.last_ack.elapsed();
+        if quiet < self.watchdog {
+            return None;
+        }
+        match phase {
+            Phase::Connecting => None,
+            Phase::Subscribing { .. } => Some(format!(
+                "subscriptions not acknowledged for {}",
+                humantime::format_duration(round(quiet))
+            )),
+            Phase::Up { .. } => {
+                let waiting = self.outbox.len() + usize::from(self.eventloop.state.inflight());
+                (waiting > 0).then(|| {
+                    format!(
+                        "nothing acknowledged for {} while {waiting} messages wait",
+                        humantime::format_duration(round(quiet))
+                    )
+                })
             }
-        });
+        }
+    }
+
+    /// The connection is gone (or given up on): stop feeding, hand back the
+    /// commands that did not leave, report the outage once, and put a fresh
+    /// client in place for the next attempt. False if the runtime is gone.
+    async fn lost(
+        &mut self,
+        phase: &mut Phase,
+        reason: String,
+        outage_reported: &mut bool,
+        shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> bool {
+        self.shared.connected.store(false, Ordering::Release);
+        self.current.send_replace(None);
+        let was_connected = !matches!(phase, Phase::Connecting);
+        *phase = Phase::Connecting;
+        let (client, eventloop) = fresh_client(&self.options);
+        self.client = client;
+        self.eventloop = eventloop;
+
+        let unsent = self.outbox.take_commands();
+        if !unsent.is_empty() {
+            tracing::warn!(
+                broker = %self.url,
+                count = unsent.len(),
+                "the connection dropped before these lock commands were sent"
+            );
+            if !self
+                .deliver(Incoming::CommandsNotSent(unsent), shutdown)
+                .await
+            {
+                return false;
+            }
+        }
+        if was_connected || !*outage_reported {
+            let reason = format!("{}: {reason}", self.url);
+            tracing::warn!(%reason, "MQTT connection lost");
+            *outage_reported = true;
+            return self
+                .deliver(Incoming::Disconnected { reason }, shutdown)
+                .await;
+        }
+        true
+    }
+
+    /// Queues `online` and the subscriptions on the fresh client, ahead of
+    /// anything the feeder will bring, then lets the feeder at it.
+    fn after_connect(&self) {
+        // The client's queue is new and empty, so both fit; if not, the
+        // watchdog sees the subscriptions never acknowledged.
+        let online = self
+            .client
+            .try_publish(&self.availability, QoS::AtLeastOnce, true, "online");
+        let subscribed = if self.filters.is_empty() {
+            Ok(())
+        } else {
+            self.client.try_subscribe_many(self.filters.clone())
+        };
+        if online.is_err() || subscribed.is_err() {
+            tracing::warn!(broker = %self.url, "could not queue `online` and the subscriptions");
+        }
+        self.current.send_replace(Some(self.client.clone()));
     }
 
     /// Marks the link up and tells the runtime. False if the runtime is gone.
@@ -610,38 +888,93 @@ impl LinkTask {
         }
     }
 
-    /// A clean goodbye: `offline` (the will does not fire on DISCONNECT),
-    /// then DISCONNECT, flushed for at most [`SHUTDOWN_FLUSH`].
+    /// A clean goodbye: what waits on the safety lane (the relocks the
+    /// runtime sends at shutdown), then `offline` (the will does not fire on
+    /// DISCONNECT), then DISCONNECT, flushed for at most [`SHUTDOWN_FLUSH`].
     async fn close(mut self) {
         self.shared.stopped.store(true, Ordering::Release);
+        self.feeder.abort();
+        self.current.send_replace(None);
         let was_connected = self.shared.connected.swap(false, Ordering::AcqRel);
         if !was_connected {
             return;
         }
-        let queued = self
-            .client
-            .try_publish(&self.availability, QoS::AtLeastOnce, true, "offline")
-            .and_then(|()| self.client.try_disconnect());
-        if queued.is_err() {
-            tracing::warn!(
-                broker = %self.url,
-                "MQTT queue full at shutdown; the broker will publish `offline` from the last will"
-            );
-            return;
-        }
         let flush = async {
+            let mut step = Goodbye::Safety;
             loop {
+                // Hand rumqttc what fits without waiting (nobody polls the
+                // event loop while this waits), then let it write.
+                step = self.goodbye(step);
                 match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(Event::Outgoing(Sent::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
         };
         if tokio::time::timeout(SHUTDOWN_FLUSH, flush).await.is_err() {
-            tracing::warn!(broker = %self.url, "MQTT disconnect not flushed in time");
+            tracing::warn!(
+                broker = %self.url,
+                "MQTT disconnect not flushed in time; the broker will publish `offline` from the last will"
+            );
         }
         tracing::info!(broker = %self.url, "disconnected from MQTT broker");
     }
+}
+
+/// How far a clean goodbye has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goodbye {
+    Safety,
+    Offline,
+    Disconnect,
+    Done,
+}
+
+impl LinkTask {
+    /// Queues as much of the goodbye as rumqttc's queue takes now: the
+    /// safety lane, `offline`, DISCONNECT. Returns how far it got.
+    fn goodbye(&mut self, mut step: Goodbye) -> Goodbye {
+        loop {
+            let queued = match step {
+                Goodbye::Safety => match self.outbox.take_safety() {
+                    Some(m) => {
+                        let tried = self.client.try_publish(
+                            m.topic.as_str(),
+                            QoS::AtLeastOnce,
+                            m.retain,
+                            m.payload.clone(),
+                        );
+                        if tried.is_err() {
+                            self.outbox.give_back(m);
+                            return step;
+                        }
+                        continue;
+                    }
+                    None => {
+                        step = Goodbye::Offline;
+                        continue;
+                    }
+                },
+                Goodbye::Offline => {
+                    self.client
+                        .try_publish(&self.availability, QoS::AtLeastOnce, true, "offline")
+                }
+                Goodbye::Disconnect => self.client.try_disconnect(),
+                Goodbye::Done => return step,
+            };
+            if queued.is_err() {
+                return step;
+            }
+            step = match step {
+                Goodbye::Offline => Goodbye::Disconnect,
+                _ => Goodbye::Done,
+            };
+        }
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 /// A short description of a connection error, for logs and
