@@ -170,6 +170,10 @@ pub struct Schedule {
     cancelled_at: Option<Timestamp>,
 }
 
+/// How far ahead the owner is warned about windows a clock change touches:
+/// a year covers each change of the zone at least once.
+pub const WARNING_HORIZON: SignedDuration = SignedDuration::from_hours(24 * 365);
+
 /// Occurrences starting this many days before the local date of `now` may
 /// still be open. One is enough (a window lasts under a day plus a DST hour);
 /// two leaves room for a zone that skips a whole date.
