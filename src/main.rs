@@ -95,7 +95,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(cfg) => {
-                print!("{}", doorwarden::summary::render(&cfg));
+                print!(
+                    "{}",
+                    doorwarden::summary::render(&cfg, jiff::Timestamp::now())
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {

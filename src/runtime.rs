@@ -132,7 +132,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     subscriptions.sort();
     subscriptions.dedup();
 
-    let mut core = Core::new(&cfg, restored, seed(), now())?;
+    let started = now();
+    let mut core = Core::new(&cfg, restored, seed(), started)?;
+    // Said once at start, as check-config says it; the door's state then
+    // keeps the next one in front of the owner in Home Assistant.
+    for line in crate::summary::schedule_warnings(&cfg, started.wall) {
+        warn!("{line}");
+    }
     // Every reconnect republishes all discovery configs and states at once:
     // twice that fits in the queue with room to spare.
     let burst = 2 * (mirror.discovery().len() + 2 * cfg.locks.len() + cfg.cameras.len());

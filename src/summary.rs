@@ -1,15 +1,18 @@
 //! What `doorwarden check-config` prints for a valid file: each door, its
-//! cameras, its windows in local time, and the MQTT topics it will use.
+//! cameras, its windows in local time, the MQTT topics it will use, and a
+//! warning for each window a clock change will skip or repeat in the coming
+//! year.
 
 use std::fmt::Write;
 
 use crate::config::{Config, duration::show};
-use crate::core::schedule::{Schedule, time_zone};
+use crate::core::schedule::{Schedule, WARNING_HORIZON, time_zone};
 use crate::redact;
 
-/// A short, human summary of a valid config. Never contains a secret: URLs
+/// A short, human summary of a valid config as of `now` (which only
+/// decides which clock changes are ahead). Never contains a secret: URLs
 /// go through [`redact::text`] and passwords are only said to exist.
-pub fn render(cfg: &Config) -> String {
+pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
     let mut out = String::new();
     let m = &cfg.mqtt;
     let _ = writeln!(
@@ -117,5 +120,36 @@ pub fn render(cfg: &Config) -> String {
             "    topics: {base}/{key}/state, {base}/{key}/lock/set, {base}/{key}/delivery/request -> {base}/{key}/delivery/response"
         );
     }
+    let warnings = schedule_warnings(cfg, now);
+    if !warnings.is_empty() {
+        // Warnings, not problems: the file is valid and the bridge starts.
+        let _ = writeln!(
+            out,
+            "\nWarnings ({}): windows a clock change touches in the coming year",
+            warnings.len()
+        );
+        for w in &warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+    }
     out
+}
+
+/// Every weekly window occurrence, up to a year after `now`, that falls
+/// wholly or partly in an hour its door's time zone skips or repeats, as
+/// `door: what will happen`, door by door, soonest first. The running
+/// bridge logs the same lines at start.
+pub fn schedule_warnings(cfg: &Config, now: jiff::Timestamp) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (key, d) in &cfg.deliveries {
+        // A zone that cannot be found is already a config error.
+        let Ok(tz) = time_zone(d.time_zone.as_deref()) else {
+            continue;
+        };
+        let schedule = Schedule::new(tz, &d.windows);
+        for w in schedule.clock_change_warnings(now, WARNING_HORIZON) {
+            lines.push(format!("{key}: {w}"));
+        }
+    }
+    lines
 }

@@ -289,3 +289,72 @@ fn secrets_never_appear_in_errors_or_summaries() {
     );
     assert!(all.contains("rtsp://***@porch-camera.local"), "{all}");
 }
+
+/// The next instant after now at which `zone` moves its clocks, forward
+/// (`forward`) or back, and the local date it happens on.
+fn next_clock_change(zone: &str, forward: bool) -> jiff::civil::Date {
+    let tz = jiff::tz::TimeZone::get(zone).expect("zone exists");
+    let now = jiff::Timestamp::now();
+    tz.following(now)
+        .find(|t| {
+            let before = tz.to_offset(t.timestamp() - jiff::SignedDuration::from_nanos(1));
+            (t.offset() > before) == forward && t.offset() != before
+        })
+        .map(|t| t.timestamp().to_zoned_datetime(tz.clone()).date())
+        .expect("the zone changes its clocks every year")
+}
+
+#[test]
+fn check_config_warns_about_windows_in_skipped_or_repeated_hours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dst.yaml");
+    std::fs::write(
+        &path,
+        "mqtt:\n  url: mqtt://broker.local\n\
+         cameras:\n  porch: {url: rtsp://porch-camera.local/s}\n\
+         locks:\n  front_door:\n    zigbee2mqtt: {topic: zigbee2mqtt/front}\n    cameras: [porch]\n  \
+         side:\n    zigbee2mqtt: {topic: zigbee2mqtt/side}\n    cameras: [porch]\n  \
+         garage:\n    zigbee2mqtt: {topic: zigbee2mqtt/garage}\n    cameras: [porch]\n\
+         deliveries:\n  \
+         front_door:\n    time_zone: Europe/Berlin\n    windows: [{days: [sun], from: \"02:00\", to: \"03:00\"}]\n  \
+         side:\n    time_zone: America/New_York\n    windows: [{days: [sun], from: \"01:00\", to: \"02:00\"}]\n  \
+         garage:\n    time_zone: Europe/Berlin\n    windows: [{days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"12:00\"}]\n",
+    )
+    .expect("write");
+    let out = Command::new(DOORWARDEN)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run doorwarden");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A warning, not an error: the file is valid and the bridge would start.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spring = next_clock_change("Europe/Berlin", true);
+    let autumn = next_clock_change("America/New_York", false);
+    for line in [
+        format!(
+            "warning: front_door: window Sun 02:00-03:00 on {spring} falls in the hour \
+             Europe/Berlin skips (clocks go 02:00 -> 03:00): it will not open that day"
+        ),
+        format!(
+            "warning: side: window Sun 01:00-02:00 on {autumn} falls in the hour \
+             America/New_York repeats (clocks go 02:00 -> 01:00): it will open once, \
+             from 01:00 EDT to 01:00 EST (1h)"
+        ),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim() == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
+    // Weekday mornings never meet a clock change in Berlin.
+    assert!(
+        !stdout.contains("warning: garage"),
+        "garage has no DST trouble:\n{stdout}"
+    );
+}

@@ -340,6 +340,7 @@ fn door_status(door: &str) -> DoorStatus {
         compromised: false,
         backstop_armed: false,
         grant_minutes: 30,
+        schedule_warning: None,
     }
 }
 

@@ -41,7 +41,8 @@
 //!   - expect_event: interlock_tripped # or { kind: ..., reason: ... }
 //!   - expect_denied: "camera porch frozen since 10:00:07 (4 identical frames)"
 //!   - expect_state: { door: front, delivery: watching, lock: UNLOCKED, interlock: clear }
-//!     # also: entries_left, backstop_armed, compromised, window_open, lock_source
+//!     # also: entries_left, backstop_armed, compromised, window_open, lock_source,
+//!     # schedule_warning (a part of the text, or null)
 //!   - expect_camera: { porch: live }
 //!   - expect_persist: { has: '"keypad_slot":3', lacks: "73914682" }
 //!     # the JSON of the step's last Persist (compact, as serde_json writes it)
@@ -899,10 +900,21 @@ fn run_scenario(path: &Path) {
                             status.lock_source.map(|s| s.as_str()).unwrap_or("null") == v
                         }
                         "window_open" => status.window_ends.is_some().to_string() == v,
+                        "schedule_warning" => status
+                            .schedule_warning
+                            .as_deref()
+                            .unwrap_or("null")
+                            .contains(v.as_str()),
                         other => panic!("{label}: unknown state field `{other}`"),
                     };
                     if !ok {
-                        fail(&h, format!("door state `{k}` is not `{v}`: {shown}"));
+                        fail(
+                            &h,
+                            format!(
+                                "door state `{k}` is not `{v}`: {shown} schedule_warning={:?}",
+                                status.schedule_warning
+                            ),
+                        );
                     }
                 }
             }
@@ -971,6 +983,8 @@ scenarios!(
     dst_berlin_autumn,
     dst_new_york_spring,
     dst_new_york_autumn,
+    dst_new_york_repeated_hour,
+    dst_berlin_skipped_window,
     restart_mid_delivery,
     wrong_code_rate_limit,
     owner_unlock,

@@ -74,7 +74,7 @@ use sha2::{Digest, Sha256};
 
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
-use super::schedule::{OpenWindow, Schedule};
+use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
 use super::{
     Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
     DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState, MoveSource,
@@ -456,6 +456,9 @@ pub struct Door {
     /// clock reaches that edge or goes back before the time asked about;
     /// cleared when a grant or cancel changes the schedule.
     window_cache: Option<(Timestamp, Option<OpenWindow>, Option<Timestamp>)>,
+    /// The next clock-change warning as of the wall time asked about, and
+    /// until when that answer holds (see [`Door::refresh_schedule_warning`]).
+    schedule_warning: Option<(Timestamp, Option<ClockChangeWarning>, Timestamp)>,
 }
 
 impl Door {
@@ -492,6 +495,7 @@ impl Door {
             last_outcome: None,
             timers: Timers::default(),
             window_cache: None,
+            schedule_warning: None,
         }
     }
 
@@ -658,6 +662,11 @@ impl Door {
                     .as_ref()
                     .is_some_and(|s| s.record.restore_auto_relock.is_some()),
             grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
+            schedule_warning: self
+                .schedule_warning
+                .as_ref()
+                .and_then(|(_, w, _)| w.as_ref())
+                .map(|w| w.to_string()),
         }
     }
 
@@ -723,6 +732,22 @@ impl Door {
         t.to_zoned_datetime(self.tz.clone())
             .strftime("%H:%M:%S")
             .to_string()
+    }
+
+    /// [`Door::local_time`], with the zone's abbreviation when the clock
+    /// shows that time twice that night (`01:00:00 EST`), so a window end
+    /// in a repeated hour is not read as the first pass.
+    fn local_time_once(&self, t: Timestamp) -> String {
+        let local = t.to_zoned_datetime(self.tz.clone());
+        let shows_twice = matches!(
+            self.tz.to_ambiguous_timestamp(local.datetime()).offset(),
+            jiff::tz::AmbiguousOffset::Fold { .. }
+        );
+        if shows_twice {
+            local.strftime("%H:%M:%S %Z").to_string()
+        } else {
+            local.strftime("%H:%M:%S").to_string()
+        }
     }
 
     // ---- inputs --------------------------------------------------------
@@ -923,6 +948,7 @@ impl Door {
             }
         }
         self.window = open;
+        self.refresh_schedule_warning(ctx.now.wall);
         self.sync_code_slot(ctx);
         // Catches every other change to the code (its window opened,
         // moved or closed).
@@ -945,6 +971,30 @@ impl Door {
         }
     }
 
+    /// Keep the next clock-change warning current. Asking the schedule walks
+    /// a year of the zone's transitions, so the answer is kept until the
+    /// warned occurrence is over, or for a day when there is none (a new
+    /// one may come within the year's horizon); a wall clock stepped back
+    /// asks again.
+    fn refresh_schedule_warning(&mut self, wall: Timestamp) {
+        if let Some((asked, _, until)) = &self.schedule_warning
+            && *asked <= wall
+            && wall < *until
+        {
+            return;
+        }
+        let next = self
+            .schedule
+            .clock_change_warnings(wall, WARNING_HORIZON)
+            .into_iter()
+            .next();
+        let a_day = wall
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap_or(Timestamp::MAX);
+        let until = next.as_ref().map_or(a_day, |w| w.until.min(a_day));
+        self.schedule_warning = Some((wall, next, until));
+    }
+
     /// Make `entries_used` count for the occurrence starting at `starts`.
     fn count_entries_for(&mut self, starts: Timestamp) {
         if self.entries_window != Some(starts) {
@@ -963,7 +1013,7 @@ impl Door {
         }
         let reason = format!(
             "delivery window open until {}{}",
-            self.local_time(w.ends),
+            self.local_time_once(w.ends),
             if w.granted { " (granted now)" } else { "" }
         );
         self.event(ctx, DeliveryEventKind::WindowOpened, &reason, None, None);

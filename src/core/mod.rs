@@ -273,6 +273,9 @@ pub struct DoorStatus {
     pub compromised: bool,
     pub backstop_armed: bool,
     pub grant_minutes: u32,
+    /// The next weekly window (within a year) that a clock change skips
+    /// or repeats, and what will happen to it; `None` when there is none.
+    pub schedule_warning: Option<String>,
 }
 
 /// The lock as Home Assistant's lock entity shows it.

@@ -22,9 +22,20 @@
 //!   the clock shows 02:15 again it stays closed. A window from 01:00 to 02:30
 //!   closes at the first 02:30.
 //!
-//! A window across midnight simply lasts one hour more or less on those
-//! nights (22:00-06:00 is 7 real hours in spring, 9 in autumn), which is what
-//! the owner reads on the clock.
+//! And one cap: **a window never lasts longer in real time than the owner
+//! wrote** (`to` minus `from` on the clock). It ends at its `to` edge or
+//! after its written length from its start, whichever comes first. Only a
+//! night whose clocks go back can make the cap bite: New York's Sunday
+//! 01:00-02:00 on 2026-11-01 opens at 01:00 EDT and closes one real hour
+//! later, when the clocks show 01:00 again (EST), instead of staying open
+//! through the repeated hour until 02:00 EST; Berlin's 22:00-06:00 that
+//! night closes at 05:00 CET, after its 8 hours. Why this rule: the owner
+//! sized the window as a length of exposure, and doorwarden fails closed, so
+//! a clock change may shorten a window (spring: 22:00-06:00 lasts 7 real
+//! hours) but never lengthen it. Nobody is left to find out on the night:
+//! [`Schedule::clock_change_warnings`] names every occurrence a clock change
+//! touches, what will happen, and when, for `check-config`, the start-up log
+//! and the door's state.
 //!
 //! # Overlaps, grants and cancels
 //!
@@ -54,9 +65,9 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Time, Weekday};
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::config;
 
@@ -85,6 +96,70 @@ struct Weekly {
     to: Time,
 }
 
+impl Weekly {
+    /// The wall times this window runs between when it starts on `date`
+    /// (`to` on the next day for a window across midnight).
+    fn on(&self, date: Date) -> Option<(DateTime, DateTime)> {
+        let end_date = if self.to < self.from {
+            date.tomorrow().ok()?
+        } else {
+            date
+        };
+        Some((
+            DateTime::from_parts(date, self.from),
+            DateTime::from_parts(end_date, self.to),
+        ))
+    }
+}
+
+/// One weekly occurrence that a clock change touches, as the owner should
+/// hear about it ahead of time: `check-config` and the start-up log print
+/// it (after the door's name), the door's state carries the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockChangeWarning {
+    /// When the occurrence opens, or the change itself when it does not.
+    pub starts: Timestamp,
+    /// Until when the warning concerns the future: the occurrence's end,
+    /// or the change itself when it does not open.
+    pub until: Timestamp,
+    /// e.g. `window Sun 02:00-03:00 on 2027-03-28 falls in the hour
+    /// Europe/Berlin skips (clocks go 02:00 -> 03:00): it will not open that day`
+    pub text: String,
+}
+
+impl std::fmt::Display for ClockChangeWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A moment the zone's offset changes.
+struct ClockChange {
+    at: Timestamp,
+    before: Offset,
+    after: Offset,
+}
+
+impl ClockChange {
+    /// The wall times that are skipped (clocks forward) or show twice
+    /// (clocks back), half-open: `[02:00, 03:00)` in Berlin both ways.
+    fn affected(&self) -> (DateTime, DateTime) {
+        let old = self.before.to_datetime(self.at);
+        let new = self.after.to_datetime(self.at);
+        (old.min(new), old.max(new))
+    }
+}
+
+/// `1h`, `30m`, `1h 30m`.
+fn length(d: SignedDuration) -> String {
+    let minutes = d.as_secs().max(0) / 60;
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
 /// The delivery windows of one door.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -94,6 +169,10 @@ pub struct Schedule {
     /// The instant of the last cancel: weekly occurrences open then stay shut.
     cancelled_at: Option<Timestamp>,
 }
+
+/// How far ahead the owner is warned about windows a clock change touches:
+/// a year covers each change of the zone at least once.
+pub const WARNING_HORIZON: SignedDuration = SignedDuration::from_hours(24 * 365);
 
 /// Occurrences starting this many days before the local date of `now` may
 /// still be open. One is enough (a window lasts under a day plus a DST hour);
@@ -273,21 +352,164 @@ impl Schedule {
         self.weekly
             .iter()
             .filter(|w| w.days.contains(&weekday) && w.from != w.to)
-            .filter_map(|w| {
-                let end_date = if w.to < w.from {
-                    date.tomorrow().ok()?
-                } else {
-                    date
-                };
-                let starts = self.edge(DateTime::from_parts(date, w.from))?;
-                let ends = self.edge(DateTime::from_parts(end_date, w.to))?;
-                (starts < ends).then_some(OpenWindow {
-                    starts,
-                    ends,
-                    granted: false,
-                })
-            })
+            .filter_map(|w| self.occurrence_on(date, w))
             .collect()
+    }
+
+    /// The occurrence of `w` starting on `date`, with both DST rules and
+    /// the length cap of the module doc applied; `None` when it does not
+    /// happen (wholly inside a gap, or at the calendar's edges).
+    fn occurrence_on(&self, date: Date, w: &Weekly) -> Option<OpenWindow> {
+        let (from, to) = w.on(date)?;
+        let starts = self.edge(from)?;
+        let by_clock = self.edge(to)?;
+        let by_length = starts
+            .checked_add(from.duration_until(to))
+            .unwrap_or(by_clock);
+        let ends = by_clock.min(by_length);
+        (starts < ends).then_some(OpenWindow {
+            starts,
+            ends,
+            granted: false,
+        })
+    }
+
+    /// Every weekly occurrence that meets a clock change of this zone and
+    /// has not ended by `now`, for changes up to `horizon` after `now`,
+    /// soonest first. Each says what will happen (see the module doc).
+    /// An occurrence meets a change when any wall time it names is skipped
+    /// or shows twice; a window merely ending as the skipped hour begins, or
+    /// starting as it ends, does not.
+    pub fn clock_change_warnings(
+        &self,
+        now: Timestamp,
+        horizon: SignedDuration,
+    ) -> Vec<ClockChangeWarning> {
+        let end = now.checked_add(horizon).unwrap_or(Timestamp::MAX);
+        // A change shortly before `now` may still be inside an occurrence
+        // that is open now (a window lasts under a day).
+        let look_from = now
+            .checked_sub(SignedDuration::from_hours(48))
+            .unwrap_or(Timestamp::MIN);
+        let mut warnings = Vec::new();
+        for t in self.tz.following(look_from) {
+            let at = t.timestamp();
+            if at > end {
+                break;
+            }
+            let Ok(just_before) = at.checked_sub(SignedDuration::from_nanos(1)) else {
+                continue;
+            };
+            let change = ClockChange {
+                at,
+                before: self.tz.to_offset(just_before),
+                after: t.offset(),
+            };
+            if change.before == change.after {
+                // Only the name or the DST flag changed; every clock reading
+                // still shows exactly once.
+                continue;
+            }
+            let (a, b) = change.affected();
+            // Occurrences starting the day before may run into the change.
+            let Ok(first) = a.date().yesterday() else {
+                continue;
+            };
+            let last = b.date();
+            for w in self.weekly.iter().filter(|w| w.from != w.to) {
+                for date in first.series(jiff::Span::new().days(1)) {
+                    if date > last {
+                        break;
+                    }
+                    if !w.days.contains(&date.weekday()) {
+                        continue;
+                    }
+                    let Some((from, to)) = w.on(date) else {
+                        continue;
+                    };
+                    if !(from < b && a < to) {
+                        continue;
+                    }
+                    let outcome = self.occurrence_on(date, w);
+                    let until = outcome.map_or(at, |o| o.ends);
+                    if until <= now {
+                        continue;
+                    }
+                    warnings.push(ClockChangeWarning {
+                        starts: outcome.map_or(at, |o| o.starts),
+                        until,
+                        text: self.warning_text(date, w, &change, outcome),
+                    });
+                }
+            }
+        }
+        warnings.sort_by(|x, y| (x.starts, &x.text).cmp(&(y.starts, &y.text)));
+        warnings.dedup();
+        warnings
+    }
+
+    /// What the owner reads about one occurrence meeting one change.
+    fn warning_text(
+        &self,
+        date: Date,
+        w: &Weekly,
+        change: &ClockChange,
+        outcome: Option<OpenWindow>,
+    ) -> String {
+        let zone = self.tz.iana_name().unwrap_or("the system time zone");
+        let (a, b) = change.affected();
+        let wholly = w.on(date).is_some_and(|(from, to)| a <= from && to <= b);
+        let shift = change.after.duration_since(change.before);
+        let span = if shift.abs() == SignedDuration::from_hours(1) {
+            "the hour".to_string()
+        } else {
+            format!("the {} minutes", shift.abs().as_secs() / 60)
+        };
+        let what = if shift.is_positive() {
+            "skips"
+        } else {
+            "repeats"
+        };
+        let next_day = if w.to < w.from { " next day" } else { "" };
+        let clock = |t: Timestamp| {
+            t.to_zoned_datetime(self.tz.clone())
+                .strftime("%H:%M %Z")
+                .to_string()
+        };
+        let outcome = match outcome {
+            None => "it will not open that day".to_string(),
+            Some(o) => {
+                let real = o.starts.duration_until(o.ends);
+                let written = w
+                    .on(date)
+                    .map_or(real, |(from, to)| from.duration_until(to));
+                let shorter = if real < written {
+                    format!(", {} less than written", length(written - real))
+                } else {
+                    String::new()
+                };
+                let how = if shift.is_positive() {
+                    "be open"
+                } else {
+                    "open once,"
+                };
+                format!(
+                    "it will {how} from {} to {} ({}{shorter})",
+                    clock(o.starts),
+                    clock(o.ends),
+                    length(real)
+                )
+            }
+        };
+        format!(
+            "window {} {}-{}{next_day} on {date} {} {span} {zone} {what} (clocks go {} -> {}): {outcome}",
+            day_name(date.weekday()),
+            config::LocalTime(w.from),
+            config::LocalTime(w.to),
+            if wholly { "falls in" } else { "overlaps" },
+            config::LocalTime(change.before.to_datetime(change.at).time()),
+            config::LocalTime(change.after.to_datetime(change.at).time()),
+        )
     }
 
     /// The first instant the local clock shows `local` or later (see the
@@ -315,15 +537,7 @@ fn describe_days(days: &[Weekday]) -> String {
     if days.is_empty() {
         return "no days".into();
     }
-    let name = |d: Weekday| match d {
-        Weekday::Monday => "Mon",
-        Weekday::Tuesday => "Tue",
-        Weekday::Wednesday => "Wed",
-        Weekday::Thursday => "Thu",
-        Weekday::Friday => "Fri",
-        Weekday::Saturday => "Sat",
-        Weekday::Sunday => "Sun",
-    };
+    let name = day_name;
     // `days` is sorted Monday first and has no duplicates (see `new`).
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
@@ -342,6 +556,18 @@ fn describe_days(days: &[Weekday]) -> String {
         i = j + 1;
     }
     parts.join(", ")
+}
+
+fn day_name(d: Weekday) -> &'static str {
+    match d {
+        Weekday::Monday => "Mon",
+        Weekday::Tuesday => "Tue",
+        Weekday::Wednesday => "Wed",
+        Weekday::Thursday => "Thu",
+        Weekday::Friday => "Fri",
+        Weekday::Saturday => "Sat",
+        Weekday::Sunday => "Sun",
+    }
 }
 
 /// The time zone for a door's windows: the IANA name from the config, or the
@@ -462,12 +688,16 @@ mod tests {
             (B, window(&[Sun], (1, 0), (2, 30)), "2026-10-25T00:29:59Z",
                 Some(("2026-10-24T23:00:00Z", "2026-10-25T00:30:00Z"))),
             (B, window(&[Sun], (1, 0), (2, 30)), "2026-10-25T01:10:00Z", None),
-            // 02:30-04:00 opens at the first 02:30 and lasts 2.5 real hours.
+            // 02:30-04:00 opens at the first 02:30 and lasts the 1.5 hours
+            // written, closing at 03:00 CET rather than 2.5 real hours later.
             (B, window(&[Sun], (2, 30), (4, 0)), "2026-10-25T01:45:00Z",
-                Some(("2026-10-25T00:30:00Z", "2026-10-25T03:00:00Z"))),
-            // Saturday 22:00-06:00 across the change: 22:00 CEST to 06:00 CET, 9 real hours.
-            (B, window(&[Sat], (22, 0), (6, 0)), "2026-10-25T04:59:59Z",
-                Some(("2026-10-24T20:00:00Z", "2026-10-25T05:00:00Z"))),
+                Some(("2026-10-25T00:30:00Z", "2026-10-25T02:00:00Z"))),
+            (B, window(&[Sun], (2, 30), (4, 0)), "2026-10-25T02:00:00Z", None),
+            // Saturday 22:00-06:00 across the change: 22:00 CEST for the 8
+            // hours written, to 05:00 CET (not 9 real hours to 06:00 CET).
+            (B, window(&[Sat], (22, 0), (6, 0)), "2026-10-25T03:59:59Z",
+                Some(("2026-10-24T20:00:00Z", "2026-10-25T04:00:00Z"))),
+            (B, window(&[Sat], (22, 0), (6, 0)), "2026-10-25T04:00:00Z", None),
             // Saturday 23:00-02:30 closes at the first 02:30 (CEST), not the second.
             (B, window(&[Sat], (23, 0), (2, 30)), "2026-10-25T00:45:00Z", None),
             (B, window(&[Sat], (23, 0), (2, 30)), "2026-10-25T01:15:00Z", None),
@@ -493,14 +723,84 @@ mod tests {
             (NY, window(&[Sat], (23, 0), (1, 30)), "2026-11-01T05:29:59Z",
                 Some(("2026-11-01T03:00:00Z", "2026-11-01T05:30:00Z"))),
             (NY, window(&[Sat], (23, 0), (1, 30)), "2026-11-01T06:30:00Z", None),
-            // Saturday 22:00-06:00: 22:00 EDT to 06:00 EST, 9 real hours.
-            (NY, window(&[Sat], (22, 0), (6, 0)), "2026-11-01T10:59:59Z",
-                Some(("2026-11-01T02:00:00Z", "2026-11-01T11:00:00Z"))),
+            // Saturday 22:00-06:00: 22:00 EDT for 8 hours, to 05:00 EST.
+            (NY, window(&[Sat], (22, 0), (6, 0)), "2026-11-01T09:59:59Z",
+                Some(("2026-11-01T02:00:00Z", "2026-11-01T10:00:00Z"))),
+            // Sunday 01:00-02:00 opens at 01:00 EDT and closes one real hour
+            // later, as the clocks go back: 01:30 EST stays shut.
+            (NY, window(&[Sun], (1, 0), (2, 0)), "2026-11-01T05:59:59Z",
+                Some(("2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z"))),
+            (NY, window(&[Sun], (1, 0), (2, 0)), "2026-11-01T06:30:00Z", None),
         ];
         for (zone, w, now, want) in cases {
             let s = schedule(zone, std::slice::from_ref(w));
             let want = want.map(|(a, b)| (ts(a).to_string(), ts(b).to_string()));
             assert_eq!(open(&s, now), want, "{zone} {} at {now}", s.describe()[0]);
+        }
+    }
+
+    /// (zone, window, now, every warning for the year after `now`)
+    type WarningCase = (
+        &'static str,
+        config::Window,
+        &'static str,
+        &'static [&'static str],
+    );
+
+    #[test]
+    fn clock_changes_in_the_coming_year_are_announced_with_what_will_happen() {
+        use Day::*;
+        const B: &str = "Europe/Berlin";
+        const NY: &str = "America/New_York";
+        #[rustfmt::skip]
+        let cases: &[WarningCase] = &[
+            // Wholly in the skipped hour: fails closed, and says so; in autumn
+            // it opens once and lasts the hour written.
+            (B, window(&[Sun], (2, 0), (3, 0)), "2026-03-01T00:00:00Z", &[
+                "window Sun 02:00-03:00 on 2026-03-29 falls in the hour Europe/Berlin skips (clocks go 02:00 -> 03:00): it will not open that day",
+                "window Sun 02:00-03:00 on 2026-10-25 falls in the hour Europe/Berlin repeats (clocks go 03:00 -> 02:00): it will open once, from 02:00 CEST to 02:00 CET (1h)",
+            ]),
+            // Partly in the skipped hour: opens at the jump, shorter.
+            (B, window(&[Sun], (2, 30), (4, 0)), "2026-03-01T00:00:00Z", &[
+                "window Sun 02:30-04:00 on 2026-03-29 overlaps the hour Europe/Berlin skips (clocks go 02:00 -> 03:00): it will be open from 03:00 CEST to 04:00 CEST (1h, 30m less than written)",
+                "window Sun 02:30-04:00 on 2026-10-25 overlaps the hour Europe/Berlin repeats (clocks go 03:00 -> 02:00): it will open once, from 02:30 CEST to 03:00 CET (1h 30m)",
+            ]),
+            // A night across both changes, soonest first.
+            (B, window(&[Sat], (22, 0), (6, 0)), "2026-06-01T00:00:00Z", &[
+                "window Sat 22:00-06:00 next day on 2026-10-24 overlaps the hour Europe/Berlin repeats (clocks go 03:00 -> 02:00): it will open once, from 22:00 CEST to 05:00 CET (8h)",
+                "window Sat 22:00-06:00 next day on 2027-03-27 overlaps the hour Europe/Berlin skips (clocks go 02:00 -> 03:00): it will be open from 22:00 CET to 06:00 CEST (7h, 1h less than written)",
+            ]),
+            // The New York window of issue 12.
+            (NY, window(&[Sun], (1, 0), (2, 0)), "2026-10-01T00:00:00Z", &[
+                "window Sun 01:00-02:00 on 2026-11-01 falls in the hour America/New_York repeats (clocks go 02:00 -> 01:00): it will open once, from 01:00 EDT to 01:00 EST (1h)",
+            ]),
+            // An occurrence open now is still ahead of the owner ...
+            (NY, window(&[Sun], (1, 0), (2, 0)), "2026-11-01T05:30:00Z", &[
+                "window Sun 01:00-02:00 on 2026-11-01 falls in the hour America/New_York repeats (clocks go 02:00 -> 01:00): it will open once, from 01:00 EDT to 01:00 EST (1h)",
+            ]),
+            // ... one that has ended is not.
+            (NY, window(&[Sun], (1, 0), (2, 0)), "2026-11-01T06:00:00Z", &[]),
+            // Edges touching the changed hour do not meet it.
+            (B, window(&[Sun], (0, 0), (2, 0)), "2026-03-01T00:00:00Z", &[]),
+            (B, window(&[Sun], (3, 0), (5, 0)), "2026-03-01T00:00:00Z", &[]),
+            // Weekday mornings, and zones that never change, stay quiet.
+            (B, window(&[Mon, Tue, Wed, Thu, Fri], (9, 0), (12, 0)), "2026-01-01T00:00:00Z", &[]),
+            ("UTC", window(&[Sun], (2, 0), (3, 0)), "2026-01-01T00:00:00Z", &[]),
+            // Lord Howe moves its clocks by half an hour.
+            ("Australia/Lord_Howe", window(&[Sun], (1, 45), (2, 15)), "2026-09-01T00:00:00Z", &[
+                "window Sun 01:45-02:15 on 2026-10-04 overlaps the 30 minutes Australia/Lord_Howe skips (clocks go 02:00 -> 02:30): it will be open from 01:45 +1030 to 02:30 +11 (15m, 15m less than written)",
+                "window Sun 01:45-02:15 on 2027-04-04 overlaps the 30 minutes Australia/Lord_Howe repeats (clocks go 02:00 -> 01:30): it will open once, from 01:45 +11 to 01:45 +1030 (30m)",
+            ]),
+        ];
+        let year = SignedDuration::from_hours(24 * 365);
+        for (zone, w, now, want) in cases {
+            let s = schedule(zone, std::slice::from_ref(w));
+            let got: Vec<String> = s
+                .clock_change_warnings(ts(now), year)
+                .into_iter()
+                .map(|w| w.to_string())
+                .collect();
+            assert_eq!(got, *want, "{zone} {} from {now}", s.describe()[0]);
         }
     }
 
@@ -721,6 +1021,23 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// However the clocks move, no weekly occurrence lasts longer in
+        /// real time than its wall-clock length as written.
+        #[test]
+        fn no_occurrence_outlasts_its_written_length(
+            zone in prop::sample::select(vec!["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
+            w in any_window(),
+            now_s in (prop::sample::select(DST_CHANGES.to_vec()), -86_400i64..86_400)
+                .prop_map(|(change, offset)| change + offset),
+        ) {
+            let s = schedule(zone, std::slice::from_ref(&w));
+            let secs = |t: LocalTime| i64::from(t.0.hour()) * 3600 + i64::from(t.0.minute()) * 60;
+            let written = SignedDuration::from_secs((secs(w.to) - secs(w.from)).rem_euclid(86_400));
+            if let Some(o) = s.open_window(Timestamp::from_second(now_s).expect("in range")) {
+                prop_assert!(o.starts.duration_until(o.ends) <= written, "{o:?} longer than {written}");
+            }
+        }
 
         /// Nothing changes strictly between `now` and `next_change(now)`,
         /// and an open window always contains `now`.

@@ -230,7 +230,7 @@ pub const DOOR: &[EntitySpec] = &[
         state_topic: Some(STATE),
         value_template: Some("{{ value_json.delivery }}"),
         attributes: Some(
-            "{{ {'window_ends': value_json.window_ends, 'entries_left': value_json.entries_left, 'compromised': value_json.compromised, 'backstop_armed': value_json.backstop_armed} | tojson }}",
+            "{{ {'window_ends': value_json.window_ends, 'entries_left': value_json.entries_left, 'compromised': value_json.compromised, 'backstop_armed': value_json.backstop_armed, 'schedule_warning': value_json.schedule_warning} | tojson }}",
         ),
         extra: Extra::Options(&[
             "idle",

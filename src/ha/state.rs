@@ -52,6 +52,7 @@ struct DoorStateJson {
     compromised: bool,
     backstop_armed: bool,
     grant_minutes: u32,
+    schedule_warning: Option<String>,
 }
 
 /// `<base>/<door>/state`.
@@ -72,6 +73,7 @@ pub fn door_state(s: &DoorStatus) -> String {
         compromised: s.compromised,
         backstop_armed: s.backstop_armed,
         grant_minutes: s.grant_minutes,
+        schedule_warning: s.schedule_warning.clone(),
     };
     to_json(&json)
 }
@@ -215,10 +217,15 @@ mod tests {
             compromised: false,
             backstop_armed: false,
             grant_minutes: 30,
+            schedule_warning: Some(
+                "window Sun 02:00-03:00 on 2027-03-28 falls in the hour Europe/Berlin skips \
+                 (clocks go 02:00 -> 03:00): it will not open that day"
+                    .into(),
+            ),
         };
         assert_eq!(
             door_state(&s),
-            r#"{"lock":"LOCKED","lock_source":"keypad","door":"closed","interlock":"blocking","interlock_reason":"camera porch frozen since 14:02:11 (12 identical frames)","delivery":"idle","window_ends":"2026-11-28T16:00:00+00:00","entries_left":1,"compromised":false,"backstop_armed":false,"grant_minutes":30}"#
+            r#"{"lock":"LOCKED","lock_source":"keypad","door":"closed","interlock":"blocking","interlock_reason":"camera porch frozen since 14:02:11 (12 identical frames)","delivery":"idle","window_ends":"2026-11-28T16:00:00+00:00","entries_left":1,"compromised":false,"backstop_armed":false,"grant_minutes":30,"schedule_warning":"window Sun 02:00-03:00 on 2027-03-28 falls in the hour Europe/Berlin skips (clocks go 02:00 -> 03:00): it will not open that day"}"#
         );
     }
 
@@ -236,10 +243,12 @@ mod tests {
             compromised: true,
             backstop_armed: true,
             grant_minutes: 5,
+            schedule_warning: None,
         };
         let v: serde_json::Value = serde_json::from_str(&door_state(&s)).expect("json");
         assert!(v["lock"].is_null());
         assert!(v["door"].is_null());
+        assert!(v["schedule_warning"].is_null());
         assert_eq!(v["interlock"], "clear");
         assert_eq!(v["delivery"], "window_open");
     }
