@@ -916,6 +916,99 @@ mod tests {
         );
     }
 
+    /// The `log_repaired` records in `dir`'s current audit log.
+    fn repairs_in(dir: &Path) -> Vec<serde_json::Value> {
+        lines(&dir.join(AUDIT_FILE))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["decision"] == "log_repaired")
+            .collect()
+    }
+
+    #[test]
+    fn a_torn_tail_is_moved_aside_and_the_repair_enters_the_chain() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        let good_len = fs::metadata(&path).expect("metadata").len();
+        // A line that is not a record, then a crash halfway through record 4.
+        let tail = b"garbage from a bad sector\n{\"seq\":4,\"at\":\"2026-".to_vec();
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(&tail).expect("write");
+        drop(file);
+
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        // Record 4 went with the cut bytes: the repair is 5, the next is 6.
+        assert_eq!(store.last_seq(), 5);
+        let repairs = repairs_in(tmp.path());
+        assert_eq!(repairs.len(), 1, "{repairs:?}");
+        let repair = &repairs[0];
+        assert_eq!(repair["seq"], 5);
+        assert_eq!(repair["door"], serde_json::Value::Null);
+        let kept_in = repair["details"]["kept_in"].as_str().expect("kept_in");
+        assert!(kept_in.starts_with("audit.jsonl.cut-4-"), "{kept_in}");
+        assert_eq!(
+            repair["details"],
+            serde_json::json!({
+                "log": "audit.jsonl",
+                "cut_start": good_len,
+                "cut_end": good_len + tail.len() as u64,
+                "cut_bytes": tail.len(),
+                "cut_sha256": sha256_hex(&tail),
+                "kept_in": kept_in,
+                "seqs_cut": [4, 4],
+            })
+        );
+        assert_eq!(fs::read(tmp.path().join(kept_in)).expect("kept"), tail);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(tmp.path().join(kept_in))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the kept file is private");
+        }
+        store.append(&record(6, "after the repair")).expect("append");
+        assert_eq!(store.last_seq(), 6);
+
+        // Opening again finds nothing more to repair.
+        drop(store);
+        let store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 6);
+        assert_eq!(repairs_in(tmp.path()).len(), 1);
+
+        let report = verify(tmp.path()).expect("verify");
+        assert!(report.is_intact(), "{report}");
+        let text = report.to_string();
+        assert!(
+            text.starts_with(
+                "audit log REPAIRED: chain intact over 5 records (seq 1-6) in 1 file, with 1 repair:"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "record 5 ({}): {} bytes cut at offset {good_len} of audit.jsonl after record 3 \
+                 (sha256 {}), kept in {kept_in}; record 4 was in the cut bytes; the kept file \
+                 matches",
+                repair["at"].as_str().expect("at"),
+                tail.len(),
+                sha256_hex(&tail),
+            )),
+            "{text}"
+        );
+        assert_eq!(report.kept_files(), KeptFiles::AllMatch);
+
+        fs::write(tmp.path().join(kept_in), b"something else").expect("alter");
+        let report = verify(tmp.path()).expect("verify");
+        assert!(report.to_string().contains("the kept file was altered"), "{report}");
+        assert_eq!(report.kept_files(), KeptFiles::MissingOrAltered);
+        fs::remove_file(tmp.path().join(kept_in)).expect("remove");
+        let report = verify(tmp.path()).expect("verify");
+        assert!(report.to_string().contains("the kept file is missing"), "{report}");
+    }
+
     #[test]
     fn a_tampered_last_record_stops_the_store_from_opening() {
         let (tmp, store) = with_records(2, 1 << 20);
