@@ -35,9 +35,7 @@ async fn a_torn_audit_tail_is_kept_recorded_in_the_chain_and_explained_by_verify
     let mut obs = TestClient::connect(&broker).await;
     obs.subscribe("doorwarden/#").await;
     let mut home = ProcessHome::start(&broker, Rules::default()).await;
-    let lock_shown = |m: &Received| {
-        process_home::is_state(m, DOOR) && m.json()["lock"] == "LOCKED"
-    };
+    let lock_shown = |m: &Received| process_home::is_state(m, DOOR) && m.json()["lock"] == "LOCKED";
     wait_all(&mut obs, &[("the lock to be shown LOCKED", &lock_shown)]).await;
 
     // Outside any window: each request is refused and audited.
@@ -96,14 +94,24 @@ async fn a_torn_audit_tail_is_kept_recorded_in_the_chain_and_explained_by_verify
     // Where, how much and what: the half line, from its first byte on.
     let details = &repair["details"];
     assert_eq!(details["log"], "audit.jsonl", "{repair}");
-    assert_eq!(details["cut_start"].as_u64(), Some(last_start as u64), "{repair}");
+    assert_eq!(
+        details["cut_start"].as_u64(),
+        Some(last_start as u64),
+        "{repair}"
+    );
     assert_eq!(details["cut_end"].as_u64(), Some(cut_at as u64), "{repair}");
     assert_eq!(details["cut_bytes"].as_u64(), Some(kept_bytes.len() as u64));
     assert_eq!(details["cut_sha256"], hex(&kept_bytes), "{repair}");
     let kept_in = details["kept_in"].as_str().expect("kept_in").to_string();
-    assert!(kept_in.starts_with(&format!("audit.jsonl.cut-{last_seq}-")), "{kept_in}");
+    assert!(
+        kept_in.starts_with(&format!("audit.jsonl.cut-{last_seq}-")),
+        "{kept_in}"
+    );
     let kept = std::fs::read(home.storage().join(&kept_in)).expect("the kept file");
-    assert_eq!(kept, kept_bytes, "the kept file holds exactly the cut bytes");
+    assert_eq!(
+        kept, kept_bytes,
+        "the kept file holds exactly the cut bytes"
+    );
     let reason = repair["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&kept_in), "{reason}");
     assert!(
