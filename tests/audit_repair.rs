@@ -48,6 +48,7 @@ async fn a_torn_audit_tail_is_kept_recorded_in_the_chain_and_explained_by_verify
     })
     .await;
     home.bridge.kill();
+    obs.drain();
 
     // Cut the last line in half, as a crash in the middle of a write would.
     let log = home.storage().join("audit.jsonl");
@@ -121,6 +122,7 @@ async fn a_torn_audit_tail_is_kept_recorded_in_the_chain_and_explained_by_verify
     );
 
     // After the repair the bridge keeps auditing on the same chain.
+    wait_all(&mut obs, &[("the lock shown LOCKED again", &lock_shown)]).await;
     let answer = request(&mut obs, DOOR, r#"{"carrier":"After"}"#).await;
     assert_eq!(answer["granted"], false, "{answer}");
     wait_until("a refusal after the repair", || {

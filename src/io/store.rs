@@ -35,6 +35,33 @@
 //! elsewhere, so publish [`Store::head`] somewhere the attacker cannot write
 //! (Home Assistant's history, a remote syslog) to pin it.
 //!
+//! # Repairs
+//!
+//! A crash or power cut in the middle of an append leaves half a line at
+//! the end of the log; a failing disk can leave garbage. [`Store::open`]
+//! never just drops such bytes. Everything after the last complete record
+//! whose own hash holds is:
+//!
+//! 1. copied to `<log>.cut-<seq>-<unix time>-from-<offset>` beside the log
+//!    (owner-only, like the log; written under a temporary name, fsync'd,
+//!    renamed, the directory fsync'd), where `seq` is the number the first
+//!    cut record would have had and `offset` where the cut began;
+//! 2. cut off the log (truncated back to the last good record, fsync'd);
+//! 3. recorded in the chain as a `log_repaired` record (no door) whose
+//!    details give `log`, the range `cut_start`..`cut_end` (end exclusive),
+//!    `cut_bytes`, `cut_sha256`, `kept_in` and `seqs_cut` (the numbers of
+//!    records that went with the cut, `[first, last]`, or null). The repair
+//!    takes the number after those, so no number names two records.
+//!
+//! A crash between the steps is repaired on the next start, once: before
+//! step 2 the same tail is found already kept, after it the kept file's
+//! name is enough to write the record. [`verify`] lists every repair and
+//! checks each kept file against the recorded hash.
+//!
+//! A last record that parses as one of ours but whose hash does not hold
+//! is not damage from a crash (a torn write cannot produce one): `open`
+//! refuses it, and the bridge runs without storage, refusing deliveries.
+//!
 //! Text fields (`door`, `decision`, `reason` and every string inside
 //! `details`) go through [`crate::redact::text`] before they are written, so
 //! an RTSP URL with credentials in a reason never reaches the disk.
@@ -121,8 +148,8 @@ impl Store {
     ///
     /// A damaged end of the log (half a line left by a crash, garbage, lines
     /// that are not audit records) is repaired, never silently: the damaged
-    /// bytes are moved to a file beside the log (see [`Store::open`]'s
-    /// module doc, "Repairs"), the log is cut back to its last good record,
+    /// bytes are moved to a file beside the log (see the module doc,
+    /// "Repairs"), the log is cut back to its last good record,
     /// and a `log_repaired` record saying what was cut enters the chain. A
     /// last record that *is* in the audit format but whose hash does not
     /// hold is tampering, not a torn write: that is an error and nothing is
