@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use doorwarden::config;
+use doorwarden::io::store::KeptFiles;
 
 #[derive(Parser)]
 #[command(
@@ -72,7 +73,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check an audit log's hash chain and name the first broken record.
+    /// Check an audit log's hash chain, name the first broken record, and
+    /// explain every repair of a damaged end (bytes cut at start and kept in
+    /// a file beside the log).
+    ///
+    /// Exit status: 0 the chain is intact and was never repaired; 1 the
+    /// chain is broken, or the log cannot be read; 3 the chain is intact
+    /// with repairs, and every kept file matches its recorded hash; 4 the
+    /// chain is intact with repairs, but a kept file is missing or altered.
+    #[command(verbatim_doc_comment)]
     Verify {
         /// An audit log file, or the storage directory holding it.
         path: PathBuf,
@@ -81,6 +90,11 @@ enum AuditCommand {
 
 /// Exit status for a config the bridge refuses to start with.
 const EXIT_CONFIG: u8 = 2;
+/// `audit verify`: the chain holds, with repairs whose kept files match.
+const EXIT_AUDIT_REPAIRED: u8 = 3;
+/// `audit verify`: the chain holds, with repairs, but evidence of one is
+/// missing or changed.
+const EXIT_AUDIT_KEPT_FILE_LOST: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -198,10 +212,13 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
     match doorwarden::io::store::verify(path) {
         Ok(report) => {
             println!("{report}");
-            if report.is_intact() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            if !report.is_intact() {
+                return ExitCode::FAILURE;
+            }
+            match report.kept_files() {
+                KeptFiles::NoRepairs => ExitCode::SUCCESS,
+                KeptFiles::AllMatch => ExitCode::from(EXIT_AUDIT_REPAIRED),
+                KeptFiles::MissingOrAltered => ExitCode::from(EXIT_AUDIT_KEPT_FILE_LOST),
             }
         }
         Err(e) => {

@@ -35,6 +35,33 @@
 //! elsewhere, so publish [`Store::head`] somewhere the attacker cannot write
 //! (Home Assistant's history, a remote syslog) to pin it.
 //!
+//! # Repairs
+//!
+//! A crash or power cut in the middle of an append leaves half a line at
+//! the end of the log; a failing disk can leave garbage. [`Store::open`]
+//! never just drops such bytes. Everything after the last complete record
+//! whose own hash holds is:
+//!
+//! 1. copied to `<log>.cut-<seq>-<unix time>-from-<offset>` beside the log
+//!    (owner-only, like the log; written under a temporary name, fsync'd,
+//!    renamed, the directory fsync'd), where `seq` is the number the first
+//!    cut record would have had and `offset` where the cut began;
+//! 2. cut off the log (truncated back to the last good record, fsync'd);
+//! 3. recorded in the chain as a `log_repaired` record (no door) whose
+//!    details give `log`, the range `cut_start`..`cut_end` (end exclusive),
+//!    `cut_bytes`, `cut_sha256`, `kept_in` and `seqs_cut` (the numbers of
+//!    records that went with the cut, `[first, last]`, or null). The repair
+//!    takes the number after those, so no number names two records.
+//!
+//! A crash between the steps is repaired on the next start, once: before
+//! step 2 the same tail is found already kept, after it the kept file's
+//! name is enough to write the record. [`verify`] lists every repair and
+//! checks each kept file against the recorded hash.
+//!
+//! A last record that parses as one of ours but whose hash does not hold
+//! is not damage from a crash (a torn write cannot produce one): `open`
+//! refuses it, and the bridge runs without storage, refusing deliveries.
+//!
 //! Text fields (`door`, `decision`, `reason` and every string inside
 //! `details`) go through [`crate::redact::text`] before they are written, so
 //! an RTSP URL with credentials in a reason never reaches the disk.
@@ -48,6 +75,7 @@
 //! unlock), so do not run two of them at once. One `Store` per directory: two
 //! writers on the same audit log would interleave their chains.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -67,8 +95,12 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// `,"hash":"` + 64 hex digits + `"}`: how every line ends.
 const HASH_MEMBER_PREFIX: &[u8] = b",\"hash\":\"";
 const HASH_SUFFIX_LEN: usize = HASH_MEMBER_PREFIX.len() + 64 + 2;
-/// A last line longer than this is not one of ours.
-const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// The `decision` of the record a repair leaves in the chain.
+const LOG_REPAIRED: &str = "log_repaired";
+/// Between a log's name and the rest of a kept file's name.
+const KEPT_INFIX: &str = ".cut-";
+/// Where cut bytes are written before they get their kept file's name.
+const KEPT_TMP_SUFFIX: &str = ".cut.tmp";
 
 /// Why the store could not do what was asked. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +144,22 @@ pub struct Store {
 
 impl Store {
     /// Open the store in `storage.dir`, creating the directory if needed, and
-    /// resume the audit chain from the last complete record on disk. A torn
-    /// last line (a write cut short by a crash, never acknowledged) is cut
-    /// off; a last record that is not in the audit format is an error.
+    /// resume the audit chain from the last complete record on disk.
+    ///
+    /// A damaged end of the log (half a line left by a crash, garbage, lines
+    /// that are not audit records) is repaired, never silently: the damaged
+    /// bytes are moved to a file beside the log (see the module doc,
+    /// "Repairs"), the log is cut back to its last good record,
+    /// and a `log_repaired` record saying what was cut enters the chain. A
+    /// last record that *is* in the audit format but whose hash does not
+    /// hold is tampering, not a torn write: that is an error and nothing is
+    /// touched.
     pub fn open(storage: &config::Storage) -> Result<Store, StoreError> {
+        Store::open_at(storage, jiff::Timestamp::now())
+    }
+
+    /// [`Store::open`], with the time a repair is recorded at.
+    fn open_at(storage: &config::Storage, now: jiff::Timestamp) -> Result<Store, StoreError> {
         let dir = storage.dir.clone();
         fs::create_dir_all(&dir).map_err(io_err("create the storage directory", &dir))?;
         let rotated = rotated_files(&dir)?.last().map_or(0, |(n, _)| *n);
@@ -126,33 +170,34 @@ impl Store {
         if !existed {
             sync_dir(&dir)?;
         }
-        let (current_last, audit_len) = last_line(&mut audit, &path)?;
-        let last = match current_last {
-            Some((line, line_no)) => Some((line, line_no, path.clone())),
+        let mut resume = scan_log(&mut audit, &path)?;
+        let mut older = None;
+        if resume.last.is_none() && rotated > 0 {
             // A crash between rotating and the first record of the new file:
             // the chain continues from the newest rotated file.
-            None if rotated > 0 => {
-                let older = rotated_path(&dir, rotated);
-                let mut file = open_for_append(&older)?;
-                last_line(&mut file, &older)?
-                    .0
-                    .map(|(line, n)| (line, n, older.clone()))
-            }
-            None => None,
+            let older_path = rotated_path(&dir, rotated);
+            let mut file = open_for_append(&older_path)?;
+            let scan = scan_log(&mut file, &older_path)?;
+            older = Some((file, older_path, scan));
+        }
+        // Every file has been read and judged before anything is cut.
+        let audit_len = resume.good_end;
+        let next_seq = match &older {
+            Some((_, _, scan)) => scan.last.as_ref().map_or(1, |l| l.seq + 1),
+            None => resume.last.as_ref().map_or(1, |l| l.seq + 1),
         };
-        let (seq, prev) = match last {
+        if let Some((file, older_path, scan)) = &older {
+            set_aside_tail(&dir, file, older_path, scan, next_seq, now)?;
+        }
+        set_aside_tail(&dir, &audit, &path, &resume, next_seq, now)?;
+        if let Some((_, _, scan)) = older {
+            resume = scan;
+        }
+        let (seq, prev) = match &resume.last {
             None => (0, GENESIS.to_string()),
-            Some((line, line_no, from)) => {
-                let parsed = parse_line(&line).map_err(|why| StoreError::Corrupt {
-                    path: from.clone(),
-                    reason: format!(
-                        "last record (line {line_no}) cannot continue the chain: {why}"
-                    ),
-                })?;
-                (parsed.seq, sha256_hex(&line))
-            }
+            Some(last) => (last.seq, last.hash.clone()),
         };
-        Ok(Store {
+        let mut store = Store {
             dir,
             rotate_bytes: storage.audit_rotate_bytes,
             audit,
@@ -160,7 +205,76 @@ impl Store {
             seq,
             prev,
             rotated,
-        })
+        };
+        store.record_repairs(&resume, now)?;
+        Ok(store)
+    }
+
+    /// Append a `log_repaired` record for every kept file that the chain does
+    /// not mention yet: the one just set aside, and any left by a crash
+    /// between setting bytes aside and recording it.
+    fn record_repairs(&mut self, resume: &Scan, now: jiff::Timestamp) -> Result<(), StoreError> {
+        // A kept file is named after the seq its bytes would have had, so one
+        // from before the resumed file's first record was recorded long ago.
+        let floor = resume.first_seq.unwrap_or(self.seq + 1);
+        let mut pending: Vec<KeptName> = kept_files(&self.dir)?
+            .into_iter()
+            .filter(|k| k.seq >= floor && !resume.recorded.contains(&k.name))
+            .collect();
+        pending.sort_by(|a, b| (a.seq, a.unix, &a.name).cmp(&(b.seq, b.unix, &b.name)));
+        for kept in pending {
+            let path = self.dir.join(&kept.name);
+            let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+            let first = self.seq + 1;
+            let claimed = claimed_seqs(&bytes, first);
+            let seq = claimed.map_or(first, |last| last + 1);
+            let sha = sha256_hex(&bytes);
+            let end = kept.start + bytes.len() as u64;
+            let after = match self.seq {
+                0 => "before its first record".to_string(),
+                n => format!("after record {n}"),
+            };
+            let lost = match claimed {
+                None => String::new(),
+                Some(last) if last == first => format!("; record {first} was among them"),
+                Some(last) => format!("; records {first}-{last} were among them"),
+            };
+            let reason = format!(
+                "the audit log was damaged at its end, most likely by a crash or power cut \
+                 during a write: {} bytes {after} in {} (bytes {}-{end}) were moved to {} \
+                 (sha256 {sha}) and the log carries on from the last good record{lost}",
+                bytes.len(),
+                kept.log,
+                kept.start,
+                kept.name,
+            );
+            tracing::error!(
+                file = %self.dir.join(&kept.log).display(),
+                kept_in = %path.display(),
+                bytes = bytes.len(),
+                offset = kept.start,
+                sha256 = %sha,
+                "the audit log was damaged at its end: moved the damaged bytes aside and \
+                 recorded the repair in the log"
+            );
+            let record = AuditRecord {
+                at: now,
+                door: None,
+                decision: LOG_REPAIRED.into(),
+                reason,
+                details: serde_json::json!({
+                    "log": kept.log,
+                    "cut_start": kept.start,
+                    "cut_end": end,
+                    "cut_bytes": bytes.len(),
+                    "cut_sha256": sha,
+                    "kept_in": kept.name,
+                    "seqs_cut": claimed.map(|last| [first, last]),
+                }),
+            };
+            self.append_as(seq, &record)?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -213,7 +327,13 @@ impl Store {
     /// Append one record to the audit log and fsync it. On error nothing is
     /// counted: the next record carries on from the last one that was written.
     pub fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        let line = encode_line(self.seq + 1, record, &self.prev);
+        self.append_as(self.seq + 1, record)
+    }
+
+    /// [`Store::append`] with `seq` given: above the next one only for a
+    /// repair whose cut bytes held the numbers in between.
+    fn append_as(&mut self, seq: u64, record: &AuditRecord) -> Result<(), StoreError> {
+        let line = encode_line(seq, record, &self.prev);
         let grows_to = self.audit_len + line.len() as u64 + 1;
         if self.audit_len > 0 && grows_to > self.rotate_bytes {
             self.rotate()?;
@@ -233,7 +353,7 @@ impl Store {
             return Err(e);
         }
         self.audit_len += bytes.len() as u64;
-        self.seq += 1;
+        self.seq = seq;
         self.prev = sha256_hex(&line);
         Ok(())
     }
@@ -317,68 +437,223 @@ fn rotated_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
-/// A line's bytes (without newline) and its 1-based line number.
-type NumberedLine = (Vec<u8>, u64);
+/// The last good record of a log file.
+#[derive(Debug)]
+struct LastRecord {
+    seq: u64,
+    /// Hex SHA-256 of its line: the next record's `prev`.
+    hash: String,
+}
 
-/// The last complete line of `file` with its 1-based line number, and the
-/// length up to and including its newline. Bytes after the last newline (a
-/// torn write) are cut off the file.
-fn last_line(file: &mut File, path: &Path) -> Result<(Option<NumberedLine>, u64), StoreError> {
+/// What [`scan_log`] found in one log file.
+#[derive(Debug)]
+struct Scan {
+    /// The last complete record whose own hash holds.
+    last: Option<LastRecord>,
+    /// Length of the file up to and including that record's newline.
+    good_end: u64,
+    /// Everything after it: a torn write, garbage, lines that are not
+    /// records. Empty for a healthy file.
+    tail: Vec<u8>,
+    /// `seq` of the file's first line, if it has one.
+    first_seq: Option<u64>,
+    /// Kept files named by the `log_repaired` records of the file.
+    recorded: BTreeSet<String>,
+}
+
+/// Read a whole log file and find where its good part ends. A line in the
+/// audit format whose hash does not hold is an error: damage from a crash
+/// does not produce a well-formed record with a wrong hash, an edit does.
+fn scan_log(file: &mut File, path: &Path) -> Result<Scan, StoreError> {
+    // The file is bounded by the rotation size, and this happens once per
+    // start. Read no more than its length: a device file never ends.
     let len = file.metadata().map_err(io_err("inspect", path))?.len();
-    let mut tail: Vec<u8> = Vec::new();
-    let mut pos = len;
-    let (line, complete) = loop {
-        if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
-            let body = &tail[..end];
-            if let Some(start) = body.iter().rposition(|&b| b == b'\n') {
-                break (Some(body[start + 1..].to_vec()), pos + end as u64 + 1);
+    let mut all = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_err("read", path))?;
+    file.take(len)
+        .read_to_end(&mut all)
+        .map_err(io_err("read", path))?;
+
+    // Complete lines end with a newline; bytes after the last one are torn.
+    let mut good_end = all.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut last = None;
+    while good_end > 0 {
+        let body = &all[..good_end - 1];
+        let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = &body[start..];
+        match parse_line(line) {
+            Ok(parsed) => {
+                last = Some(LastRecord {
+                    seq: parsed.seq,
+                    hash: sha256_hex(line),
+                });
+                break;
             }
-            if pos == 0 {
-                break (Some(body.to_vec()), end as u64 + 1);
+            Err(why) if serde_json::from_slice::<Line>(line).is_ok() => {
+                let line_no = all[..good_end].iter().filter(|&&b| b == b'\n').count();
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "last record (line {line_no}) cannot continue the chain: {why}"
+                    ),
+                });
             }
-        } else if pos == 0 {
-            break (None, 0);
+            Err(_) => good_end = start,
         }
-        if tail.len() > MAX_RECORD_BYTES {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("last record is longer than {MAX_RECORD_BYTES} bytes"),
-            });
-        }
-        let take = pos.min(64 * 1024);
-        pos -= take;
-        let mut chunk = vec![0; take as usize];
-        file.seek(SeekFrom::Start(pos))
-            .map_err(io_err("read", path))?;
-        file.read_exact(&mut chunk).map_err(io_err("read", path))?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-    };
-    if complete < len {
-        tracing::warn!(
-            file = %path.display(),
-            bytes = len - complete,
-            "cutting off an incomplete audit record left by a crash"
-        );
-        file.set_len(complete).map_err(io_err("truncate", path))?;
-        file.sync_all().map_err(io_err("fsync", path))?;
     }
-    let numbered = match line {
-        None => None,
-        Some(line) => {
-            // Counting lines means reading the file once; it happens only at
-            // start and the file is bounded by the rotation size.
-            let mut all = Vec::new();
-            file.seek(SeekFrom::Start(0))
-                .map_err(io_err("read", path))?;
-            file.take(complete)
-                .read_to_end(&mut all)
-                .map_err(io_err("read", path))?;
-            let line_no = all.iter().filter(|&&b| b == b'\n').count() as u64;
-            Some((line, line_no))
+    let good = &all[..good_end];
+    let first_seq = good.split(|&b| b == b'\n').next().and_then(seq_of);
+    let recorded = good
+        .split(|&b| b == b'\n')
+        .filter(|line| contains(line, LOG_REPAIRED.as_bytes()))
+        .filter_map(|line| parse_line(line).ok())
+        .filter(|parsed| parsed.decision == LOG_REPAIRED)
+        .filter_map(|parsed| parsed.details["kept_in"].as_str().map(str::to_owned))
+        .collect();
+    Ok(Scan {
+        last,
+        good_end: good_end as u64,
+        tail: all[good_end..].to_vec(),
+        first_seq,
+        recorded,
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Move `scan`'s damaged tail out of the log at `path` and cut the log back
+/// to its last good record.
+///
+/// The order is what makes a crash at any point harmless: the bytes reach
+/// their own file (written under a temporary name, fsync'd, renamed, the
+/// directory fsync'd) before the log is cut. A crash before the cut leaves
+/// the same tail, which the next start finds already kept and does not copy
+/// twice; a crash after the cut leaves a kept file the chain does not
+/// mention yet, which [`Store::record_repairs`] then records.
+fn set_aside_tail(
+    dir: &Path,
+    log: &File,
+    path: &Path,
+    scan: &Scan,
+    next_seq: u64,
+    now: jiff::Timestamp,
+) -> Result<(), StoreError> {
+    if scan.tail.is_empty() {
+        return Ok(());
+    }
+    let log_name = file_name(path);
+    let already = kept_files(dir)?.into_iter().find(|k| {
+        k.log == log_name
+            && k.seq == next_seq
+            && k.start == scan.good_end
+            && fs::read(dir.join(&k.name)).is_ok_and(|bytes| bytes == scan.tail)
+    });
+    if already.is_none() {
+        let tmp = dir.join(format!("{log_name}{KEPT_TMP_SUFFIX}"));
+        let mut file = create_private(&tmp, true).map_err(io_err("create", &tmp))?;
+        file.write_all(&scan.tail).map_err(io_err("write", &tmp))?;
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(file);
+        let base = format!(
+            "{log_name}{KEPT_INFIX}{next_seq}-{}-from-{}",
+            now.as_second(),
+            scan.good_end
+        );
+        let mut name = base.clone();
+        let mut n = 1;
+        while dir.join(&name).exists() {
+            n += 1;
+            name = format!("{base}.{n}");
         }
-    };
-    Ok((numbered, complete))
+        let kept = dir.join(&name);
+        fs::rename(&tmp, &kept).map_err(io_err("rename into place", &kept))?;
+        sync_dir(dir)?;
+    }
+    log.set_len(scan.good_end)
+        .map_err(io_err("truncate", path))?;
+    log.sync_all().map_err(io_err("fsync", path))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// A file holding bytes cut off a log: `<log>.cut-<seq>-<unix time>-from-<offset>`,
+/// where `seq` is the number the first cut record would have had and
+/// `offset` is where the cut bytes began in the log. The name alone is
+/// enough to record the repair after a crash.
+#[derive(Debug)]
+struct KeptName {
+    name: String,
+    log: String,
+    seq: u64,
+    unix: i64,
+    start: u64,
+}
+
+fn parse_kept_name(name: &str) -> Option<KeptName> {
+    let (log, rest) = name.split_once(KEPT_INFIX)?;
+    let is_log = log == AUDIT_FILE
+        || log
+            .strip_prefix("audit.")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+    if !is_log {
+        return None;
+    }
+    let mut parts = rest.splitn(4, '-');
+    let seq = parts.next()?.parse().ok()?;
+    let unix = parts.next()?.parse().ok()?;
+    if parts.next()? != "from" {
+        return None;
+    }
+    // A `.<n>` suffix tells apart two cuts named in the same second.
+    let start = parts.next()?.split('.').next()?.parse().ok()?;
+    Some(KeptName {
+        name: name.to_string(),
+        log: log.to_string(),
+        seq,
+        unix,
+        start,
+    })
+}
+
+/// The kept files in `dir`.
+fn kept_files(dir: &Path) -> Result<Vec<KeptName>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        if let Some(kept) = entry.file_name().to_str().and_then(parse_kept_name) {
+            found.push(kept);
+        }
+    }
+    Ok(found)
+}
+
+/// The highest `seq` the cut bytes claim for a record of theirs, counting
+/// from `first`: each line in them begins `{"seq":N` if it was ever one of
+/// ours. Only numbers that fit (one per line) count, so garbage cannot push
+/// the chain's numbers arbitrarily far.
+fn claimed_seqs(cut: &[u8], first: u64) -> Option<u64> {
+    let lines = cut.split(|&b| b == b'\n').count() as u64;
+    cut.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let digits = line.strip_prefix(b"{\"seq\":")?;
+            let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            std::str::from_utf8(&digits[..len])
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        })
+        .filter(|&seq| seq >= first && seq < first + lines)
+        .max()
 }
 
 /// The hashed part of a line, in the order it is written.
@@ -398,15 +673,12 @@ struct Canonical<'a> {
 #[serde(deny_unknown_fields)]
 struct Line {
     seq: u64,
-    #[allow(dead_code)] // parsed to check the field is a timestamp
     at: jiff::Timestamp,
     #[allow(dead_code)]
     door: Option<String>,
-    #[allow(dead_code)]
     decision: String,
     #[allow(dead_code)]
     reason: String,
-    #[allow(dead_code)]
     details: serde_json::Value,
     prev: String,
     hash: String,
@@ -482,7 +754,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// What [`verify`] found. `Display` gives the one line for the CLI.
+/// What [`verify`] found. `Display` gives the text for the CLI: one line,
+/// plus one line per repair when the log was repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records whose hash and link to the one before were checked and hold
@@ -495,6 +768,115 @@ pub struct VerifyReport {
     pub last_seq: Option<u64>,
     /// The first record where the chain breaks.
     pub broken: Option<ChainBreak>,
+    /// The `log_repaired` records among the checked ones, oldest first.
+    pub repairs: Vec<Repair>,
+}
+
+/// A `log_repaired` record: bytes cut off the end of a log when the store
+/// opened, and where they were kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The repair record's own `seq` and time.
+    pub record: u64,
+    pub at: String,
+    /// The record before it in the chain, if it was checked.
+    pub after: Option<u64>,
+    /// The log the bytes were cut from, as named when they were cut.
+    pub log: String,
+    /// The byte range cut, `[start, end)`.
+    pub start: u64,
+    pub end: u64,
+    pub sha256: String,
+    /// `seq` numbers that went with the cut bytes (first, last).
+    pub seqs_cut: Option<(u64, u64)>,
+    /// The kept file's name, beside the log.
+    pub kept_in: String,
+    pub kept: Kept,
+}
+
+/// The kept file of a repair, checked against the recorded hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    Matches,
+    Missing,
+    Altered,
+}
+
+/// The kept files of all repairs in a report, taken together: what
+/// `audit verify` turns into its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptFiles {
+    /// The log was never repaired.
+    NoRepairs,
+    AllMatch,
+    /// At least one kept file is missing or does not match its hash: the
+    /// evidence of a repair was lost or changed after the repair.
+    MissingOrAltered,
+}
+
+impl Repair {
+    /// Read back from a checked `log_repaired` line in `file`; `None` if its
+    /// details are not those of a repair (then it is shown as any record).
+    fn read(parsed: &Line, after: Option<u64>, file: &Path) -> Option<Repair> {
+        let d = &parsed.details;
+        let kept_in = d["kept_in"].as_str()?.to_string();
+        let sha256 = d["cut_sha256"].as_str()?.to_string();
+        let seqs_cut = match &d["seqs_cut"] {
+            serde_json::Value::Array(v) if v.len() == 2 => Some((v[0].as_u64()?, v[1].as_u64()?)),
+            _ => None,
+        };
+        // Only a plain file name beside the log: a record must not send
+        // the checker anywhere else on the disk.
+        let plain = Path::new(&kept_in).file_name() == Some(std::ffi::OsStr::new(&kept_in));
+        let beside = file.parent().unwrap_or(Path::new("."));
+        let kept = match fs::read(beside.join(&kept_in)) {
+            Ok(bytes) if plain && sha256_hex(&bytes) == sha256 => Kept::Matches,
+            Ok(_) if plain => Kept::Altered,
+            _ => Kept::Missing,
+        };
+        Some(Repair {
+            record: parsed.seq,
+            at: parsed.at.to_string(),
+            after,
+            log: d["log"].as_str()?.to_string(),
+            start: d["cut_start"].as_u64()?,
+            end: d["cut_end"].as_u64()?,
+            sha256,
+            seqs_cut,
+            kept_in,
+            kept,
+        })
+    }
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {} ({}): {} bytes cut at offset {} of {}",
+            self.record,
+            self.at,
+            self.end.saturating_sub(self.start),
+            self.start,
+            self.log
+        )?;
+        if let Some(after) = self.after {
+            write!(f, " after record {after}")?;
+        }
+        write!(f, " (sha256 {}), kept in {}", self.sha256, self.kept_in)?;
+        match self.seqs_cut {
+            Some((first, last)) if first == last => {
+                write!(f, "; record {first} was in the cut bytes")?
+            }
+            Some((first, last)) => write!(f, "; records {first}-{last} were in the cut bytes")?,
+            None => {}
+        }
+        f.write_str(match self.kept {
+            Kept::Matches => "; the kept file matches",
+            Kept::Missing => "; the kept file is missing",
+            Kept::Altered => "; the kept file was altered (its sha256 differs)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,8 +890,20 @@ pub struct ChainBreak {
 }
 
 impl VerifyReport {
+    /// The chain holds from the first record to the last (repairs, if any,
+    /// are part of it).
     pub fn is_intact(&self) -> bool {
         self.broken.is_none()
+    }
+
+    pub fn kept_files(&self) -> KeptFiles {
+        if self.repairs.is_empty() {
+            KeptFiles::NoRepairs
+        } else if self.repairs.iter().all(|r| r.kept == Kept::Matches) {
+            KeptFiles::AllMatch
+        } else {
+            KeptFiles::MissingOrAltered
+        }
     }
 }
 
@@ -531,26 +925,42 @@ impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let files = if self.files == 1 { "file" } else { "files" };
         if let Some(broken) = &self.broken {
-            return write!(
+            write!(
                 f,
                 "audit log BROKEN at {broken}; {} record(s) before it are intact",
                 self.records
-            );
-        }
-        match (self.first_seq, self.last_seq) {
-            (Some(first), Some(last)) => {
-                write!(
+            )?;
+        } else {
+            match (self.first_seq, self.last_seq) {
+                (Some(first), Some(last)) if self.repairs.is_empty() => write!(
                     f,
                     "audit log intact: {} records (seq {first}-{last}) in {} {files}",
                     self.records, self.files
-                )?;
-                if first > 1 {
-                    write!(f, "; records before {first} are not in this log")?;
+                )?,
+                (Some(first), Some(last)) => {
+                    let n = self.repairs.len();
+                    write!(
+                        f,
+                        "audit log REPAIRED: chain intact over {} records (seq {first}-{last}) \
+                         in {} {files}, with {n} {}",
+                        self.records,
+                        self.files,
+                        if n == 1 { "repair" } else { "repairs" }
+                    )?;
                 }
-                Ok(())
+                _ => write!(f, "audit log intact: no records in {} {files}", self.files)?,
             }
-            _ => write!(f, "audit log intact: no records in {} {files}", self.files),
+            if let Some(first) = self.first_seq.filter(|&first| first > 1) {
+                write!(f, "; records before {first} are not in this log")?;
+            }
+            if !self.repairs.is_empty() {
+                f.write_str(":")?;
+            }
         }
+        for repair in &self.repairs {
+            write!(f, "\n  repair: {repair}")?;
+        }
+        Ok(())
     }
 }
 
@@ -574,6 +984,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         first_seq: None,
         last_seq: None,
         broken: None,
+        repairs: Vec::new(),
     };
     // (seq, hash of the line) of the last good record.
     let mut last: Option<(u64, String)> = None;
@@ -615,7 +1026,13 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
                     "prev does not match record {seq} (a record before it was removed, \
                      changed or inserted)"
                 )),
-                Some((seq, _)) if parsed.seq != seq + 1 => {
+                // A repair takes the numbers of the records it cut.
+                Some((seq, _))
+                    if parsed.seq != seq + 1
+                        && !(parsed.decision == LOG_REPAIRED
+                            && parsed.details["seqs_cut"]
+                                == serde_json::json!([seq + 1, parsed.seq.saturating_sub(1)])) =>
+                {
                     Some(format!("seq {} follows record {seq}", parsed.seq))
                 }
                 _ => None,
@@ -623,6 +1040,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
             if let Some(why) = why {
                 report.broken = Some(broken(parsed.seq, why));
                 return Ok(report);
+            }
+            if parsed.decision == LOG_REPAIRED {
+                let after = last.as_ref().map(|(seq, _)| *seq);
+                report.repairs.extend(Repair::read(&parsed, after, file));
             }
             report.records += 1;
             report.first_seq.get_or_insert(parsed.seq);
@@ -889,7 +1310,7 @@ mod tests {
     }
 
     #[test]
-    fn reopening_cuts_a_torn_last_line_and_resumes_after_rotation() {
+    fn reopening_repairs_a_torn_last_line_and_resumes_after_rotation() {
         let (tmp, store) = with_records(3, 1 << 20);
         let path = store.audit_path();
         drop(store);
@@ -899,7 +1320,9 @@ mod tests {
         drop(file);
         assert!(!verify(&path).expect("verify").is_intact());
         let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
-        store.append(&record(4, "after crash")).expect("append");
+        // The repair took 5; record 4 went with the cut bytes.
+        assert_eq!(store.last_seq(), 5);
+        store.append(&record(6, "after crash")).expect("append");
         assert!(verify(tmp.path()).expect("verify").is_intact());
 
         // A crash right after a rotation: audit.jsonl is empty, the chain
@@ -907,12 +1330,206 @@ mod tests {
         drop(store);
         fs::rename(&path, rotated_path(tmp.path(), 1)).expect("rename");
         let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
-        assert_eq!(store.last_seq(), 4);
-        store.append(&record(5, "after rotation")).expect("append");
+        assert_eq!(store.last_seq(), 6);
+        store.append(&record(7, "after rotation")).expect("append");
         let report = verify(tmp.path()).expect("verify");
+        assert!(report.is_intact(), "{report}");
+        assert_eq!((report.records, report.files), (6, 2));
+        assert_eq!(report.repairs.len(), 1, "{report}");
+        // The kept file still names the log by the name it had when cut.
+        assert_eq!(report.repairs[0].log, AUDIT_FILE);
+        assert_eq!(report.repairs[0].kept, Kept::Matches);
+    }
+
+    #[test]
+    fn a_torn_rotated_file_and_a_garbage_current_file_are_both_kept() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        // Rotated, then the rotated file lost the end of its last line and the
+        // new file got garbage instead of its first record.
+        let mut text = fs::read(&path).expect("read");
+        let torn_from = text.len() - 10;
+        let torn = text.split_off(torn_from);
+        fs::write(rotated_path(tmp.path(), 1), &text).expect("write rotated");
+        fs::write(&path, b"\0\0\0\0").expect("write garbage");
+        drop(torn);
+
+        let store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        // Record 3 was torn: the chain resumes after 2, and the two repairs
+        // take 4 and 5 (3 went with the first cut).
+        assert_eq!(store.last_seq(), 5);
+        let report = verify(tmp.path()).expect("verify");
+        assert!(report.is_intact(), "{report}");
+        let logs: Vec<&str> = report.repairs.iter().map(|r| r.log.as_str()).collect();
+        assert_eq!(logs, ["audit.1.jsonl", "audit.jsonl"], "{report}");
+        assert_eq!(report.kept_files(), KeptFiles::AllMatch);
+        assert_eq!(fs::read(&path).expect("read").len() as u64, {
+            // Only the two repair records are in the new file.
+            let current = lines(&path);
+            assert_eq!(current.len(), 2, "{current:?}");
+            current.iter().map(|l| l.len() as u64 + 1).sum::<u64>()
+        });
+    }
+
+    #[test]
+    fn a_crash_between_the_steps_of_a_repair_neither_loses_nor_doubles_it() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        let good = fs::read(&path).expect("read");
+        let tail = b"{\"seq\":4,\"at\":\"20".to_vec();
+        let mut torn = good.clone();
+        torn.extend_from_slice(&tail);
+        let at = jiff::Timestamp::from_second(1_780_000_100).expect("in range");
+        let scan = |file: &mut File| scan_log(file, &path).expect("scan");
+
+        // Crash after the bytes were kept, before the log was cut: the next
+        // start finds the same tail and keeps it once.
+        fs::write(&path, &torn).expect("write");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let found = scan(&mut file);
+        set_aside_tail(tmp.path(), &file, &path, &found, 4, at).expect("set aside");
+        fs::write(&path, &torn).expect("the cut never reached the disk");
+        drop(file);
+        let store = Store::open_at(&storage(tmp.path(), 1 << 20), at).expect("reopen");
+        assert_eq!(kept_files(tmp.path()).expect("list").len(), 1);
+        assert_eq!(repairs_in(tmp.path()).len(), 1);
+        assert_eq!(store.last_seq(), 5);
+        drop(store);
+
+        // Crash after the cut, before the repair was recorded: the kept file
+        // alone is enough to record it on the next start, with the same range.
+        let (tmp2, store) = with_records(3, 1 << 20);
+        let path2 = store.audit_path();
+        drop(store);
+        fs::write(&path2, &torn).expect("write");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path2)
+            .expect("open");
+        let found = scan_log(&mut file, &path2).expect("scan");
+        set_aside_tail(tmp2.path(), &file, &path2, &found, 4, at).expect("set aside");
+        drop(file);
+        assert_eq!(fs::read(&path2).expect("read"), good, "the log was cut");
+        let store = Store::open(&storage(tmp2.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 5);
+        let repairs = repairs_in(tmp2.path());
+        assert_eq!(repairs.len(), 1, "{repairs:?}");
+        assert_eq!(repairs[0]["details"]["cut_start"], good.len());
+        assert_eq!(repairs[0]["details"]["cut_sha256"], sha256_hex(&tail));
+        drop(store);
+        // And once recorded, opening again changes nothing.
+        let before = fs::read(&path2).expect("read");
+        let store = Store::open(&storage(tmp2.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 5);
+        assert_eq!(fs::read(&path2).expect("read"), before);
+        assert!(verify(tmp2.path()).expect("verify").is_intact());
+    }
+
+    /// The `log_repaired` records in `dir`'s current audit log.
+    fn repairs_in(dir: &Path) -> Vec<serde_json::Value> {
+        lines(&dir.join(AUDIT_FILE))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["decision"] == "log_repaired")
+            .collect()
+    }
+
+    #[test]
+    fn a_torn_tail_is_moved_aside_and_the_repair_enters_the_chain() {
+        let (tmp, store) = with_records(3, 1 << 20);
+        let path = store.audit_path();
+        drop(store);
+        let good_len = fs::metadata(&path).expect("metadata").len();
+        // A line that is not a record, then a crash halfway through record 4.
+        let tail = b"garbage from a bad sector\n{\"seq\":4,\"at\":\"2026-".to_vec();
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(&tail).expect("write");
+        drop(file);
+
+        let mut store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        // Record 4 went with the cut bytes: the repair is 5, the next is 6.
+        assert_eq!(store.last_seq(), 5);
+        let repairs = repairs_in(tmp.path());
+        assert_eq!(repairs.len(), 1, "{repairs:?}");
+        let repair = &repairs[0];
+        assert_eq!(repair["seq"], 5);
+        assert_eq!(repair["door"], serde_json::Value::Null);
+        let kept_in = repair["details"]["kept_in"].as_str().expect("kept_in");
+        assert!(kept_in.starts_with("audit.jsonl.cut-4-"), "{kept_in}");
         assert_eq!(
-            report.to_string(),
-            "audit log intact: 5 records (seq 1-5) in 2 files"
+            repair["details"],
+            serde_json::json!({
+                "log": "audit.jsonl",
+                "cut_start": good_len,
+                "cut_end": good_len + tail.len() as u64,
+                "cut_bytes": tail.len(),
+                "cut_sha256": sha256_hex(&tail),
+                "kept_in": kept_in,
+                "seqs_cut": [4, 4],
+            })
+        );
+        assert_eq!(fs::read(tmp.path().join(kept_in)).expect("kept"), tail);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(tmp.path().join(kept_in))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the kept file is private");
+        }
+        store
+            .append(&record(6, "after the repair"))
+            .expect("append");
+        assert_eq!(store.last_seq(), 6);
+
+        // Opening again finds nothing more to repair.
+        drop(store);
+        let store = Store::open(&storage(tmp.path(), 1 << 20)).expect("reopen");
+        assert_eq!(store.last_seq(), 6);
+        assert_eq!(repairs_in(tmp.path()).len(), 1);
+
+        let report = verify(tmp.path()).expect("verify");
+        assert!(report.is_intact(), "{report}");
+        let text = report.to_string();
+        assert!(
+            text.starts_with(
+                "audit log REPAIRED: chain intact over 5 records (seq 1-6) in 1 file, with 1 repair:"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "record 5 ({}): {} bytes cut at offset {good_len} of audit.jsonl after record 3 \
+                 (sha256 {}), kept in {kept_in}; record 4 was in the cut bytes; the kept file \
+                 matches",
+                repair["at"].as_str().expect("at"),
+                tail.len(),
+                sha256_hex(&tail),
+            )),
+            "{text}"
+        );
+        assert_eq!(report.kept_files(), KeptFiles::AllMatch);
+
+        fs::write(tmp.path().join(kept_in), b"something else").expect("alter");
+        let report = verify(tmp.path()).expect("verify");
+        assert!(
+            report.to_string().contains("the kept file was altered"),
+            "{report}"
+        );
+        assert_eq!(report.kept_files(), KeptFiles::MissingOrAltered);
+        fs::remove_file(tmp.path().join(kept_in)).expect("remove");
+        let report = verify(tmp.path()).expect("verify");
+        assert!(
+            report.to_string().contains("the kept file is missing"),
+            "{report}"
         );
     }
 
