@@ -606,4 +606,77 @@ mod tests {
         let _ = lock.command(t0, Want::Locked);
         assert_eq!(lock.handle_timeout(t0 - Duration::from_secs(50)), None);
     }
+
+    #[test]
+    fn unlocked_answer_to_a_lock_after_the_grace_is_a_jam_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        // Within the grace: possibly an echo of the old state.
+        assert_eq!(lock.handle_report(t0 + ms(200), &unlocked(None)), None);
+        assert_eq!(lock.display(), Some(LockDisplay::Locking));
+        assert_eq!(lock.poll_timeout(), Some(t0 + CONTRARY_GRACE));
+        // Nothing better came by the end of the grace: refused.
+        assert_eq!(
+            lock.handle_timeout(t0 + CONTRARY_GRACE),
+            Some(LockNote::Refused(Want::Locked))
+        );
+        assert_eq!(lock.display(), Some(LockDisplay::Jammed));
+        assert_eq!(lock.poll_timeout(), None);
+        // Repeating the same position does not clear it; a move does.
+        assert_eq!(lock.handle_report(t0 + ms(3000), &unlocked(None)), None);
+        assert!(lock.is_jammed());
+        let _ = lock.handle_report(t0 + ms(4000), &locked());
+        assert!(lock.is_secured());
+    }
+
+    #[test]
+    fn an_echo_within_the_grace_then_the_confirmation_is_no_jam() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        assert_eq!(lock.handle_report(t0 + ms(50), &unlocked(None)), None);
+        assert_eq!(
+            lock.handle_report(t0 + ms(900), &locked()),
+            Some(LockNote::Confirmed(Want::Locked))
+        );
+        assert_eq!(lock.handle_timeout(t0 + CONTRARY_GRACE), None);
+        assert!(lock.is_secured());
+        // A late contrary answer is refused without waiting.
+        let t1 = t0 + ms(5000);
+        let _ = lock.command(t1, Want::Unlocked);
+        assert_eq!(
+            lock.handle_report(t1 + CONTRARY_GRACE, &locked()),
+            Some(LockNote::Refused(Want::Unlocked))
+        );
+    }
+
+    #[test]
+    fn a_command_not_sent_runs_no_deadline_until_it_goes_out() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut lock = LockTracker::new(10 * s);
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        assert!(lock.not_sent(Want::Locked, "broker unreachable"));
+        assert!(!lock.not_sent(Want::Locked, "broker unreachable"));
+        assert_eq!(lock.poll_timeout(), None);
+        assert_eq!(lock.handle_timeout(t0 + 60 * s), None);
+        assert_eq!(lock.display(), Some(LockDisplay::Locking));
+        assert_eq!(
+            lock.blocking_reason().as_deref(),
+            Some("relock pending: broker unreachable")
+        );
+        // The old position reported meanwhile is no answer to it.
+        assert_eq!(lock.handle_report(t0 + 61 * s, &unlocked(None)), None);
+        assert!(!lock.is_jammed());
+        // Sent at last: the countdown starts now.
+        lock.sent(t0 + 70 * s, Want::Locked);
+        assert_eq!(lock.poll_timeout(), Some(t0 + 80 * s));
+        assert_eq!(lock.unsent(), None);
+    }
 }
