@@ -223,7 +223,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .collect::<Vec<_>>()
     {
         warn!(door, "delivery still open at shutdown: relocking");
-        shell.send_lock(&door, &LockCommand::Lock);
+        // Not sent is logged; the persisted session relocks at the next start.
+        let _ = shell.send_lock(&door, &LockCommand::Lock);
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -284,6 +285,15 @@ fn every_delivery_door(cfg: &Config) -> PersistedState {
             .map(|door| crate::core::CodeRecord::unreadable(door, at))
             .collect(),
         ..Default::default()
+    }
+}
+
+/// A refused lock command's reason, in the owner's words.
+fn unsent_reason(e: &LinkError) -> String {
+    match e {
+        LinkError::NotConnected { .. } | LinkError::Closed { .. } => "broker unreachable".into(),
+        LinkError::QueueFull { .. } => "MQTT outgoing queue full".into(),
+        other => redact::text(&other.to_string()),
     }
 }
 
@@ -366,7 +376,18 @@ impl Shell<'_> {
                         continue;
                     }
                     info!(door, command = ?command, "lock command");
-                    self.send_lock(door, command);
+                    // The core must know a command that never left: a
+                    // relock not sent is pending, not a silent lock.
+                    if let Err(reason) = self.send_lock(door, command) {
+                        follow_up.push(Event {
+                            at: now(),
+                            kind: EventKind::LockCommandUnsent {
+                                door: door.clone(),
+                                command: command.clone(),
+                                reason,
+                            },
+                        });
+                    }
                 }
                 Action::Audit(record) => {
                     if let Err(reason) = self.audit(record) {
@@ -428,13 +449,19 @@ impl Shell<'_> {
 
     /// Send a lock command through the door's backend. A relock that cannot
     /// go out now is remembered for the next connect; an unlock is not.
-    fn send_lock(&mut self, door: &str, command: &LockCommand) {
+    ///
+    /// # Errors
+    /// Why the command was not handed to the broker link (for the owner:
+    /// "broker unreachable"); it then certainly did not reach the lock.
+    fn send_lock(&mut self, door: &str, command: &LockCommand) -> Result<(), String> {
         let Some(devices) = self.devices.get(door) else {
             warn!(door, "lock command for a door that is not configured");
-            return;
+            return Err("door not configured".into());
         };
+        let mut result = Ok(());
         for out in devices.commands(command) {
             if let Err(e) = self.link.publish_command(&out.topic, out.payload) {
+                result = Err(unsent_reason(&e));
                 match command {
                     LockCommand::Lock => {
                         warn!(
@@ -449,6 +476,7 @@ impl Shell<'_> {
                 }
             }
         }
+        result
     }
 
     /// Turn what the broker delivered into an event for the core, or act on
@@ -458,8 +486,19 @@ impl Shell<'_> {
             Incoming::Connected => {
                 info!("connected to the MQTT broker");
                 self.republish();
+                let mut events = Vec::new();
                 for door in std::mem::take(&mut self.relock_later) {
-                    self.send_lock(&door, &LockCommand::Lock);
+                    // Only now does the lock have the relock: its
+                    // confirmation deadline starts now.
+                    if self.send_lock(&door, &LockCommand::Lock).is_ok() {
+                        events.push(Event {
+                            at: now(),
+                            kind: EventKind::LockCommandSent {
+                                door,
+                                command: LockCommand::Lock,
+                            },
+                        });
+                    }
                 }
                 // After an outage the locks may have moved: ask them.
                 for d in self.devices.values() {
@@ -469,7 +508,13 @@ impl Shell<'_> {
                         }
                     }
                 }
-                Vec::new()
+                // What must reach the locks whatever happened while the
+                // link was down (keypad slots) is the core's to decide.
+                events.push(Event {
+                    at: now(),
+                    kind: EventKind::LinkUp,
+                });
+                events
             }
             Incoming::Disconnected { reason } => {
                 warn!("MQTT broker connection lost: {}", redact::text(&reason));
@@ -634,7 +679,9 @@ impl Shell<'_> {
         error!("internal error in the delivery core: locking every door and restarting the core");
         let doors: Vec<String> = self.devices.keys().cloned().collect();
         for door in &doors {
-            self.send_lock(door, &LockCommand::Lock);
+            // Not sent: remembered for the next connect, and the fresh
+            // core below relocks any delivery in progress anyway.
+            let _ = self.send_lock(door, &LockCommand::Lock);
         }
         let at = now();
         let _ = self.audit(&AuditRecord {

@@ -696,3 +696,151 @@ async fn a_bridge_killed_at_random_points_of_twenty_deliveries_relocks_and_repor
     let verified = doorwarden::io::store::verify(home.storage()).expect("read the audit log");
     assert!(verified.is_intact(), "{verified}");
 }
+
+/// Issue 12, finding 3: a relock decided while the broker is down never
+/// left. It is not a lock fault: no `lock_unresponsive`, no JAMMED, and the
+/// delivery is not `completed` until the lock confirms the relock, which it
+/// can only do once the broker is back and the command has gone out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relock_held_back_by_a_broker_outage_is_pending_not_a_lock_fault() {
+    let mut broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    let rules = Rules {
+        confirm_timeout: "1s",
+        ..Rules::default()
+    };
+    let home = ProcessHome::start(&broker, rules).await;
+    let door = home.door();
+    ready(&mut obs, DOOR).await;
+    deliver(&mut obs, DOOR).await;
+
+    // The broker dies with the courier inside (door shut), then the camera
+    // goes: the interlock trips and the relock falls due with no broker.
+    broker.stop();
+    home.camera.refuse();
+    home.camera.drop_all();
+    wait_until("the trip to be audited", || {
+        !audited(&home.audit(), DOOR, "tripped").is_empty()
+    })
+    .await;
+    // Well past the retry and unresponsive deadlines (2 x confirm_timeout).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let audit = home.audit();
+    assert!(
+        audited(&audit, DOOR, "lock_unresponsive").is_empty(),
+        "a relock that never left was called a lock fault: {audit:#?}"
+    );
+    assert!(
+        audited(&audit, DOOR, "delivery_summary").is_empty(),
+        "the delivery ended before its relock was even sent: {audit:#?}"
+    );
+    let pending = audited(&audit, DOOR, "relock_pending");
+    assert_eq!(pending.len(), 1, "{audit:#?}");
+    assert_eq!(
+        pending[0]["reason"], "relock pending: broker unreachable",
+        "{audit:#?}"
+    );
+    assert_eq!(lock_commands(&door.lock, "LOCK"), 0);
+
+    // The broker is back: the relock reaches the lock and the delivery
+    // ends as it really ended (relocked, after a trip).
+    broker.restart();
+    let mut obs = observer(&broker).await;
+    wait_until("the relock to reach the lock", || {
+        lock_commands(&door.lock, "LOCK") >= 1
+    })
+    .await;
+    let seen = collect_until(&mut obs, |m| is_event(m, DOOR, "completed"), "completed").await;
+    for m in &seen {
+        if is_state(m, DOOR) {
+            assert_ne!(m.json()["lock"], "JAMMED", "{}", m.text());
+        }
+        assert!(!is_event(m, DOOR, "lock_unresponsive"), "{}", m.text());
+        assert!(!is_event(m, DOOR, "relock_failed"), "{}", m.text());
+    }
+    let completed = seen.last().map(|m| m.json()).unwrap_or_default();
+    assert_eq!(completed["compromised"], true, "{completed}");
+    assert_eq!(
+        completed["reason"], "relocked after the interlock tripped",
+        "{completed}"
+    );
+    assert!(door.lock.is_locked());
+    let audit = home.audit();
+    assert!(audited(&audit, DOOR, "lock_unresponsive").is_empty());
+    let summary = audited(&audit, DOOR, "delivery_summary");
+    assert_eq!(summary.len(), 1, "{audit:#?}");
+    assert_eq!(
+        summary[0]["details"]["outcome"],
+        "relocked after the interlock tripped"
+    );
+}
+
+/// How many "clear keypad slot `slot`" commands the simulated lock got.
+fn slot_clears(lock: &doorwarden::sim::zigbee2mqtt_lock::SimZigbeeLock, slot: u16) -> usize {
+    lock.received()
+        .iter()
+        .filter(|m| m["pin_code"]["user"] == slot && m["pin_code"]["pin_code"].is_null())
+        .count()
+}
+
+/// How many state refreshes (`<lock>/get`) the simulated lock got: one per
+/// connect of the bridge.
+fn refreshes(lock: &doorwarden::sim::zigbee2mqtt_lock::SimZigbeeLock) -> usize {
+    lock.received().iter().filter(|m| m["state"] == "").count()
+}
+
+/// Issue 12, finding 5: the keypad's delivery slot is cleared once the
+/// link is up (not before, where it was dropped), on every reconnect until
+/// the lock says the slot is empty, and not after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keypad_slot_is_cleared_on_every_connect_until_the_lock_confirms_it() {
+    let mut broker = Mosquitto::start();
+    let rules = Rules {
+        code_slot: Some(3),
+        ..Rules::default()
+    };
+    // A lock that hears but does not answer (out of radio range).
+    let home = ProcessHome::start_prepared(
+        &broker,
+        rules,
+        |_| {},
+        |doors| doors[0].lock.set_silent(true),
+    )
+    .await;
+    let lock = &home.door().lock;
+    wait_until("the slot clear after the first connect", || {
+        slot_clears(lock, 3) >= 1
+    })
+    .await;
+
+    // Unconfirmed: the next connect clears it again.
+    let before = refreshes(lock);
+    broker.restart();
+    wait_until("the slot clear after the reconnect", || {
+        slot_clears(lock, 3) >= 2
+    })
+    .await;
+    assert!(refreshes(lock) > before);
+
+    // The lock answers this time and reports the slot empty.
+    lock.set_silent(false);
+    broker.restart();
+    wait_until("the slot clear after the second reconnect", || {
+        slot_clears(lock, 3) >= 3
+    })
+    .await;
+    let audit_has_it = || {
+        audited(&home.audit(), "front_door", "code_slot")
+            .iter()
+            .any(|r| r["details"]["set"] == false)
+    };
+    wait_until("the bridge to hear the slot is empty", audit_has_it).await;
+    let clears = slot_clears(lock, 3);
+
+    // Confirmed: a further reconnect leaves the slot alone.
+    let before = refreshes(lock);
+    broker.restart();
+    wait_until("the bridge to reconnect", || refreshes(lock) > before).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slot_clears(lock, 3), clears);
+}

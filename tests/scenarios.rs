@@ -31,6 +31,16 @@
 //!   - lock: { door: front, auto_relock: 120 }   # the lock's auto-relock read back
 //!   - fake_lock: { front: { responds: false } }
 //!   - storage_failed: disk full
+//!   - link: down                      # the broker is unreachable: lock commands do not
+//!     # reach the fake locks and the core is told (as the shell does); `up`: held
+//!     # relocks go out, then the core hears the link is up. `link: down` at the top
+//!     # level starts the scenario with the broker unreachable.
+//!   - lock: { door: front, code_slot: 3, set: false }   # the lock reports a keypad slot
+//!   - expect_at_lock: "front clear_code 3"   # a command that reached the fake lock
+//!   - expect_not_at_lock: "front clear_code"
+//! fake_lock settings also take `stuck: true` (the bolt will not move: a LOCK is
+//! answered UNLOCKED), `echo: true` (the old position is reported at once, before
+//! the real answer) and `codes: false` (keypad slot commands go unanswered).
 //!   - wall_jump: -1h                  # the wall clock is stepped
 //!   - restart: {}                     # a new core from the last Persist
 //!   - restart: { down: 5m }           # ... after doorwarden was stopped for 5 min
@@ -100,6 +110,13 @@ struct FakeLock {
     state: LockState,
     /// `Some` when the lock has its own auto-relock (reported on Refresh).
     auto_relock: Option<u32>,
+    /// The bolt will not move: lock / unlock are answered with where it is.
+    stuck: bool,
+    /// The old position is reported at once after a lock / unlock (a
+    /// Zigbee2MQTT-style echo of the cached state), before the answer.
+    echo: bool,
+    /// Keypad slot commands are answered with the slot's state.
+    codes: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -123,6 +140,17 @@ pub struct Harness {
     persisted: PersistedState,
     /// Every code given to the core so far, none of which may be persisted.
     codes_given: Vec<String>,
+    /// Whether the (fake) broker link is up; lock commands reach the fake
+    /// locks only then.
+    link_up: bool,
+    /// Doors whose relock could not be sent, as the shell holds them.
+    relock_later: Vec<String>,
+    /// Commands refused while the link is down, for the core to hear of.
+    unsent: Vec<(String, LockCommand)>,
+    /// Lock commands that reached a fake lock: (when, "door command").
+    at_lock: Vec<(Instant, String)>,
+    /// Index in `at_lock` where the current step begins.
+    at_lock_from: usize,
 }
 
 const SEED: [u8; 32] = [7; 32];
@@ -162,6 +190,9 @@ impl Harness {
                     delay: Duration::from_millis(300),
                     state: LockState::Locked,
                     auto_relock: None,
+                    stuck: false,
+                    echo: false,
+                    codes: true,
                 };
                 (name.clone(), lock)
             })
@@ -180,6 +211,11 @@ impl Harness {
             mark: start.mono,
             persisted: PersistedState::default(),
             codes_given: Vec::new(),
+            link_up: true,
+            relock_later: Vec::new(),
+            unsent: Vec::new(),
+            at_lock: Vec::new(),
+            at_lock_from: 0,
         }
     }
 
@@ -194,6 +230,35 @@ impl Harness {
             self.react(&action);
             self.recorded.push((self.now.mono, action));
         }
+        // As the shell does: the core hears of every command that did not
+        // leave, after the batch.
+        for (door, command) in std::mem::take(&mut self.unsent) {
+            self.feed(EventKind::LockCommandUnsent {
+                door,
+                command,
+                reason: "broker unreachable".into(),
+            });
+        }
+    }
+
+    /// The broker goes away or comes back (the shell's side of it).
+    fn set_link(&mut self, up: bool) {
+        self.link_up = up;
+        if !up {
+            return;
+        }
+        for door in std::mem::take(&mut self.relock_later) {
+            let lock = Action::Lock {
+                door: door.clone(),
+                command: LockCommand::Lock,
+            };
+            self.react(&lock);
+            self.feed(EventKind::LockCommandSent {
+                door,
+                command: LockCommand::Lock,
+            });
+        }
+        self.feed(EventKind::LinkUp);
     }
 
     /// What the fake devices and the store do with an action.
@@ -211,6 +276,15 @@ impl Harness {
                 self.persisted = state.clone();
             }
             Action::Lock { door, command } => {
+                if !self.link_up {
+                    if *command == LockCommand::Lock && !self.relock_later.contains(door) {
+                        self.relock_later.push(door.clone());
+                    }
+                    self.unsent.push((door.clone(), command.clone()));
+                    return;
+                }
+                self.at_lock
+                    .push((self.now.mono, format!("{door} {}", render_command(command))));
                 let Some(lock) = self.locks.get_mut(door) else {
                     return;
                 };
@@ -218,7 +292,27 @@ impl Harness {
                     return;
                 }
                 let at = self.now.mono + lock.delay;
+                let moves = matches!(command, LockCommand::Lock | LockCommand::Unlock);
+                if moves && lock.echo {
+                    let echo = DoorReport::Lock {
+                        state: lock.state,
+                        source: None,
+                    };
+                    let soon = self.now.mono + Duration::from_millis(50).min(lock.delay);
+                    self.queued.push((soon, door.clone(), echo));
+                }
+                let codes = matches!(
+                    command,
+                    LockCommand::SetCode { .. } | LockCommand::ClearCode { .. }
+                );
+                if codes && !lock.codes {
+                    return;
+                }
                 let report = match command {
+                    LockCommand::Lock | LockCommand::Unlock if lock.stuck => DoorReport::Lock {
+                        state: lock.state,
+                        source: None,
+                    },
                     LockCommand::Lock => {
                         lock.state = LockState::Locked;
                         DoorReport::Lock {
@@ -433,17 +527,7 @@ fn render(action: &Action) -> String {
                 codes.join(",")
             )
         }
-        Action::Lock { door, command } => {
-            let cmd = match command {
-                LockCommand::Lock => "lock".to_string(),
-                LockCommand::Unlock => "unlock".to_string(),
-                LockCommand::Refresh => "refresh".to_string(),
-                LockCommand::SetAutoRelock(s) => format!("set_auto_relock {s}"),
-                LockCommand::SetCode { slot, .. } => format!("set_code {slot}"),
-                LockCommand::ClearCode { slot } => format!("clear_code {slot}"),
-            };
-            format!("lock {door} {cmd}")
-        }
+        Action::Lock { door, command } => format!("lock {door} {}", render_command(command)),
         Action::DoorState(s) => format!(
             "door {} lock={} delivery={} door={} interlock={} entries_left={} backstop={} compromised={}",
             s.door,
@@ -489,6 +573,17 @@ fn render(action: &Action) -> String {
             a.decision,
             a.reason
         ),
+    }
+}
+
+fn render_command(command: &LockCommand) -> String {
+    match command {
+        LockCommand::Lock => "lock".to_string(),
+        LockCommand::Unlock => "unlock".to_string(),
+        LockCommand::Refresh => "refresh".to_string(),
+        LockCommand::SetAutoRelock(s) => format!("set_auto_relock {s}"),
+        LockCommand::SetCode { slot, .. } => format!("set_code {slot}"),
+        LockCommand::ClearCode { slot } => format!("clear_code {slot}"),
     }
 }
 
@@ -573,6 +668,15 @@ fn configure_fake_locks(h: &mut Harness, v: &Value) {
         if let Some(s) = text_field(settings, "state") {
             lock.state = lock_state(&s);
         }
+        if let Some(v) = field(settings, "stuck") {
+            lock.stuck = v.as_bool().unwrap_or(false);
+        }
+        if let Some(v) = field(settings, "echo") {
+            lock.echo = v.as_bool().unwrap_or(false);
+        }
+        if let Some(v) = field(settings, "codes") {
+            lock.codes = v.as_bool().unwrap_or(true);
+        }
     }
 }
 
@@ -633,6 +737,11 @@ fn lock_report(v: &Value) -> (String, DoorReport) {
         "auto" => MoveSource::Auto,
         _ => MoveSource::Other,
     });
+    if let Some(slot) = field(v, "code_slot").and_then(Value::as_u64) {
+        let slot = u16::try_from(slot).unwrap_or_else(|_| panic!("code_slot: {slot} too big"));
+        let set = field(v, "set").and_then(Value::as_bool).unwrap_or(false);
+        return (door, DoorReport::CodeSlot { slot, set });
+    }
     if let Some(secs) = field(v, "auto_relock").and_then(Value::as_u64) {
         let secs = u32::try_from(secs).unwrap_or_else(|_| panic!("auto_relock: {secs} too big"));
         return (door, DoorReport::AutoRelock(secs));
@@ -684,6 +793,9 @@ fn run_scenario(path: &Path) {
     if let Some(v) = field(&doc, "fake_lock") {
         configure_fake_locks(&mut h, v);
     }
+    if text_field(&doc, "link").as_deref() == Some("down") {
+        h.link_up = false;
+    }
     if let Some(v) = field(&doc, "cameras") {
         for (cam, mode) in v.as_mapping().into_iter().flatten() {
             h.set_camera(&as_text(cam), camera_mode(&as_text(mode)));
@@ -714,6 +826,7 @@ fn run_scenario(path: &Path) {
         let is_expect = kind.starts_with("expect") || kind == "mark";
         if !is_expect {
             h.step_from = h.recorded.len();
+            h.at_lock_from = h.at_lock.len();
         }
         let from = h.step_from;
         let fail = |h: &Harness, what: String| -> ! {
@@ -779,6 +892,27 @@ fn run_scenario(path: &Path) {
                 h.feed(EventKind::Door { door, report });
             }
             "fake_lock" => configure_fake_locks(&mut h, &arg),
+            "link" => match as_text(&arg).as_str() {
+                "down" => h.set_link(false),
+                "up" => h.set_link(true),
+                other => panic!("{label}: link is `up` or `down`, not `{other}`"),
+            },
+            "expect_at_lock" | "expect_not_at_lock" => {
+                let want = as_text(&arg);
+                let hit = h.at_lock[h.at_lock_from..]
+                    .iter()
+                    .any(|(_, c)| c.contains(&want));
+                if hit != (kind == "expect_at_lock") {
+                    let got: Vec<&str> = h.at_lock[h.at_lock_from..]
+                        .iter()
+                        .map(|(_, c)| c.as_str())
+                        .collect();
+                    fail(
+                        &h,
+                        format!("`{want}` at the lock: {hit}; the lock got {got:?}"),
+                    );
+                }
+            }
             "storage_failed" => h.feed(EventKind::StorageFailed {
                 reason: as_text(&arg),
             }),
@@ -1009,6 +1143,9 @@ scenarios!(
     end_delivery_survives_restart,
     restart_keeps_entries_without_code,
     wrong_code_lockout_survives_restart,
+    relock_pending_broker_down,
+    stuck_bolt,
+    keypad_slot_cleared_on_connect,
 );
 
 #[test]

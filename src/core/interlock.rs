@@ -436,6 +436,10 @@ pub struct Door {
     /// The door's limits as this door last asked the store to hold them.
     limits_saved: Option<DoorRecord>,
     code_in_lock: bool,
+    /// The lock has not yet reported the keypad slot as doorwarden last
+    /// asked (empty, or holding the delivery PIN): asked again on every
+    /// connect of the broker link until it does.
+    slot_unconfirmed: bool,
     code_counter: u64,
     seed: [u8; 32],
     failures: CodeFailures,
@@ -487,6 +491,7 @@ impl Door {
             code_saved: None,
             limits_saved: None,
             code_in_lock: false,
+            slot_unconfirmed: false,
             code_counter: 0,
             seed,
             failures: CodeFailures::default(),
@@ -679,6 +684,11 @@ impl Door {
         storage: Option<&str>,
         keypad: bool,
     ) -> Option<String> {
+        // A relock that has not left is the first thing the owner must know
+        // about this door, whatever else holds deliveries back.
+        if self.lock.unsent().is_some() {
+            return self.lock.blocking_reason();
+        }
         if let Some(problem) = storage {
             return Some(format!("storage unavailable: {problem}"));
         }
@@ -753,14 +763,105 @@ impl Door {
     // ---- inputs --------------------------------------------------------
 
     /// Once, before any event: ask the lock where it is, and clear the
-    /// delivery slot (a crash may have left a code in it).
+    /// delivery slot (a crash may have left a code in it). The broker link
+    /// is usually not up yet; the clear is asked again on every connect
+    /// until the lock confirms the slot is empty ([`Door::handle_link_up`]).
     pub fn start(&mut self, ctx: &mut Ctx) {
         ctx.out.push(self.lock_action(LockCommand::Refresh));
         if let Some(slot) = self.rules.code_slot {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
             self.code_in_lock = false;
+            self.slot_unconfirmed = true;
         }
+    }
+
+    /// The broker link is up (again). A keypad slot the lock has not
+    /// confirmed is put right: cleared, or, while a delivery code is in it
+    /// on purpose, given the PIN again (setting the same PIN twice is
+    /// harmless; clearing it would lock the courier out of an open window).
+    pub fn handle_link_up(&mut self, ctx: &mut Ctx) {
+        let Some(slot) = self.rules.code_slot else {
+            return;
+        };
+        if !self.slot_unconfirmed {
+            return;
+        }
+        let pin = self
+            .code
+            .as_ref()
+            .and_then(|c| c.plain.clone())
+            .filter(|_| self.code_in_lock);
+        let reason = match pin {
+            Some(code) => {
+                ctx.out
+                    .push(self.lock_action(LockCommand::SetCode { slot, code }));
+                format!(
+                    "keypad slot {slot} not confirmed by the lock; setting the delivery code again"
+                )
+            }
+            None => {
+                ctx.out
+                    .push(self.lock_action(LockCommand::ClearCode { slot }));
+                format!("keypad slot {slot} not confirmed empty by the lock; clearing it again")
+            }
+        };
+        self.audit(ctx, "code_slot_retry", &reason, json!({ "slot": slot }));
+    }
+
+    /// The shell could not hand `command` to the broker link (`why`: for
+    /// the owner). A relock is held by the shell until the reconnect: it
+    /// is pending, not a lock fault, so no deadline runs. An unlock is
+    /// dropped by the shell: a delivery waiting for it relocks instead.
+    pub fn handle_unsent(&mut self, ctx: &mut Ctx, command: &LockCommand, why: &str) {
+        match command {
+            LockCommand::Lock => {
+                if !self.lock.not_sent(Want::Locked, why) {
+                    return;
+                }
+                let reason = format!("relock pending: {why}");
+                self.event(ctx, DeliveryEventKind::RelockPending, &reason, None, None);
+                self.audit(ctx, "relock_pending", &reason, json!({}));
+            }
+            LockCommand::Unlock => {
+                if !self.lock.not_sent(Want::Unlocked, why) {
+                    return;
+                }
+                self.lock.abandon();
+                let reason = format!("unlock not sent: {why}");
+                self.audit(ctx, "unlock_not_sent", &reason, json!({}));
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::Unlocking)
+                {
+                    self.relock(ctx, &reason);
+                }
+            }
+            // Keypad slots are put right on the next connect; a refresh is
+            // asked on every connect anyway; an auto-relock value that did
+            // not arrive is never read back, so the backstop is not shown
+            // armed.
+            LockCommand::Refresh
+            | LockCommand::SetAutoRelock(_)
+            | LockCommand::SetCode { .. }
+            | LockCommand::ClearCode { .. } => {}
+        }
+    }
+
+    /// A relock held back by the shell has gone out now: from here the
+    /// lock is waited for as for any command.
+    pub fn handle_sent(&mut self, ctx: &mut Ctx, command: &LockCommand) {
+        if *command != LockCommand::Lock {
+            return;
+        }
+        self.lock.sent(ctx.now.mono, Want::Locked);
+        self.audit(
+            ctx,
+            "relock_sent",
+            "the relock held back while the broker was unreachable was sent",
+            json!({}),
+        );
     }
 
     /// A delivery that was in progress when doorwarden stopped: relock it
@@ -1138,6 +1239,8 @@ impl Door {
             DoorReport::AutoRelock(secs) => self.auto_relock_read(*secs),
             DoorReport::CodeSlot { slot, set } => {
                 if Some(*slot) == self.rules.code_slot {
+                    // As asked: done. Otherwise the next connect asks again.
+                    self.slot_unconfirmed = *set != self.code_in_lock;
                     let reason = format!(
                         "keypad slot {slot} {}",
                         if *set { "set" } else { "cleared" }
@@ -1358,6 +1461,7 @@ impl Door {
                 ctx.out.push(self.lock_action(command));
             }
             LockNote::Unresponsive(want) => self.lock_unresponsive(ctx, want),
+            LockNote::Refused(want) => self.lock_refused(ctx, want, source),
             LockNote::Availability(up) => {
                 let reason = if up {
                     "lock reachable again"
@@ -1420,7 +1524,33 @@ impl Door {
     }
 
     fn lock_jammed(&mut self, ctx: &mut Ctx, pending: Option<Want>, source: Option<MoveSource>) {
-        let reason = "lock reports a jam".to_string();
+        let jam = "lock reports a jam";
+        self.jammed_because(ctx, jam, "lock jammed while relocking", pending, source);
+    }
+
+    /// The lock answered the pending command with the opposite position:
+    /// its bolt would not move. A refused relock is a jam and ends the
+    /// delivery as `relock_failed` at once; a refused unlock leaves the
+    /// door locked (safe), but the courier cannot get in, so the owner
+    /// hears it at once too and the delivery relocks as after any jam.
+    fn lock_refused(&mut self, ctx: &mut Ctx, want: Want, source: Option<MoveSource>) {
+        let reason = match want {
+            Want::Locked => "lock jammed: reported unlocked after the relock",
+            Want::Unlocked => "lock jammed: reported locked after the unlock",
+        };
+        self.jammed_because(ctx, reason, reason, Some(want), source);
+    }
+
+    /// `relock_outcome`: how a delivery whose relock this jam stopped ends.
+    fn jammed_because(
+        &mut self,
+        ctx: &mut Ctx,
+        reason: &str,
+        relock_outcome: &str,
+        pending: Option<Want>,
+        source: Option<MoveSource>,
+    ) {
+        let reason = reason.to_string();
         let mut ev = self.delivery_event(DeliveryEventKind::LockJammed, &reason);
         ev.source = source;
         ctx.out.push(Action::DeliveryEvent(ev));
@@ -1431,7 +1561,7 @@ impl Door {
             json!({ "pending": pending.map(Want::as_str) }),
         );
         match self.session.as_ref().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking) => self.give_up_relock(ctx, "lock jammed while relocking"),
+            Some(Phase::Relocking) => self.give_up_relock(ctx, relock_outcome),
             Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
             _ => {}
         }
@@ -1614,6 +1744,7 @@ impl Door {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
             self.code_in_lock = false;
+            self.slot_unconfirmed = true;
         }
         if code.expose().is_empty() {
             self.code = None;
@@ -1663,6 +1794,7 @@ impl Door {
                 // The store learns the slot may hold the PIN before the
                 // lock does, so that a restart clears it.
                 self.code_in_lock = true;
+                self.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 ctx.out
                     .push(self.lock_action(LockCommand::SetCode { slot, code }));
@@ -1677,6 +1809,7 @@ impl Door {
                 ctx.out
                     .push(self.lock_action(LockCommand::ClearCode { slot }));
                 self.code_in_lock = false;
+                self.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 self.audit(
                     ctx,
@@ -1892,7 +2025,14 @@ impl Door {
         } else {
             DeliveryState::Completed
         });
-        let mut ev = self.delivery_event(DeliveryEventKind::Completed, outcome);
+        // `completed` only when nobody owes this door a relock any more;
+        // a relock the lock never confirmed ends it as a failure.
+        let kind = if self.relock_owed.is_some() {
+            DeliveryEventKind::RelockFailed
+        } else {
+            DeliveryEventKind::Completed
+        };
+        let mut ev = self.delivery_event(kind, outcome);
         ev.duration_s = Some(open_s);
         ev.compromised = Some(s.compromised);
         ctx.out.push(Action::DeliveryEvent(ev));

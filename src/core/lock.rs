@@ -16,6 +16,26 @@
 //! Any later bolt report clears both conditions: the lock is talking again
 //! and says where its bolt is.
 //!
+//! # A command that has not left
+//!
+//! The deadline measures the lock, so it runs only while the command is on
+//! its way. When the shell could not hand a command to the broker link
+//! ([`LockTracker::not_sent`]) the wait stops: no retry, no unresponsive,
+//! the lock is not JAMMED, and [`LockTracker::blocking_reason`] says the
+//! relock is pending and why. [`LockTracker::sent`] starts the countdown
+//! when the command finally goes out.
+//!
+//! # The bolt answering no
+//!
+//! A lock whose bolt is blocked answers a LOCK by reporting UNLOCKED (and a
+//! refused UNLOCK by reporting LOCKED). A report of the old position can
+//! also be an echo of the state from before the command (Zigbee2MQTT repeats
+//! its cached state with every attribute report), so a contrary report in
+//! the first [`CONTRARY_GRACE`] after the send is held back: if nothing
+//! better arrives by the end of the grace, or a contrary report arrives
+//! after it, the lock has refused ([`LockNote::Refused`]) and is JAMMED at
+//! once, instead of waiting out both confirmation deadlines.
+//!
 //! # Driving it
 //!
 //! `handle_report` for every report from the door's lock, `handle_timeout`
@@ -26,6 +46,15 @@
 use std::time::{Duration, Instant};
 
 use super::{DoorReport, LockCommand, LockDisplay, LockState, MoveSource};
+
+/// How long after a command is sent a report of the old bolt position is
+/// taken as a possible echo rather than the lock's answer. Echoes of the
+/// cached state follow a command within a few hundred milliseconds (the
+/// command's own acknowledgement, a battery report in flight); a motor
+/// that tried and stalled takes about a second to give up. 1.5 s covers the
+/// echoes with room to spare and still alerts a stuck bolt within two
+/// seconds, well before the first confirmation deadline.
+pub const CONTRARY_GRACE: Duration = Duration::from_millis(1500);
 
 /// Where doorwarden asked the bolt to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +112,10 @@ pub enum LockNote {
     Retry(LockCommand),
     /// No confirmation after the retry either.
     Unresponsive(Want),
+    /// The lock answered the pending command with the opposite position
+    /// (after [`CONTRARY_GRACE`]): its bolt would not move. The lock is
+    /// JAMMED from now on.
+    Refused(Want),
     /// The backend says the lock became reachable / unreachable.
     Availability(bool),
 }
@@ -91,15 +124,17 @@ pub enum LockNote {
 enum Timer {
     /// The pending command's confirmation deadline.
     Confirm,
+    /// The end of the grace for a contrary report.
+    Contrary,
 }
 
 impl Timer {
-    const ALL: [Timer; 1] = [Timer::Confirm];
+    const ALL: [Timer; 2] = [Timer::Confirm, Timer::Contrary];
 }
 
 /// One timer slot per [`Timer`]; the next wake-up is the earliest slot.
 #[derive(Debug, Clone, Default)]
-struct Timers([Option<Instant>; 1]);
+struct Timers([Option<Instant>; 2]);
 
 impl Timers {
     fn set(&mut self, t: Timer, at: Instant) {
@@ -136,6 +171,16 @@ pub struct LockTracker {
     source: Option<MoveSource>,
     battery: Option<u8>,
     pending: Option<Pending>,
+    /// Why the pending command has not left (the shell could not hand it to
+    /// the broker link); `None` once it has, or with nothing pending.
+    unsent: Option<String>,
+    /// The lock reported the old position within the grace after the
+    /// pending command was sent.
+    contrary: bool,
+    /// Where the bolt stayed when the lock refused a command: reports of
+    /// that same position do not clear the jam (the lock keeps repeating
+    /// it); a move away from it, or a new command, does.
+    refused_at: Option<LockState>,
     timers: Timers,
 }
 
@@ -150,6 +195,9 @@ impl LockTracker {
             source: None,
             battery: None,
             pending: None,
+            unsent: None,
+            contrary: false,
+            refused_at: None,
             timers: Timers::default(),
         }
     }
@@ -186,6 +234,11 @@ impl LockTracker {
         self.pending
     }
 
+    /// Why the pending command could not be sent yet, if it could not.
+    pub fn unsent(&self) -> Option<&str> {
+        self.unsent.as_deref()
+    }
+
     /// Locked, confirmed by the lock, reachable, not jammed or unresponsive,
     /// and nothing in flight: the door is secured.
     pub fn is_secured(&self) -> bool {
@@ -207,6 +260,12 @@ impl LockTracker {
         }
         if self.unresponsive {
             return Some("lock unresponsive (did not confirm the last command)".into());
+        }
+        if let (Some(p), Some(why)) = (self.pending, &self.unsent) {
+            return Some(match p.want {
+                Want::Locked => format!("relock pending: {why}"),
+                Want::Unlocked => format!("unlock not sent: {why}"),
+            });
         }
         if let Some(p) = self.pending {
             return Some(format!("lock busy (waiting for it to {})", p.want.as_str()));
@@ -248,30 +307,69 @@ impl LockTracker {
     /// still pending (the last wish wins, with a fresh retry budget).
     #[must_use]
     pub fn command(&mut self, now: Instant, want: Want) -> LockCommand {
+        self.sent(now, want);
+        want.command()
+    }
+
+    /// The command for `want` has gone out (now, or only now after it was
+    /// held back): wait for the lock from `now`, with a fresh retry budget.
+    pub fn sent(&mut self, now: Instant, want: Want) {
+        self.clear_pending();
+        self.refused_at = None;
         self.pending = Some(Pending {
             want,
             attempt: 1,
             sent: now,
         });
         self.timers.set(Timer::Confirm, now + self.confirm_timeout);
-        want.command()
+    }
+
+    /// The shell could not hand the pending command for `want` to the
+    /// broker link (`why`: "broker unreachable", ...): it has not left, so
+    /// the lock is not waited for until [`LockTracker::sent`]. Returns
+    /// whether this is news (the first refusal of this command).
+    pub fn not_sent(&mut self, want: Want, why: &str) -> bool {
+        if self.pending.is_none_or(|p| p.want != want) {
+            return false;
+        }
+        self.timers.stop(Timer::Confirm);
+        self.timers.stop(Timer::Contrary);
+        self.contrary = false;
+        let fresh = self.unsent.is_none();
+        self.unsent = Some(why.to_string());
+        fresh
     }
 
     /// Forget a pending command without waiting for it (the shell could not
     /// carry it out, e.g. storage failed before a delivery unlock).
     pub fn abandon(&mut self) {
+        self.clear_pending();
+    }
+
+    fn clear_pending(&mut self) {
         self.pending = None;
+        self.unsent = None;
+        self.contrary = false;
         self.timers.stop(Timer::Confirm);
+        self.timers.stop(Timer::Contrary);
+    }
+
+    /// The lock will not move its bolt: JAMMED, nothing waited for.
+    fn refused(&mut self, want: Want) -> LockNote {
+        self.clear_pending();
+        self.jammed = true;
+        self.refused_at = Some(self.state);
+        LockNote::Refused(want)
     }
 
     /// A report from the lock's backend. Reports not about the lock
     /// (contact, code slots, auto-relock) are ignored here.
-    pub fn handle_report(&mut self, _now: Instant, report: &DoorReport) -> Option<LockNote> {
+    pub fn handle_report(&mut self, now: Instant, report: &DoorReport) -> Option<LockNote> {
         match report {
-            DoorReport::Lock { state, source } => self.handle_bolt(*state, *source),
+            DoorReport::Lock { state, source } => self.handle_bolt(now, *state, *source),
             DoorReport::Jammed => {
-                let pending = self.pending.take().map(|p| p.want);
-                self.timers.stop(Timer::Confirm);
+                let pending = self.pending.map(|p| p.want);
+                self.clear_pending();
                 let fresh = !self.jammed;
                 self.jammed = true;
                 // A lock repeating its jam state is not news.
@@ -293,13 +391,22 @@ impl LockTracker {
         }
     }
 
-    fn handle_bolt(&mut self, state: LockState, source: Option<MoveSource>) -> Option<LockNote> {
+    fn handle_bolt(
+        &mut self,
+        now: Instant,
+        state: LockState,
+        source: Option<MoveSource>,
+    ) -> Option<LockNote> {
         let before = self.state;
         self.state = state;
         if state != LockState::Unknown {
-            // A bolt report means the lock is talking and not stuck.
+            // A bolt report means the lock is talking and not stuck,
+            // unless it only repeats the position it refused to leave.
             self.unresponsive = false;
-            self.jammed = false;
+            if self.refused_at != Some(state) {
+                self.jammed = false;
+                self.refused_at = None;
+            }
         }
         // A report of the bolt implies the backend reached the lock.
         if self.available.is_none() {
@@ -307,8 +414,7 @@ impl LockTracker {
         }
         if let Some(p) = self.pending {
             if p.want.state() == state {
-                self.pending = None;
-                self.timers.stop(Timer::Confirm);
+                self.clear_pending();
                 // The lock tells its radio commands apart from the keypad
                 // and the thumb-turn, not doorwarden's from another
                 // controller's; the one pending here is doorwarden's.
@@ -318,9 +424,20 @@ impl LockTracker {
                 };
                 return Some(LockNote::Confirmed(p.want));
             }
-            // A report still showing the old position is the lock echoing
-            // its state before moving; keep waiting.
-            return None;
+            // A command that has not left has no answer yet: this is just
+            // where the bolt is.
+            if self.unsent.is_some() || state == LockState::Unknown {
+                return None;
+            }
+            // The old position within the grace may be an echo of the
+            // state from before the command: decide when the grace ends.
+            let grace_ends = p.sent + CONTRARY_GRACE;
+            if now < grace_ends {
+                self.contrary = true;
+                self.timers.set(Timer::Contrary, grace_ends);
+                return None;
+            }
+            return Some(self.refused(p.want));
         }
         if state == before || state == LockState::Unknown {
             return None;
@@ -349,13 +466,26 @@ impl LockTracker {
                             sent: now,
                             ..p
                         });
+                        self.contrary = false;
+                        self.timers.stop(Timer::Contrary);
                         self.timers.set(Timer::Confirm, now + self.confirm_timeout);
                         note = Some(LockNote::Retry(p.want.command()));
                     } else {
-                        self.pending = None;
+                        self.clear_pending();
                         self.unresponsive = true;
                         note = Some(LockNote::Unresponsive(p.want));
                     }
+                }
+                Timer::Contrary => {
+                    let Some(p) = self.pending else { continue };
+                    // Still showing the old position at the end of the
+                    // grace: that was the lock's answer, not an echo.
+                    let still_contrary =
+                        self.state != p.want.state() && self.state != LockState::Unknown;
+                    if self.contrary && still_contrary {
+                        return Some(self.refused(p.want));
+                    }
+                    self.contrary = false;
                 }
             }
         }
@@ -475,5 +605,78 @@ mod tests {
         assert_eq!(lock.blocking_reason().as_deref(), Some("lock unavailable"));
         let _ = lock.command(t0, Want::Locked);
         assert_eq!(lock.handle_timeout(t0 - Duration::from_secs(50)), None);
+    }
+
+    #[test]
+    fn unlocked_answer_to_a_lock_after_the_grace_is_a_jam_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        // Within the grace: possibly an echo of the old state.
+        assert_eq!(lock.handle_report(t0 + ms(200), &unlocked(None)), None);
+        assert_eq!(lock.display(), Some(LockDisplay::Locking));
+        assert_eq!(lock.poll_timeout(), Some(t0 + CONTRARY_GRACE));
+        // Nothing better came by the end of the grace: refused.
+        assert_eq!(
+            lock.handle_timeout(t0 + CONTRARY_GRACE),
+            Some(LockNote::Refused(Want::Locked))
+        );
+        assert_eq!(lock.display(), Some(LockDisplay::Jammed));
+        assert_eq!(lock.poll_timeout(), None);
+        // Repeating the same position does not clear it; a move does.
+        assert_eq!(lock.handle_report(t0 + ms(3000), &unlocked(None)), None);
+        assert!(lock.is_jammed());
+        let _ = lock.handle_report(t0 + ms(4000), &locked());
+        assert!(lock.is_secured());
+    }
+
+    #[test]
+    fn an_echo_within_the_grace_then_the_confirmation_is_no_jam() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lock = LockTracker::new(Duration::from_secs(10));
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        assert_eq!(lock.handle_report(t0 + ms(50), &unlocked(None)), None);
+        assert_eq!(
+            lock.handle_report(t0 + ms(900), &locked()),
+            Some(LockNote::Confirmed(Want::Locked))
+        );
+        assert_eq!(lock.handle_timeout(t0 + CONTRARY_GRACE), None);
+        assert!(lock.is_secured());
+        // A late contrary answer is refused without waiting.
+        let t1 = t0 + ms(5000);
+        let _ = lock.command(t1, Want::Unlocked);
+        assert_eq!(
+            lock.handle_report(t1 + CONTRARY_GRACE, &locked()),
+            Some(LockNote::Refused(Want::Unlocked))
+        );
+    }
+
+    #[test]
+    fn a_command_not_sent_runs_no_deadline_until_it_goes_out() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut lock = LockTracker::new(10 * s);
+        let _ = lock.handle_report(t0, &unlocked(None));
+        let _ = lock.command(t0, Want::Locked);
+        assert!(lock.not_sent(Want::Locked, "broker unreachable"));
+        assert!(!lock.not_sent(Want::Locked, "broker unreachable"));
+        assert_eq!(lock.poll_timeout(), None);
+        assert_eq!(lock.handle_timeout(t0 + 60 * s), None);
+        assert_eq!(lock.display(), Some(LockDisplay::Locking));
+        assert_eq!(
+            lock.blocking_reason().as_deref(),
+            Some("relock pending: broker unreachable")
+        );
+        // The old position reported meanwhile is no answer to it.
+        assert_eq!(lock.handle_report(t0 + 61 * s, &unlocked(None)), None);
+        assert!(!lock.is_jammed());
+        // Sent at last: the countdown starts now.
+        lock.sent(t0 + 70 * s, Want::Locked);
+        assert_eq!(lock.poll_timeout(), Some(t0 + 80 * s));
+        assert_eq!(lock.unsent(), None);
     }
 }

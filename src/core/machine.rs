@@ -432,6 +432,25 @@ impl Core {
                     self.with_door(name, now, &mut out, |d, ctx| d.handle_storage_failed(ctx));
                 }
             }
+            EventKind::LockCommandUnsent {
+                door,
+                command,
+                reason,
+            } => {
+                let reason = crate::redact::text(&reason);
+                self.with_door(&door, now, &mut out, |d, ctx| {
+                    d.handle_unsent(ctx, &command, &reason)
+                });
+            }
+            EventKind::LockCommandSent { door, command } => {
+                self.with_door(&door, now, &mut out, |d, ctx| d.handle_sent(ctx, &command));
+            }
+            EventKind::LinkUp => {
+                let names: Vec<String> = self.doors.keys().cloned().collect();
+                for name in &names {
+                    self.with_door(name, now, &mut out, |d, ctx| d.handle_link_up(ctx));
+                }
+            }
         }
         self.refresh_doors(now, &mut out);
         self.publish_changes(&mut out);

@@ -101,6 +101,24 @@ pub enum EventKind {
     /// Writing the delivery state to disk failed; deliveries must be refused
     /// until a later write succeeds.
     StorageFailed { reason: String },
+    /// The shell could not hand a lock command from the core to the broker
+    /// link, so it certainly did not reach the lock. `reason` is for the
+    /// owner ("broker unreachable"). A relock is then held by the shell and
+    /// sent after the reconnect ([`EventKind::LockCommandSent`]); any other
+    /// command is dropped.
+    LockCommandUnsent {
+        door: String,
+        command: LockCommand,
+        reason: String,
+    },
+    /// A lock command the shell held back (see
+    /// [`EventKind::LockCommandUnsent`]) has now gone out: the lock's
+    /// confirmation deadline starts now.
+    LockCommandSent { door: String, command: LockCommand },
+    /// The broker link is up (after every connect, once subscribed).
+    /// Commands that must reach the locks whatever happened while it was
+    /// down (clearing a keypad slot) are issued again.
+    LinkUp,
 }
 
 /// A summary of one complete video frame; the core never sees video.
@@ -359,10 +377,16 @@ pub enum DeliveryEventKind {
     DoorForced,
     ManualUnlock,
     RestartedDuringDelivery,
+    /// A relock could not be sent yet (broker unreachable); it goes out as
+    /// soon as it can. Not a lock fault.
+    RelockPending,
+    /// A delivery ended without the lock confirming its relock (lock
+    /// unresponsive, jammed): the door may be unlocked. The reason says why.
+    RelockFailed,
 }
 
 impl DeliveryEventKind {
-    pub const ALL: [DeliveryEventKind; 16] = [
+    pub const ALL: [DeliveryEventKind; 18] = [
         DeliveryEventKind::WindowOpened,
         DeliveryEventKind::WindowClosed,
         DeliveryEventKind::Granted,
@@ -379,6 +403,8 @@ impl DeliveryEventKind {
         DeliveryEventKind::DoorForced,
         DeliveryEventKind::ManualUnlock,
         DeliveryEventKind::RestartedDuringDelivery,
+        DeliveryEventKind::RelockPending,
+        DeliveryEventKind::RelockFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -399,6 +425,8 @@ impl DeliveryEventKind {
             DeliveryEventKind::DoorForced => "door_forced",
             DeliveryEventKind::ManualUnlock => "manual_unlock",
             DeliveryEventKind::RestartedDuringDelivery => "restarted_during_delivery",
+            DeliveryEventKind::RelockPending => "relock_pending",
+            DeliveryEventKind::RelockFailed => "relock_failed",
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Rules {
     pub relock_after_close: &'static str,
     pub entries_per_window: u32,
     pub warmup: &'static str,
+    /// The keypad slot doorwarden may use for delivery codes.
+    pub code_slot: Option<u16>,
 }
 
 impl Default for Rules {
@@ -69,6 +71,7 @@ impl Default for Rules {
             relock_after_close: "500ms",
             entries_per_window: 3,
             warmup: "500ms",
+            code_slot: None,
         }
     }
 }
@@ -105,6 +108,9 @@ pub fn config_text(rules: &Rules, broker: &Mosquitto, camera_url: &str, storage:
              entries_per_window: {}\n    on_camera_loss: relock\n",
             rules.max_unlocked, rules.relock_after_close, rules.entries_per_window
         ));
+        if let Some(slot) = rules.code_slot {
+            text.push_str(&format!("    code_slot: {slot}\n"));
+        }
     }
     text.push_str(&format!(
         "storage:\n  dir: {:?}\n",
@@ -262,6 +268,18 @@ impl ProcessHome {
         rules: Rules,
         prepare: impl FnOnce(&Path),
     ) -> ProcessHome {
+        ProcessHome::start_prepared(broker, rules, prepare, |_| {}).await
+    }
+
+    /// Like [`ProcessHome::start_with`], also letting `devices` set up the
+    /// simulated devices (a silent lock, say) before the bridge first
+    /// talks to them.
+    pub async fn start_prepared(
+        broker: &Mosquitto,
+        rules: Rules,
+        prepare: impl FnOnce(&Path),
+        devices: impl FnOnce(&[DoorSims]),
+    ) -> ProcessHome {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).expect("storage dir");
@@ -283,6 +301,7 @@ impl ProcessHome {
                 contact,
             });
         }
+        devices(&doors);
         let config = dir.path().join("doorwarden.yaml");
         std::fs::write(
             &config,
