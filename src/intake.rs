@@ -113,7 +113,8 @@ pub struct Intake {
     unreported: BTreeMap<String, Unreported>,
     warnings: Vec<String>,
     dropped: Dropped,
-    last: Option<(Instant, String)>,
+    /// When, from where and why the latest message was turned away.
+    last: Option<(Instant, String, Why)>,
 }
 
 impl Intake {
@@ -145,13 +146,7 @@ impl Intake {
     /// `detail` (may be empty) says what was wrong with it and must hold no
     /// part of the payload.
     pub fn turned_away(&mut self, now: Instant, source: &str, why: Why, detail: &str) {
-        match why {
-            Why::TooMany => self.dropped.rate_limited += 1,
-            Why::TooLarge { .. } => self.dropped.oversized += 1,
-            Why::Malformed => self.dropped.malformed += 1,
-            Why::Retained => self.dropped.retained += 1,
-        }
-        self.last = Some((now, format!("{} on {source}", why.words())));
+        self.counted(now, source, why);
         let key = if self.unreported.len() >= MAX_SOURCES && !self.unreported.contains_key(source) {
             OTHER
         } else {
@@ -169,7 +164,26 @@ impl Intake {
         entry.count += 1;
         entry.why = why;
         detail.clone_into(&mut entry.detail);
-        self.collect(now);
+    }
+
+    /// Counts a message turned away that the caller logs itself: it shows in
+    /// [`Intake::health`], not in [`Intake::take_warnings`].
+    pub fn counted(&mut self, now: Instant, source: &str, why: Why) {
+        match why {
+            Why::TooMany => self.dropped.rate_limited += 1,
+            Why::TooLarge { .. } => self.dropped.oversized += 1,
+            Why::Malformed => self.dropped.malformed += 1,
+            Why::Retained => self.dropped.retained += 1,
+        }
+        // A flood repeats its source: reuse the string rather than
+        // allocate one per message.
+        match &mut self.last {
+            Some((at, last_source, last_why)) if last_source == source => {
+                *at = now;
+                *last_why = why;
+            }
+            last => *last = Some((now, source.to_string(), why)),
+        }
     }
 
     /// Log lines due at `now`: for each source, the first message turned
@@ -223,11 +237,11 @@ impl Intake {
         let recent = self
             .last
             .as_ref()
-            .filter(|(at, _)| now.saturating_duration_since(*at) < PROBLEM_FOR);
+            .filter(|(at, _, _)| now.saturating_duration_since(*at) < PROBLEM_FOR);
         Health {
             problem: recent.is_some(),
             reason: recent
-                .map(|(_, what)| format!("dropped: {what}"))
+                .map(|(_, source, why)| format!("dropped: {} on {source}", why.words()))
                 .unwrap_or_default(),
             dropped: self.dropped,
         }

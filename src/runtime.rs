@@ -66,6 +66,8 @@ pub enum RuntimeError {
 const CAMERA_QUEUE: usize = 4096;
 /// How long a clean shutdown waits for camera teardowns and the MQTT link.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Messages from the broker handled in one turn of the loop, at most.
+const MQTT_BATCH: usize = 64;
 /// How often the bridge's problem entity and the counts of dropped messages
 /// are brought up to date when nothing else happens.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
@@ -177,9 +179,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         relock_later: BTreeSet::new(),
         intake: Intake::new(),
         link_failed: None,
+        problem_shown: false,
     };
     // The problem entity starts off, so Home Assistant has a state for it.
-    shell.report_drops(Instant::now());
+    shell.publish_health(Instant::now());
     let first = core.start(now());
     for event in shell.carry_out(first) {
         shell.handle(&mut core, event);
@@ -199,10 +202,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         let events = tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = cam_rx.recv() => vec![ev],
-            Some(msg) = mqtt_rx.recv() => shell.incoming(msg),
+            Some(msg) = mqtt_rx.recv() => {
+                // Under a flood, take what is already waiting in one turn
+                // of the loop rather than pay for a deadline and a timer per
+                // message; the batch is small, so a camera event or a due
+                // deadline waits at most that long.
+                let mut events = shell.incoming(msg);
+                for _ in 1..MQTT_BATCH {
+                    match mqtt_rx.try_recv() {
+                        Ok(msg) => events.extend(shell.incoming(msg)),
+                        Err(_) => break,
+                    }
+                }
+                events
+            }
             _ = sleep => vec![Event { at: now(), kind: EventKind::Tick }],
             _ = health.tick() => {
-                shell.report_drops(Instant::now());
+                shell.tick_health(Instant::now());
                 Vec::new()
             }
         };
@@ -316,6 +332,8 @@ struct Shell<'a> {
     intake: Intake,
     /// Set when the link has stopped for good: the loop ends with an error.
     link_failed: Option<String>,
+    /// Whether the problem entity last published was on.
+    problem_shown: bool,
 }
 
 impl Shell<'_> {
@@ -460,7 +478,13 @@ impl Shell<'_> {
         };
         let mut result = Ok(());
         for out in devices.commands(command) {
-            if let Err(e) = self.link.publish_command(&out.topic, out.payload) {
+            // Asking a lock for its state is not safety: it waits behind
+            // nothing urgent and nothing urgent waits behind it.
+            let queued = match command {
+                LockCommand::Refresh => self.link.publish_query(&out.topic, out.payload),
+                _ => self.link.publish_command(&out.topic, out.payload),
+            };
+            if let Err(e) = queued {
                 result = Err(unsent_reason(&e));
                 match command {
                     LockCommand::Lock => {
@@ -503,7 +527,7 @@ impl Shell<'_> {
                 // After an outage the locks may have moved: ask them.
                 for d in self.devices.values() {
                     for out in d.refresh() {
-                        if let Err(e) = self.link.publish_command(&out.topic, out.payload) {
+                        if let Err(e) = self.link.publish_query(&out.topic, out.payload) {
                             debug!("refresh not sent: {e}");
                         }
                     }
@@ -531,27 +555,49 @@ impl Shell<'_> {
                 Vec::new()
             }
             Incoming::CommandsNotSent(unsent) => {
+                // Accepted while connected, taken back when the connection
+                // dropped: for the core, exactly a command the link refused.
+                let mut events = Vec::new();
                 for m in unsent {
-                    let relock = self.devices.iter().find(|(_, d)| {
-                        d.commands(&LockCommand::Lock)
-                            .iter()
-                            .any(|out| out.topic == m.topic && out.payload == m.payload)
+                    let found = self.devices.iter().find_map(|(door, d)| {
+                        [LockCommand::Lock, LockCommand::Unlock]
+                            .into_iter()
+                            .find(|c| {
+                                d.commands(c)
+                                    .iter()
+                                    .any(|out| out.topic == m.topic && out.payload == m.payload)
+                            })
+                            .map(|c| (door.clone(), c))
                     });
-                    match relock {
-                        Some((door, _)) => {
-                            warn!(
-                                door,
-                                "relock not sent before the connection dropped; will send it when the broker is back"
-                            );
-                            self.relock_later.insert(door.clone());
-                        }
-                        None => warn!(
+                    let Some((door, command)) = found else {
+                        warn!(
                             topic = m.topic,
                             "command not sent before the connection dropped"
-                        ),
+                        );
+                        continue;
+                    };
+                    if command == LockCommand::Lock {
+                        warn!(
+                            door,
+                            "relock not sent before the connection dropped; will send it when the broker is back"
+                        );
+                        self.relock_later.insert(door.clone());
+                    } else {
+                        warn!(
+                            door,
+                            "unlock not sent before the connection dropped; dropped"
+                        );
                     }
+                    events.push(Event {
+                        at: now(),
+                        kind: EventKind::LockCommandUnsent {
+                            door,
+                            command,
+                            reason: "broker unreachable".into(),
+                        },
+                    });
                 }
-                Vec::new()
+                events
             }
             Incoming::Failed { reason } => {
                 error!("{}", redact::text(&reason));
@@ -569,13 +615,31 @@ impl Shell<'_> {
         self.report_drops(at);
     }
 
-    /// The log lines due for dropped messages, and the problem entity when
-    /// it changed. Cheap when nothing changed: called for every drop.
+    /// The log lines due for dropped messages; the problem entity at once
+    /// when it turns on (its counts follow with the next tick, so a flood
+    /// is not answered with a flood of states). Called for every drop.
     fn report_drops(&mut self, at: Instant) {
         for line in self.intake.take_warnings(at) {
             warn!("{line}");
         }
-        for m in self.mirror.health(&self.intake.health(at)) {
+        if !self.problem_shown {
+            self.publish_health(at);
+        }
+    }
+
+    /// Log lines still due, and the problem entity when it changed: on the
+    /// runtime's health tick.
+    fn tick_health(&mut self, at: Instant) {
+        for line in self.intake.take_warnings(at) {
+            warn!("{line}");
+        }
+        self.publish_health(at);
+    }
+
+    fn publish_health(&mut self, at: Instant) {
+        let health = self.intake.health(at);
+        self.problem_shown = health.problem;
+        for m in self.mirror.health(&health) {
             if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
                 debug!("{e}");
                 self.mirror.forget(&m.topic);
@@ -617,8 +681,17 @@ impl Shell<'_> {
                 return Vec::new();
             }
             CommandParse::RetainedIgnored { topic } => {
-                debug!(topic, "ignoring a retained message on a command topic");
-                self.drop_message(&source, Why::Retained, "");
+                // Retained copies arrive once per subscribe, so a configured
+                // door's topics give a handful of lines per connect: each is
+                // worth its own. Made-up doors are not bounded; they share
+                // the once-a-minute count.
+                if source == topic {
+                    warn!(topic, "ignoring a retained message on a command topic");
+                    self.intake.counted(Instant::now(), &source, Why::Retained);
+                    self.report_drops(Instant::now());
+                } else {
+                    self.drop_message(&source, Why::Retained, "");
+                }
                 return Vec::new();
             }
             CommandParse::Malformed { topic, reason } => {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::mosquitto::{Mosquitto, Received, TestClient};
 use process_home::{
     LONG, ProcessHome, Rules, audited, collect_until, current_state, door_topic, is_event,
-    is_state, lock_commands, lock_discovery_topic, request, wait_all, wait_live, wait_lock_shown,
-    wait_until,
+    is_state, lock_commands, lock_discovery_topic, ready, request, wait_all, wait_live,
+    wait_lock_shown, wait_until,
 };
 
 const DOOR: &str = "front_door";
@@ -25,24 +25,6 @@ async fn observer(broker: &Mosquitto) -> TestClient {
     let mut obs = TestClient::connect(broker).await;
     obs.subscribe("doorwarden/#").await;
     obs
-}
-
-/// Camera live and the lock known to be locked, in whichever order the
-/// bridge reports them.
-async fn ready(obs: &mut TestClient, door: &str) {
-    let camera = process_home::camera_state_topic();
-    wait_all(
-        obs,
-        &[
-            ("the camera to be live", &|m: &Received| {
-                m.topic == camera && m.json()["live"] == true
-            }),
-            ("the lock to be shown LOCKED", &|m: &Received| {
-                is_state(m, door) && m.json()["lock"] == "LOCKED"
-            }),
-        ],
-    )
-    .await;
 }
 
 /// Window granted, courier let in: returns once the lock confirmed.
@@ -843,4 +825,60 @@ async fn the_keypad_slot_is_cleared_on_every_connect_until_the_lock_confirms_it(
     wait_until("the bridge to reconnect", || refreshes(lock) > before).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slot_clears(lock, 3), clears);
+}
+
+/// Issue 12, finding 4: a bolt that cannot move answers the relock with the
+/// position it never left. That is a jam, said at once, not an echo waited
+/// out until both confirmation deadlines pass, and the delivery does not end
+/// `completed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_bolt_answering_the_relock_with_unlocked_is_a_jam_at_once() {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    let home = ProcessHome::start(&broker, Rules::default()).await;
+    let door = home.door();
+    ready(&mut obs, DOOR).await;
+    deliver(&mut obs, DOOR).await;
+
+    door.lock.set_bolt_blocked(true);
+    obs.publish(&door_topic(DOOR, "delivery/end/set"), "PRESS", false)
+        .await;
+    // The first word on the lock after the relock is the jam.
+    let first = obs
+        .wait_for(
+            |m| {
+                [
+                    "lock_jammed",
+                    "lock_unresponsive",
+                    "completed",
+                    "relock_failed",
+                ]
+                .iter()
+                .any(|kind| is_event(m, DOOR, kind))
+            },
+            LONG,
+            "what the bridge makes of the blocked bolt",
+        )
+        .await
+        .json();
+    assert_eq!(first["event_type"], "lock_jammed", "{first}");
+    let reason = first["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("reported unlocked after the relock"),
+        "{reason}"
+    );
+    // Said on the lock's first answer: no retry was sent to a blocked bolt.
+    assert_eq!(lock_commands(&door.lock, "LOCK"), 1);
+    let shown = current_state(&broker, DOOR).await;
+    assert_eq!(shown["lock"], "JAMMED", "{shown}");
+
+    let ended = collect_until(
+        &mut obs,
+        |m| is_event(m, DOOR, "relock_failed") || is_event(m, DOOR, "completed"),
+        "the delivery to end",
+    )
+    .await;
+    let last = ended.last().map(Received::json).unwrap_or_default();
+    assert_eq!(last["event_type"], "relock_failed", "{last}");
+    assert_eq!(last["compromised"], true, "{last}");
 }

@@ -50,6 +50,8 @@
 //!   ([`Incoming::Connected`]) restores every retained state.
 //! - [`LinkHandle::publish_safety`] (delivery events: a trip, a relock, a
 //!   forced door) queues on the safety lane, connected or not.
+//! - [`LinkHandle::publish_query`] (asking a lock for its state) queues on
+//!   the normal lane, only while connected.
 //! - [`LinkHandle::publish_command`] (commands to a lock) only queues while
 //!   connected and otherwise returns [`LinkError::NotConnected`]: a command
 //!   must not sit in a queue and move a lock minutes later. Commands still
@@ -400,6 +402,22 @@ impl LinkHandle {
             });
         }
         self.enqueue(topic, payload.into(), false, Lane::Safety, true)
+    }
+
+    /// Queues a request for a device's state (not retained) on the normal
+    /// lane, only while connected: asking again after a reconnect is the
+    /// runtime's job, and it must never hold up a lock command.
+    ///
+    /// # Errors
+    ///
+    /// As [`LinkHandle::publish_command`].
+    pub fn publish_query(&self, topic: &str, payload: impl Into<Vec<u8>>) -> Result<(), LinkError> {
+        if !self.is_connected() {
+            return Err(LinkError::NotConnected {
+                topic: topic.to_string(),
+            });
+        }
+        self.enqueue(topic, payload.into(), false, Lane::Normal, false)
     }
 
     /// Whether the link is connected and subscribed right now.

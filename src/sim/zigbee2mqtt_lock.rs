@@ -9,7 +9,8 @@
 //! - Device state is not retained (Zigbee2MQTT's default); availability and
 //!   `bridge/state` are.
 //! - Knobs: [`SimZigbeeLock::set_silent`] (never answers),
-//!   [`SimZigbeeLock::jam_next_command`], [`SimZigbeeLock::manual_unlock`] /
+//!   [`SimZigbeeLock::jam_next_command`], [`SimZigbeeLock::set_bolt_blocked`],
+//!   [`SimZigbeeLock::manual_unlock`] /
 //!   [`SimZigbeeLock::manual_lock`] (thumb-turn), [`SimZigbeeLock::set_online`],
 //!   [`SimZigbeeLock::set_response_delay`].
 
@@ -214,6 +215,9 @@ struct ZigbeeLockState {
     /// The last move ended half-thrown (`not_fully_locked`).
     jammed: bool,
     jam_next: bool,
+    /// The bolt cannot move (a door frame out of line): every lock/unlock
+    /// ends where it started.
+    blocked: bool,
     silent: bool,
     online: bool,
     delay: Duration,
@@ -256,6 +260,7 @@ impl SimZigbeeLock {
             locked: true,
             jammed: false,
             jam_next: false,
+            blocked: false,
             silent: false,
             online: true,
             delay: Duration::ZERO,
@@ -312,6 +317,13 @@ impl SimZigbeeLock {
     /// The next lock/unlock leaves the bolt half-thrown: `not_fully_locked`.
     pub fn jam_next_command(&self) {
         locked(&self.state).jam_next = true;
+    }
+
+    /// Block the bolt, or free it: while blocked, the motor tries for a
+    /// second on each lock/unlock, gives up, and the lock reports the
+    /// position it never left.
+    pub fn set_bolt_blocked(&self, blocked: bool) {
+        locked(&self.state).blocked = blocked;
     }
 
     /// Wait this long before answering each command.
@@ -408,7 +420,7 @@ fn answer(client: &AsyncClient, topic: &str, state: &Mutex<ZigbeeLockState>, p: 
     if s.silent || !s.online {
         return;
     }
-    let delay = s.delay;
+    let mut delay = s.delay;
     let mut out: Vec<(String, Vec<u8>, bool)> = Vec::new();
     let mut publish =
         |m: Map<String, Value>| out.push((topic.to_string(), to_bytes(&Value::Object(m)), false));
@@ -422,6 +434,15 @@ fn answer(client: &AsyncClient, topic: &str, state: &Mutex<ZigbeeLockState>, p: 
             "TOGGLE" => !s.locked,
             _ => return,
         };
+        if s.blocked {
+            // The motor stalls for about a second, then the lock reports
+            // where the bolt still is.
+            delay = delay.max(Duration::from_secs(1));
+            publish(s.state_json());
+            drop(s);
+            spawn_publishes(client, delay, out);
+            return;
+        }
         let mut event = s.state_json();
         event.insert("action".into(), json!(if lock { "lock" } else { "unlock" }));
         event.insert("action_source".into(), json!(1));

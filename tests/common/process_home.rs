@@ -410,6 +410,24 @@ pub async fn wait_live(client: &mut TestClient) {
         .await;
 }
 
+/// Camera live and the lock known to be locked, in whichever order the
+/// bridge reports them.
+pub async fn ready(obs: &mut TestClient, door: &str) {
+    let camera = camera_state_topic();
+    wait_all(
+        obs,
+        &[
+            ("the camera to be live", &|m: &Received| {
+                m.topic == camera && m.json()["live"] == true
+            }),
+            ("the lock to be shown LOCKED", &|m: &Received| {
+                is_state(m, door) && m.json()["lock"] == "LOCKED"
+            }),
+        ],
+    )
+    .await;
+}
+
 /// Waits for `door`'s state to show the lock with `word` (`LOCKED`, …).
 pub async fn wait_lock_shown(client: &mut TestClient, door: &str, word: &str) -> Received {
     client
