@@ -410,7 +410,7 @@ struct OneDoor {
     ha: Observer,
     radio: Observer,
     _lock: SimZigbeeLock,
-    _bridge: BridgeProcess,
+    bridge: BridgeProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -471,7 +471,7 @@ async fn one_door_home() -> Option<OneDoor> {
         ha,
         radio,
         _lock: lock,
-        _bridge: bridge,
+        bridge,
         _dir: dir,
     })
 }
@@ -690,12 +690,17 @@ async fn flood() {
         let mut relock_ms = Vec::new();
         let mut trip_to_lock_ms = Vec::new();
         let mut left_unlocked = 0;
+        // CPU seconds of the bridge and of the broker over the flood windows.
+        let (mut bridge_cpu, mut broker_cpu) = (0.0, 0.0);
+        let broker_pid = home.broker.pid().map(|p| p.to_string());
+        let broker_secs = || broker_pid.as_deref().map_or(0.0, rig::cpu_secs);
         for run in 0..runs {
             if !home.let_courier_in(run).await {
                 break;
             }
             home.ha.drain();
             home.radio.drain();
+            let (bridge_before, broker_before) = (home.bridge.cpu_secs(), broker_secs());
             let mut attacker = flood.and_then(|f| start_flood(port, f));
             tokio::time::sleep(Duration::from_secs(1)).await;
             let t0 = Instant::now();
@@ -723,8 +728,11 @@ async fn flood() {
             if let Some(child) = attacker.as_mut() {
                 let _ = child.wait();
             }
-            // Let the rate limit refill before the next real courier.
+            // Let the rate limit refill before the next real courier (and
+            // the bridge read the rest of the flood).
             tokio::time::sleep(Duration::from_secs(5)).await;
+            bridge_cpu += home.bridge.cpu_secs() - bridge_before;
+            broker_cpu += broker_secs() - broker_before;
             home.reset().await;
         }
         let r = summarize(relock_ms);
@@ -739,6 +747,22 @@ async fn flood() {
                 "", t.median, t.max
             );
         }
+        let (rss, peak) = home.bridge.memory_kib();
+        let per_run = |cpu: f64| 1000.0 * cpu / r.n.max(1) as f64;
+        let messages = flood.map_or(0, |f| f.messages);
+        print!(
+            "   {:<26} CPU per run (flood + 6 s): bridge {:7.1} ms, Mosquitto {:7.1} ms; bridge RSS {rss} KiB (peak {peak})",
+            "",
+            per_run(bridge_cpu),
+            per_run(broker_cpu),
+        );
+        if messages > 0 {
+            print!(
+                "; {:.2} us of bridge CPU per flood message",
+                1e6 * bridge_cpu / (r.n.max(1) * messages) as f64
+            );
+        }
+        println!();
     }
     let _ = home.contact.close().await;
 }

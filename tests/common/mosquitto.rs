@@ -155,6 +155,11 @@ impl Mosquitto {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// The broker process, while it runs (for benches that read its CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
