@@ -75,6 +75,7 @@ use sha2::{Digest, Sha256};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
+use super::timer::{TimerKey, Timers};
 use super::{
     Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
     DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState, MoveSource,
@@ -215,6 +216,7 @@ impl Session {
     }
 }
 
+/// The door's deadlines, one slot each in its [`Timers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     /// The latest moment the session may stay unlocked.
@@ -223,35 +225,10 @@ enum Timer {
     RelockAfterClose,
 }
 
-impl Timer {
+impl TimerKey<2> for Timer {
     const ALL: [Timer; 2] = [Timer::MaxUnlocked, Timer::RelockAfterClose];
-}
-
-/// One slot per [`Timer`].
-#[derive(Debug, Clone, Default)]
-struct Timers([Option<Instant>; 2]);
-
-impl Timers {
-    fn set(&mut self, t: Timer, at: Instant) {
-        self.0[t as usize] = Some(at);
-    }
-    fn stop(&mut self, t: Timer) {
-        self.0[t as usize] = None;
-    }
-    fn stop_all(&mut self) {
-        self.0 = [None; 2];
-    }
-    fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
-    }
-    fn fire(&mut self, t: Timer, now: Instant) -> bool {
-        match self.0[t as usize] {
-            Some(at) if at <= now => {
-                self.0[t as usize] = None;
-                true
-            }
-            _ => false,
-        }
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -454,7 +431,7 @@ pub struct Door {
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
     last_outcome: Option<DeliveryState>,
-    timers: Timers,
+    timers: Timers<Timer, 2>,
     /// The schedule's answer at the last refresh: the wall time asked
     /// about, the window open then, and the next edge. Valid until the wall
     /// clock reaches that edge or goes back before the time asked about;

@@ -47,7 +47,8 @@
 //!
 //! # Timers
 //!
-//! Two deadlines, held as data in a small table (`Timer`):
+//! Two deadlines, held as data in a small table (`Timer`, kept in a
+//! [`Timers`]):
 //! - *stall*: last frame + `stall_after`. A stall is detected when this
 //!   fires, not when the next frame finally arrives; a frame arriving after
 //!   the deadline also reveals it, if the driver was late. It is armed by
@@ -166,6 +167,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::core::timer::{TimerKey, Timers};
 use crate::core::{CameraStatus, FrameSummary, Stamp};
 
 /// The five states a camera can be in, without their data.
@@ -402,40 +404,10 @@ enum Timer {
     Warmup,
 }
 
-impl Timer {
+impl TimerKey<2> for Timer {
     const ALL: [Timer; 2] = [Timer::Stall, Timer::Warmup];
-
     fn index(self) -> usize {
-        match self {
-            Timer::Stall => 0,
-            Timer::Warmup => 1,
-        }
-    }
-}
-
-/// One optional deadline per [`Timer`].
-#[derive(Debug, Clone, Default)]
-struct Timers([Option<Instant>; 2]);
-
-impl Timers {
-    fn set(&mut self, timer: Timer, at: Option<Instant>) {
-        self.0[timer.index()] = at;
-    }
-
-    fn clear(&mut self, timer: Timer) {
-        self.0[timer.index()] = None;
-    }
-
-    fn clear_all(&mut self) {
-        self.0 = [None; 2];
-    }
-
-    fn is_due(&self, timer: Timer, now: Instant) -> bool {
-        self.0[timer.index()].is_some_and(|at| at <= now)
-    }
-
-    fn next(&self) -> Option<Instant> {
-        Timer::ALL.iter().filter_map(|t| self.0[t.index()]).min()
+        self as usize
     }
 }
 
@@ -665,7 +637,7 @@ impl Stream {
 pub struct CameraLiveness {
     settings: CameraSettings,
     state: Liveness,
-    timers: Timers,
+    timers: Timers<Timer, 2>,
     /// The latest monotonic instant handed in; time never goes back past it.
     latest: Instant,
     session_up: bool,
@@ -763,7 +735,7 @@ impl CameraLiveness {
         self.session_up = true;
         self.stream = Stream::new(now.mono);
         self.good_since = None;
-        self.timers.clear_all();
+        self.timers.stop_all();
         self.state = Liveness::Connecting {
             since: now,
             step: Startup::Keyframe,
@@ -778,7 +750,7 @@ impl CameraLiveness {
         self.session_up = false;
         self.stream = Stream::new(now.mono);
         self.good_since = None;
-        self.timers.clear_all();
+        self.timers.stop_all();
         let reason = match reason.trim() {
             "" => "the stream ended",
             text => text,
@@ -804,14 +776,16 @@ impl CameraLiveness {
         let t = now.mono;
         // A frame after the stall deadline proves the stall even if the
         // driver did not wake us in time.
-        if self.timers.is_due(Timer::Stall, t) {
+        if self.timers.fire(Timer::Stall, t) {
             self.stall(now);
         }
         self.count(t, frame.size);
         let problem = self.check(t, frame);
         self.stream.last_arrival = Some(t);
-        self.timers
-            .set(Timer::Stall, t.checked_add(self.settings.stall_after));
+        match t.checked_add(self.settings.stall_after) {
+            Some(at) => self.timers.set(Timer::Stall, at),
+            None => self.timers.stop(Timer::Stall),
+        }
         match problem {
             Some(problem) => self.fail(now, problem),
             None => self.pass(now),
@@ -824,12 +798,16 @@ impl CameraLiveness {
     pub fn handle_timeout(&mut self, now: Stamp) -> Option<Transition> {
         let now = self.clamp(now);
         let before = self.state.clone();
-        if self.timers.is_due(Timer::Stall, now.mono) {
-            self.stall(now);
-        }
-        if self.timers.is_due(Timer::Warmup, now.mono) {
-            self.timers.clear(Timer::Warmup);
-            self.promote(now);
+        for timer in Timer::ALL {
+            // Fired in order: a stall clears the warmup, so it cannot also
+            // promote the camera in the same call.
+            if !self.timers.fire(timer, now.mono) {
+                continue;
+            }
+            match timer {
+                Timer::Stall => self.stall(now),
+                Timer::Warmup => self.promote(now),
+            }
         }
         self.prune(now.mono);
         self.transition(before, now)
@@ -863,7 +841,6 @@ impl CameraLiveness {
         // The stall timer is only armed by a frame, so there is one.
         let last = self.stream.last_arrival.unwrap_or(self.stream.started);
         let silent_for = now.mono.saturating_duration_since(last);
-        self.timers.clear(Timer::Stall);
         // Frames after a silence start a new timeline for the clock check:
         // the ones held up during it would look like a slow clock.
         self.stream.drift.restart();
@@ -993,7 +970,7 @@ impl CameraLiveness {
         // so one fault does not make the reason flicker between rules.
         let sticky = self.good_since.is_none() && self.state.kind() == problem.kind();
         self.good_since = None;
-        self.timers.clear(Timer::Warmup);
+        self.timers.stop(Timer::Warmup);
         if !sticky {
             self.state = match problem {
                 Problem::Stall { silent_for } => Liveness::Stalled {
@@ -1049,9 +1026,10 @@ impl CameraLiveness {
                 }
                 // Not ready: the next frame will try again. A timer in the
                 // past would spin.
-                self.timers.clear(Timer::Warmup);
+                self.timers.stop(Timer::Warmup);
             }
-            end => self.timers.set(Timer::Warmup, end),
+            Some(end) => self.timers.set(Timer::Warmup, end),
+            None => self.timers.stop(Timer::Warmup),
         }
     }
 

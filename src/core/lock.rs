@@ -45,6 +45,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::timer::{TimerKey, Timers};
 use super::{DoorReport, LockCommand, LockDisplay, LockState, MoveSource};
 
 /// How long after a command is sent a report of the old bolt position is
@@ -120,6 +121,7 @@ pub enum LockNote {
     Availability(bool),
 }
 
+/// The tracker's deadlines, one slot each in its [`Timers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     /// The pending command's confirmation deadline.
@@ -128,33 +130,10 @@ enum Timer {
     Contrary,
 }
 
-impl Timer {
+impl TimerKey<2> for Timer {
     const ALL: [Timer; 2] = [Timer::Confirm, Timer::Contrary];
-}
-
-/// One timer slot per [`Timer`]; the next wake-up is the earliest slot.
-#[derive(Debug, Clone, Default)]
-struct Timers([Option<Instant>; 2]);
-
-impl Timers {
-    fn set(&mut self, t: Timer, at: Instant) {
-        self.0[t as usize] = Some(at);
-    }
-    fn stop(&mut self, t: Timer) {
-        self.0[t as usize] = None;
-    }
-    fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
-    }
-    /// Clear and return whether `t` is due at `now`.
-    fn fire(&mut self, t: Timer, now: Instant) -> bool {
-        match self.0[t as usize] {
-            Some(at) if at <= now => {
-                self.0[t as usize] = None;
-                true
-            }
-            _ => false,
-        }
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -181,7 +160,7 @@ pub struct LockTracker {
     /// that same position do not clear the jam (the lock keeps repeating
     /// it); a move away from it, or a new command, does.
     refused_at: Option<LockState>,
-    timers: Timers,
+    timers: Timers<Timer, 2>,
 }
 
 impl LockTracker {

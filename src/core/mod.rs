@@ -36,12 +36,15 @@
 //! - `lock`: what each lock is known to be doing, and whether the command
 //!   sent to it was confirmed in time.
 //! - `interlock`: one delivery session per door: grant, watch, trip, relock.
+//! - `timer`: the deadline table that doors, cameras and locks each keep,
+//!   indexed by their own small timer enum.
 
 pub mod interlock;
 pub mod liveness;
 pub mod lock;
 mod machine;
 pub mod schedule;
+pub mod timer;
 
 pub use machine::{Core, CoreError, RATE_INTERVAL, STORAGE_RETRY, Wake, soonest};
 
