@@ -2205,6 +2205,11 @@ mod tests {
     }
 
     #[test]
+    fn every_timer_has_its_own_slot() {
+        crate::core::timer::assert_keys_fill_slots::<Timer, 2>();
+    }
+
+    #[test]
     fn codes_are_kept_as_salted_hashes() {
         let salt = [9u8; 32];
         let code = DeliveryCode {

@@ -1110,6 +1110,11 @@ mod tests {
         CameraSettings::from(&cam)
     }
 
+    #[test]
+    fn every_timer_has_its_own_slot() {
+        crate::core::timer::assert_keys_fill_slots::<Timer, 2>();
+    }
+
     /// A cheap, seeded pseudo-random source, so timelines are repeatable.
     #[derive(Debug, Clone)]
     struct Dice(u64);

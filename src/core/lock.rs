@@ -490,6 +490,11 @@ mod tests {
     }
 
     #[test]
+    fn every_timer_has_its_own_slot() {
+        crate::core::timer::assert_keys_fill_slots::<Timer, 2>();
+    }
+
+    #[test]
     fn confirmed_unlock_shows_unlocked_and_clears_the_deadline() {
         let t0 = Instant::now();
         let mut lock = LockTracker::new(Duration::from_secs(10));
