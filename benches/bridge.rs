@@ -632,15 +632,24 @@ async fn relock() {
 struct Flood {
     messages: usize,
     qos: u8,
+    /// Spoofed lock reports on the lock's own Zigbee2MQTT topic, alternating
+    /// locked and unlocked, instead of courier requests.
+    lock_reports: bool,
 }
 
 /// Starts `mosquitto_pub -l` publishing `flood.messages` courier requests
-/// on the door's request topic; returns at once.
+/// on the door's request topic (or lock reports on the lock's topic);
+/// returns at once.
 fn start_flood(port: u16, flood: Flood) -> Option<std::process::Child> {
     use std::io::Write;
+    let topic = if flood.lock_reports {
+        rig::lock_topic(0)
+    } else {
+        "doorwarden/door000/delivery/request".to_string()
+    };
     let mut child = std::process::Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", "doorwarden/door000/delivery/request"])
+        .args(["-t", &topic])
         .args(["-q", &flood.qos.to_string(), "-l"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -652,7 +661,18 @@ fn start_flood(port: u16, flood: Flood) -> Option<std::process::Child> {
     std::thread::spawn(move || {
         let mut text = String::with_capacity(flood.messages * 24);
         for n in 0..flood.messages {
-            text.push_str(&format!("{{\"carrier\":\"flood{n}\"}}\n"));
+            if flood.lock_reports {
+                let (state, word) = if n % 2 == 0 {
+                    ("LOCK", "locked")
+                } else {
+                    ("UNLOCK", "unlocked")
+                };
+                text.push_str(&format!(
+                    "{{\"state\":\"{state}\",\"lock_state\":\"{word}\"}}\n"
+                ));
+            } else {
+                text.push_str(&format!("{{\"carrier\":\"flood{n}\"}}\n"));
+            }
         }
         let _ = stdin.write_all(text.as_bytes());
     });
@@ -668,6 +688,7 @@ async fn flood() {
             Some(Flood {
                 messages: 150_000,
                 qos: 0,
+                lock_reports: false,
             }),
         ),
         (
@@ -675,9 +696,23 @@ async fn flood() {
             Some(Flood {
                 messages: 20_000,
                 qos: 1,
+                lock_reports: false,
+            }),
+        ),
+        (
+            "20,000 spoofed lock reports",
+            Some(Flood {
+                messages: 20_000,
+                qos: 0,
+                lock_reports: true,
             }),
         ),
     ];
+    let only: String = env_or("DOORWARDEN_BENCH_FLOODS", String::new());
+    let floods: Vec<_> = floods
+        .into_iter()
+        .filter(|(name, _)| only.is_empty() || name.contains(only.as_str()))
+        .collect();
     println!(
         "\n== (e) relock during a delivery under a request flood: {runs} runs each, door shut, \
          camera frozen 1 s into the flood"
