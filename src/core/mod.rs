@@ -35,11 +35,11 @@
 //!   windows granted now.
 //! - `lock`: what each lock is known to be doing, and whether the command
 //!   sent to it was confirmed in time.
-//! - `interlock`: one delivery session per door: grant, watch, trip, relock.
+//! - `door`: one delivery session per door: grant, watch, trip, relock.
 //! - `timer`: the deadline table that doors, cameras and locks each keep,
 //!   indexed by their own small timer enum.
 
-pub mod interlock;
+pub mod door;
 pub mod liveness;
 pub mod lock;
 mod machine;

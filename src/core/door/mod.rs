@@ -70,8 +70,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
+use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
@@ -83,14 +83,9 @@ use super::{
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
-/// Wrong codes allowed per door within [`CODE_LOCKOUT`].
-pub const CODE_FAILURES_ALLOWED: u32 = 5;
-/// The span over which wrong codes are counted.
-pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
-/// Why a request over MQTT is refused while the door's code could not be
-/// read back from the store.
-pub const CODE_UNREADABLE: &str = "the delivery code could not be read back after a restart; \
-the owner must set a new code or end the window";
+mod code;
+
+pub use code::{CODE_FAILURES_ALLOWED, CODE_LOCKOUT};
 
 /// One camera as the interlock sees it at the moment of a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,152 +227,6 @@ impl TimerKey<2> for Timer {
     }
 }
 
-/// A one-time delivery code: a salted hash, and the plain PIN only when a
-/// keypad slot needs it.
-#[derive(Clone)]
-struct DeliveryCode {
-    /// `None`: the store held a code for this door that cannot be read
-    /// back; no code matches it.
-    check: Option<CodeHash>,
-    plain: Option<Secret>,
-    /// The window occurrence (its `starts`) the code belongs to; `None`
-    /// until one opens.
-    window: Option<Timestamp>,
-    set_at: Timestamp,
-}
-
-#[derive(Clone, Copy)]
-struct CodeHash {
-    salt: [u8; 32],
-    hash: [u8; 32],
-}
-
-impl std::fmt::Debug for DeliveryCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryCode")
-            .field("window", &self.window)
-            .finish_non_exhaustive()
-    }
-}
-
-fn digest(salt: &[u8; 32], code: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(code.as_bytes());
-    h.finalize().into()
-}
-
-impl DeliveryCode {
-    fn matches(&self, code: &Secret) -> bool {
-        let Some(check) = &self.check else {
-            return false;
-        };
-        let other = digest(&check.salt, code.expose());
-        // Compare every byte so the time taken says nothing about where
-        // the first difference is.
-        check
-            .hash
-            .iter()
-            .zip(other.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-fn to_hex(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(64);
-    for b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    text
-}
-
-/// 64 hex digits back into 32 bytes; `None` for anything else.
-fn from_hex(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    // `from_str_radix` would also take a sign.
-    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Wrong codes counted from the first failure of a one-minute span. Each
-/// is kept with its wall time too, so that the span survives a restart.
-/// At most [`CODE_FAILURES_ALLOWED`] are held: once that many are in, no
-/// request gets as far as a code until the span is over.
-#[derive(Debug, Clone, Default)]
-struct CodeFailures {
-    times: Vec<(Instant, Timestamp)>,
-}
-
-impl CodeFailures {
-    /// Seconds left in the lockout, if requests are refused at `now`.
-    fn locked_out(&self, now: Instant) -> Option<u64> {
-        let (start, _) = self.times.first()?;
-        let elapsed = now.saturating_duration_since(*start);
-        let count = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
-        if count >= CODE_FAILURES_ALLOWED && elapsed < CODE_LOCKOUT {
-            Some((CODE_LOCKOUT - elapsed).as_secs().max(1))
-        } else {
-            None
-        }
-    }
-
-    fn record(&mut self, now: Stamp) -> u32 {
-        let span_over = self
-            .times
-            .first()
-            .is_some_and(|(start, _)| now.mono.saturating_duration_since(*start) >= CODE_LOCKOUT);
-        if span_over {
-            self.times.clear();
-        }
-        self.times.push((now.mono, now.wall));
-        u32::try_from(self.times.len()).unwrap_or(u32::MAX)
-    }
-
-    /// The wall times to persist.
-    fn walls(&self) -> Vec<Timestamp> {
-        self.times.iter().map(|(_, wall)| *wall).collect()
-    }
-
-    /// Failures stored before a restart, placed on this run's monotonic
-    /// clock by their age at `now`. A span whose minute is over is gone, as
-    /// it would have been without the restart; a time ahead of `now` (the
-    /// wall clock was stepped back) counts as just now, so the lockout
-    /// runs its whole minute rather than being cut short.
-    fn restore(&mut self, now: Stamp, walls: &[Timestamp]) {
-        let Some(first) = walls.iter().min() else {
-            return;
-        };
-        let age = |t: &Timestamp| {
-            Duration::try_from(now.wall.duration_since(*t)).unwrap_or(Duration::ZERO)
-        };
-        if age(first) >= CODE_LOCKOUT {
-            return;
-        }
-        let mut sorted = walls.to_vec();
-        sorted.sort();
-        // A hand-edited file could hold more; the lockout needs no more.
-        let keep = usize::try_from(CODE_FAILURES_ALLOWED).unwrap_or(usize::MAX);
-        sorted.truncate(keep);
-        self.times = sorted
-            .into_iter()
-            .map(|wall| {
-                let mono = now.mono.checked_sub(age(&wall)).unwrap_or(now.mono);
-                (mono, wall)
-            })
-            .collect();
-    }
-}
-
 /// A relock a finished delivery is still owed.
 #[derive(Debug, Clone)]
 struct OwedRelock {
@@ -406,20 +255,9 @@ pub struct Door {
     /// is sent again once the lock talks; it is owed until the bolt is
     /// reported locked or the owner takes the door over.
     relock_owed: Option<OwedRelock>,
-    code: Option<DeliveryCode>,
-    /// The code as the store was last asked to hold it: a change from this
-    /// is persisted.
-    code_saved: Option<CodeRecord>,
+    codes: Codes,
     /// The door's limits as this door last asked the store to hold them.
     limits_saved: Option<DoorRecord>,
-    code_in_lock: bool,
-    /// The lock has not yet reported the keypad slot as doorwarden last
-    /// asked (empty, or holding the delivery PIN): asked again on every
-    /// connect of the broker link until it does.
-    slot_unconfirmed: bool,
-    code_counter: u64,
-    seed: [u8; 32],
-    failures: CodeFailures,
     /// The lock's own auto-relock as the owner set it; `Some` also means
     /// the lock has one (it reported it).
     owner_auto_relock: Option<u32>,
@@ -464,14 +302,8 @@ impl Door {
             entries_used: 0,
             session: None,
             relock_owed: None,
-            code: None,
-            code_saved: None,
+            codes: Codes::new(seed),
             limits_saved: None,
-            code_in_lock: false,
-            slot_unconfirmed: false,
-            code_counter: 0,
-            seed,
-            failures: CodeFailures::default(),
             owner_auto_relock: None,
             auto_relock_asked: None,
             last_outcome: None,
@@ -518,24 +350,12 @@ impl Door {
     /// The door's one-time code as it may be written down (salt and hash,
     /// never the code), if one is in force.
     pub fn code_record(&self) -> Option<CodeRecord> {
-        let code = self.code.as_ref()?;
-        let (salt, hash) = match &code.check {
-            Some(c) => (to_hex(&c.salt), to_hex(&c.hash)),
-            None => (String::new(), String::new()),
-        };
-        Some(CodeRecord {
-            door: self.name.clone(),
-            salt,
-            hash,
-            window: code.window,
-            set_at: code.set_at,
-            entries_used: if code.window.is_some() && code.window == self.entries_window {
-                self.entries_used
-            } else {
-                0
-            },
-            keypad_slot: self.rules.code_slot.filter(|_| self.code_in_lock),
-        })
+        self.codes.record(
+            &self.name,
+            self.entries_window,
+            self.entries_used,
+            self.rules.code_slot,
+        )
     }
 
     /// What a restart must not hand back at this door (a window the owner
@@ -554,7 +374,7 @@ impl Door {
             } else {
                 0
             },
-            wrong_codes: self.failures.walls(),
+            wrong_codes: self.codes.failures.walls(),
             grant: self.schedule.granted().map(|g| GrantRecord {
                 starts: g.starts,
                 ends: g.ends,
@@ -748,8 +568,8 @@ impl Door {
         if let Some(slot) = self.rules.code_slot {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.code_in_lock = false;
-            self.slot_unconfirmed = true;
+            self.codes.in_lock = false;
+            self.codes.slot_unconfirmed = true;
         }
     }
 
@@ -761,14 +581,15 @@ impl Door {
         let Some(slot) = self.rules.code_slot else {
             return;
         };
-        if !self.slot_unconfirmed {
+        if !self.codes.slot_unconfirmed {
             return;
         }
         let pin = self
-            .code
+            .codes
+            .current
             .as_ref()
             .and_then(|c| c.plain.clone())
-            .filter(|_| self.code_in_lock);
+            .filter(|_| self.codes.in_lock);
         let reason = match pin {
             Some(code) => {
                 ctx.out
@@ -918,8 +739,8 @@ impl Door {
             // the stored entries (they were persisted before its unlock).
             self.entries_used = self.entries_used.max(record.entries_used);
         }
-        self.failures.restore(ctx.now, &record.wrong_codes);
-        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+        self.codes.failures.restore(ctx.now, &record.wrong_codes);
+        if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
             let reason = format!(
                 "too many wrong codes before the restart; requests refused for another {wait} s"
             );
@@ -944,7 +765,7 @@ impl Door {
     /// opened, for the next occurrence if that has not come and gone.
     pub fn restore_code(&mut self, ctx: &mut Ctx, record: CodeRecord) {
         // What the store holds now, so that dropping it gets persisted.
-        self.code_saved = Some(record.clone());
+        self.codes.saved = Some(record.clone());
         // `start` cleared the configured slot; a slot from an older config
         // may still hold the PIN.
         if let Some(slot) = record.keypad_slot
@@ -963,7 +784,7 @@ impl Door {
             (None, None) => first_edge.is_none_or(|edge| edge > now),
         };
         if !in_force {
-            self.code = None;
+            self.codes.current = None;
             self.audit(
                 ctx,
                 "code_dropped",
@@ -972,10 +793,7 @@ impl Door {
             );
             return;
         }
-        let check = match (from_hex(&record.salt), from_hex(&record.hash)) {
-            (Some(salt), Some(hash)) => Some(CodeHash { salt, hash }),
-            _ => None,
-        };
+        let check = code::read_back(&record);
         if let (Some(starts), Some(w)) = (record.window, open)
             && starts == w.starts
         {
@@ -983,7 +801,7 @@ impl Door {
             self.entries_used = self.entries_used.max(record.entries_used);
         }
         let readable = check.is_some();
-        self.code = Some(DeliveryCode {
+        self.codes.current = Some(DeliveryCode {
             check,
             plain: None,
             window: record.window,
@@ -1084,7 +902,7 @@ impl Door {
     fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
         self.count_entries_for(w.starts);
         self.last_outcome = None;
-        if let Some(code) = &mut self.code
+        if let Some(code) = &mut self.codes.current
             && code.window.is_none()
         {
             code.window = Some(w.starts);
@@ -1103,12 +921,12 @@ impl Door {
     /// and a delivery in progress carries on.
     fn window_closed(&mut self, ctx: &mut Ctx, w: OpenWindow, next: Option<OpenWindow>) {
         self.last_outcome = None;
-        if let Some(code) = &mut self.code
+        if let Some(code) = &mut self.codes.current
             && code.window == Some(w.starts)
         {
             match next {
                 Some(n) => code.window = Some(n.starts),
-                None => self.code = None,
+                None => self.codes.current = None,
             }
         }
         let reason = "delivery window closed".to_string();
@@ -1217,7 +1035,7 @@ impl Door {
             DoorReport::CodeSlot { slot, set } => {
                 if Some(*slot) == self.rules.code_slot {
                     // As asked: done. Otherwise the next connect asks again.
-                    self.slot_unconfirmed = *set != self.code_in_lock;
+                    self.codes.slot_unconfirmed = *set != self.codes.in_lock;
                     let reason = format!(
                         "keypad slot {slot} {}",
                         if *set { "set" } else { "cleared" }
@@ -1717,27 +1535,21 @@ impl Door {
 
     fn set_code(&mut self, ctx: &mut Ctx, code: Secret) {
         // A new code replaces the old one everywhere, the keypad included.
-        if let (true, Some(slot)) = (self.code_in_lock, self.rules.code_slot) {
+        if let (true, Some(slot)) = (self.codes.in_lock, self.rules.code_slot) {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.code_in_lock = false;
-            self.slot_unconfirmed = true;
+            self.codes.in_lock = false;
+            self.codes.slot_unconfirmed = true;
         }
         if code.expose().is_empty() {
-            self.code = None;
+            self.codes.current = None;
             self.persist_code_if_changed(ctx);
             self.audit(ctx, "code_cleared", "delivery code removed", json!({}));
             return;
         }
-        self.code_counter += 1;
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(self.name.as_bytes());
-        h.update(self.code_counter.to_be_bytes());
-        let salt: [u8; 32] = h.finalize().into();
-        let hash = digest(&salt, code.expose());
-        self.code = Some(DeliveryCode {
-            check: Some(CodeHash { salt, hash }),
+        let check = self.codes.hash_new(&self.name, &code);
+        self.codes.current = Some(DeliveryCode {
+            check: Some(check),
             plain: self.rules.code_slot.map(|_| code),
             window: self.window.map(|w| w.starts),
             set_at: ctx.now.wall,
@@ -1760,18 +1572,18 @@ impl Door {
         let Some(slot) = self.rules.code_slot else {
             return;
         };
-        let plain = self.code.as_ref().and_then(|c| c.plain.clone());
+        let plain = self.codes.current.as_ref().and_then(|c| c.plain.clone());
         let usable = plain.is_some()
             && self.window.is_some()
             && self.entries_used < self.rules.entries_per_window
             && ctx.storage_problem.is_none()
             && all_live(ctx.cameras);
-        match (usable, self.code_in_lock, plain) {
+        match (usable, self.codes.in_lock, plain) {
             (true, false, Some(code)) => {
                 // The store learns the slot may hold the PIN before the
                 // lock does, so that a restart clears it.
-                self.code_in_lock = true;
-                self.slot_unconfirmed = true;
+                self.codes.in_lock = true;
+                self.codes.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 ctx.out
                     .push(self.lock_action(LockCommand::SetCode { slot, code }));
@@ -1785,8 +1597,8 @@ impl Door {
             (false, true, _) => {
                 ctx.out
                     .push(self.lock_action(LockCommand::ClearCode { slot }));
-                self.code_in_lock = false;
-                self.slot_unconfirmed = true;
+                self.codes.in_lock = false;
+                self.codes.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 self.audit(
                     ctx,
@@ -1806,7 +1618,7 @@ impl Door {
         carrier: Option<String>,
         via: RequestChannel,
     ) {
-        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+        if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
             let reason = format!("too many wrong codes; try again in {wait} s");
             return self.deny(ctx, via, carrier, &reason);
         }
@@ -1814,14 +1626,14 @@ impl Door {
             return self.deny(ctx, via, carrier, &reason);
         }
         let mut code_used = false;
-        if let Some(stored) = &self.code {
+        if let Some(stored) = &self.codes.current {
             match code {
                 _ if stored.check.is_none() && via == RequestChannel::Mqtt => {
                     return self.deny(ctx, via, carrier, CODE_UNREADABLE);
                 }
                 Some(given) if stored.matches(&given) => code_used = true,
                 Some(_) => {
-                    let count = self.failures.record(ctx.now);
+                    let count = self.codes.failures.record(ctx.now);
                     // A restart must not hand the minute's tries back. At
                     // most five writes a minute: the lockout stops the rest
                     // before they get here.
@@ -1881,7 +1693,7 @@ impl Door {
         self.entries_used += 1;
         if self.entries_used >= self.rules.entries_per_window {
             // The code is good for this window's entries and no more.
-            self.code = None;
+            self.codes.current = None;
         }
         let record = SessionRecord {
             door: self.name.clone(),
@@ -2038,13 +1850,13 @@ impl Door {
     fn persist(&mut self, ctx: &mut Ctx) {
         ctx.out
             .push(Action::Persist(self.persisted_with(ctx.others)));
-        self.code_saved = self.code_record();
+        self.codes.saved = self.code_record();
         self.limits_saved = self.door_record();
     }
 
     /// Persist when this door's code differs from what the store holds.
     fn persist_code_if_changed(&mut self, ctx: &mut Ctx) {
-        if self.code_record() != self.code_saved {
+        if self.code_record() != self.codes.saved {
             self.persist(ctx);
         }
     }
@@ -2207,98 +2019,5 @@ mod tests {
     #[test]
     fn every_timer_has_its_own_slot() {
         crate::core::timer::assert_keys_fill_slots::<Timer, 2>();
-    }
-
-    #[test]
-    fn codes_are_kept_as_salted_hashes() {
-        let salt = [9u8; 32];
-        let code = DeliveryCode {
-            check: Some(CodeHash {
-                salt,
-                hash: digest(&salt, "482913"),
-            }),
-            plain: None,
-            window: None,
-            set_at: at("2026-11-28T10:00:00Z"),
-        };
-        assert!(code.matches(&Secret::new("482913")));
-        assert!(!code.matches(&Secret::new("482914")));
-        assert!(!code.matches(&Secret::new("")));
-        // Another salt, another hash for the same code.
-        assert_ne!(digest(&[1; 32], "482913"), digest(&salt, "482913"));
-        assert!(!format!("{code:?}").contains("482913"));
-    }
-
-    #[test]
-    fn stored_hashes_read_back_only_when_whole() {
-        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 8 + 1) as u8);
-        let text = to_hex(&bytes);
-        assert_eq!(text.len(), 64);
-        assert_eq!(from_hex(&text), Some(bytes));
-        assert_eq!(from_hex(&text.to_uppercase()), Some(bytes));
-        assert_eq!(from_hex(""), None);
-        assert_eq!(from_hex(&text[..62]), None);
-        assert_eq!(from_hex(&format!("+{}", &text[1..])), None);
-        assert_eq!(from_hex(&"zz".repeat(32)), None);
-    }
-
-    #[test]
-    fn five_wrong_codes_lock_out_the_rest_of_the_minute() {
-        let t0 = Instant::now();
-        let wall = at("2026-11-28T10:00:00Z");
-        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
-        let mut failures = CodeFailures::default();
-        for i in 0..5u64 {
-            assert_eq!(failures.locked_out(t0 + Duration::from_secs(i)), None);
-            failures.record(stamp(i));
-        }
-        assert_eq!(failures.locked_out(t0 + Duration::from_secs(10)), Some(50));
-        assert_eq!(failures.locked_out(t0 + Duration::from_secs(60)), None);
-        // Time going backwards does not lift or extend the lockout wrongly.
-        assert_eq!(failures.locked_out(t0), Some(60));
-        // A new minute starts a new count.
-        assert_eq!(failures.record(stamp(61)), 1);
-    }
-
-    #[test]
-    fn a_lockout_survives_a_restart_until_its_minute_is_over() {
-        let t0 = Instant::now();
-        let wall = at("2026-11-28T10:00:00Z");
-        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
-        let mut before = CodeFailures::default();
-        for i in 0..5u64 {
-            before.record(stamp(i));
-        }
-        let stored = before.walls();
-        assert_eq!(stored.len(), 5);
-
-        // Back 20 s after the first wrong code, on a new monotonic clock.
-        let later = Stamp {
-            mono: Instant::now() + Duration::from_secs(3600),
-            wall: wall + jiff::SignedDuration::from_secs(20),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(later, &stored);
-        assert_eq!(after.locked_out(later.mono), Some(40));
-        assert_eq!(after.locked_out(later.mono + Duration::from_secs(40)), None);
-
-        // Back after the minute: nothing is held against the next courier.
-        let late = Stamp {
-            mono: later.mono,
-            wall: wall + jiff::SignedDuration::from_secs(60),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(late, &stored);
-        assert_eq!(after.locked_out(late.mono), None);
-        assert_eq!(after.record(late), 1);
-
-        // The wall clock was stepped back meanwhile: the whole minute again.
-        let stepped = Stamp {
-            mono: later.mono,
-            wall: wall - jiff::SignedDuration::from_secs(600),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(stepped, &stored);
-        assert_eq!(after.locked_out(stepped.mono), Some(60));
     }
 }
