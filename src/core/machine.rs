@@ -38,8 +38,8 @@ use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use super::schedule;
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, DoorRecord, DoorStatus, Event, EventKind,
-    PersistedState, SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, Decision, DoorRecord, DoorStatus, Event,
+    EventKind, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::{self, Config};
 
@@ -320,7 +320,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: Some(name.clone()),
-                    decision: "restarted_during_delivery".into(),
+                    decision: Decision::RestartedDuringDelivery.as_str().into(),
                     reason: format!(
                         "a delivery at door `{name}` was in progress before the restart, \
                          but that door is no longer configured; it cannot be relocked"
@@ -340,7 +340,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: Some(name.clone()),
-                    decision: "code_dropped".into(),
+                    decision: Decision::CodeDropped.as_str().into(),
                     reason: format!(
                         "a delivery code for door `{name}` was stored, but that door is no \
                          longer configured; it was dropped"
@@ -421,7 +421,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: None,
-                    decision: "storage_failed".into(),
+                    decision: Decision::StorageFailed.as_str().into(),
                     reason: format!("storage unavailable: {reason}"),
                     details: json!({}),
                 }));
@@ -532,7 +532,7 @@ impl Core {
         out.push(Action::Audit(AuditRecord {
             at: now.wall,
             door: None,
-            decision: "storage_retry".into(),
+            decision: Decision::StorageRetry.as_str().into(),
             reason: "trying to write the delivery state again".into(),
             details: json!({}),
         }));

@@ -77,9 +77,9 @@ use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
 use super::timer::{TimerKey, Timers};
 use super::{
-    Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
-    DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState, MoveSource,
-    PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
+    Action, AuditRecord, CodeRecord, Command, Decision, DeliveryEvent, DeliveryEventKind,
+    DeliveryState, DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState,
+    MoveSource, PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
@@ -604,7 +604,12 @@ impl Door {
                 format!("keypad slot {slot} not confirmed empty by the lock; clearing it again")
             }
         };
-        self.audit(ctx, "code_slot_retry", &reason, json!({ "slot": slot }));
+        self.audit(
+            ctx,
+            Decision::CodeSlotRetry,
+            &reason,
+            json!({ "slot": slot }),
+        );
     }
 
     /// The shell could not hand `command` to the broker link (`why`: for
@@ -619,7 +624,7 @@ impl Door {
                 }
                 let reason = format!("relock pending: {why}");
                 self.event(ctx, DeliveryEventKind::RelockPending, &reason, None, None);
-                self.audit(ctx, "relock_pending", &reason, json!({}));
+                self.audit(ctx, Decision::RelockPending, &reason, json!({}));
             }
             LockCommand::Unlock => {
                 if !self.lock.not_sent(Want::Unlocked, why) {
@@ -627,7 +632,7 @@ impl Door {
                 }
                 self.lock.abandon();
                 let reason = format!("unlock not sent: {why}");
-                self.audit(ctx, "unlock_not_sent", &reason, json!({}));
+                self.audit(ctx, Decision::UnlockNotSent, &reason, json!({}));
                 if self
                     .session
                     .as_ref()
@@ -656,7 +661,7 @@ impl Door {
         self.lock.sent(ctx.now.mono, Want::Locked);
         self.audit(
             ctx,
-            "relock_sent",
+            Decision::RelockSent,
             "the relock held back while the broker was unreachable was sent",
             json!({}),
         );
@@ -695,7 +700,7 @@ impl Door {
             None,
             None,
         );
-        self.audit(ctx, "restarted_during_delivery", &reason, json!({}));
+        self.audit(ctx, Decision::RestartedDuringDelivery, &reason, json!({}));
     }
 
     /// The windows as the owner left them before the restart: a window
@@ -721,7 +726,7 @@ impl Door {
                 ends: g.ends,
                 granted: true,
             };
-            self.audit(ctx, "grant_restored", &reason, window_json(&w));
+            self.audit(ctx, Decision::GrantRestored, &reason, window_json(&w));
         }
     }
 
@@ -744,7 +749,7 @@ impl Door {
             let reason = format!(
                 "too many wrong codes before the restart; requests refused for another {wait} s"
             );
-            self.audit(ctx, "wrong_codes_restored", &reason, json!({}));
+            self.audit(ctx, Decision::WrongCodesRestored, &reason, json!({}));
         }
         // What the store holds now; see `Door::forget_restored`.
         self.limits_saved = Some(record.clone());
@@ -787,7 +792,7 @@ impl Door {
             self.codes.current = None;
             self.audit(
                 ctx,
-                "code_dropped",
+                Decision::CodeDropped,
                 "the delivery code's window ended while doorwarden was stopped; code dropped",
                 json!({}),
             );
@@ -820,9 +825,9 @@ impl Door {
             ));
         }
         let decision = if readable {
-            "code_restored"
+            Decision::CodeRestored
         } else {
-            "code_unreadable"
+            Decision::CodeUnreadable
         };
         self.audit(ctx, decision, &reason, json!({}));
     }
@@ -913,7 +918,7 @@ impl Door {
             if w.granted { " (granted now)" } else { "" }
         );
         self.event(ctx, DeliveryEventKind::WindowOpened, &reason, None, None);
-        self.audit(ctx, "window_opened", &reason, window_json(&w));
+        self.audit(ctx, Decision::WindowOpened, &reason, window_json(&w));
     }
 
     /// `next`: the occurrence that takes over at once (a grant absorbing a
@@ -931,7 +936,7 @@ impl Door {
         }
         let reason = "delivery window closed".to_string();
         self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
-        self.audit(ctx, "window_closed", &reason, window_json(&w));
+        self.audit(ctx, Decision::WindowClosed, &reason, window_json(&w));
         if self.session.is_some() && next.is_none() {
             self.relock_when_shut(ctx, "the delivery window closed");
         }
@@ -957,7 +962,12 @@ impl Door {
         ev.camera = Some(cam.name.clone());
         ev.compromised = Some(true);
         ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(ctx, "tripped", &reason, json!({ "camera": cam.name }));
+        self.audit(
+            ctx,
+            Decision::Tripped,
+            &reason,
+            json!({ "camera": cam.name }),
+        );
         if self.rules.on_camera_loss == OnCameraLoss::Relock && !relocking {
             self.relock_when_shut(ctx, &format!("camera {} stopped being live", cam.name));
         }
@@ -1024,7 +1034,7 @@ impl Door {
             self.rules.max_unlocked.as_secs()
         );
         self.event(ctx, DeliveryEventKind::DoorHeldOpen, &reason, None, None);
-        self.audit(ctx, "door_held_open", &reason, json!({}));
+        self.audit(ctx, Decision::DoorHeldOpen, &reason, json!({}));
     }
 
     /// A report from the door's lock or contact sensor.
@@ -1042,7 +1052,7 @@ impl Door {
                     );
                     self.audit(
                         ctx,
-                        "code_slot",
+                        Decision::CodeSlot,
                         &reason,
                         json!({ "slot": slot, "set": set }),
                     );
@@ -1090,7 +1100,7 @@ impl Door {
         let reason = format!("the lock answers again; sending the relock it missed ({why})");
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        self.audit(ctx, "relocking", &reason, json!({}));
+        self.audit(ctx, Decision::Relocking, &reason, json!({}));
     }
 
     /// The lock's auto-relock setting, read back.
@@ -1125,7 +1135,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "contact_unavailable",
+            Decision::ContactUnavailable,
             "contact sensor unreachable",
             json!({}),
         );
@@ -1163,7 +1173,7 @@ impl Door {
         if self.lock.state() == LockState::Locked && !unlock_on_its_way {
             let reason = "door opened while the lock reports it locked".to_string();
             self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
-            self.audit(ctx, "door_forced", &reason, json!({}));
+            self.audit(ctx, Decision::DoorForced, &reason, json!({}));
         }
         let Some(s) = &mut self.session else { return };
         s.opened_at = Some(ctx.now.mono);
@@ -1240,7 +1250,7 @@ impl Door {
             LockNote::Moved { state, source } => {
                 let by = source.map(|s| s.as_str()).unwrap_or("unknown");
                 let reason = format!("lock moved to {} by {by}", lock_word(state));
-                self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+                self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
                 if state == LockState::Locked && self.session.is_some() {
                     self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
                     self.finish(ctx, &format!("locked by {by} during the delivery"));
@@ -1252,7 +1262,7 @@ impl Door {
             }
             LockNote::Retry(command) => {
                 let reason = "lock did not confirm in time; sending the command again".to_string();
-                self.audit(ctx, "lock_retry", &reason, json!({}));
+                self.audit(ctx, Decision::LockRetry, &reason, json!({}));
                 ctx.out.push(self.lock_action(command));
             }
             LockNote::Unresponsive(want) => self.lock_unresponsive(ctx, want),
@@ -1263,7 +1273,12 @@ impl Door {
                 } else {
                     "lock unreachable"
                 };
-                self.audit(ctx, "lock_availability", reason, json!({ "online": up }));
+                self.audit(
+                    ctx,
+                    Decision::LockAvailability,
+                    reason,
+                    json!({ "online": up }),
+                );
                 if up && self.relock_owed.is_some() {
                     // Its answer decides whether the owed relock is sent.
                     ctx.out.push(self.lock_action(LockCommand::Refresh));
@@ -1277,7 +1292,7 @@ impl Door {
             self.forget_owed_relock(ctx);
             let reason = "lock confirmed the relock a delivery was owed";
             self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
-            self.audit(ctx, "relocked", reason, json!({}));
+            self.audit(ctx, Decision::Relocked, reason, json!({}));
             return;
         }
         let outcome = match &self.session {
@@ -1351,7 +1366,7 @@ impl Door {
         ctx.out.push(Action::DeliveryEvent(ev));
         self.audit(
             ctx,
-            "lock_jammed",
+            Decision::LockJammed,
             &reason,
             json!({ "pending": pending.map(Want::as_str) }),
         );
@@ -1376,7 +1391,7 @@ impl Door {
         );
         self.audit(
             ctx,
-            "lock_unresponsive",
+            Decision::LockUnresponsive,
             &reason,
             json!({ "command": want.as_str() }),
         );
@@ -1399,7 +1414,7 @@ impl Door {
         let rules_hold = self.window.is_some() && all_live(ctx.cameras);
         if unlocking && rules_hold {
             let reason = "lock did not confirm the unlock in time; sending it again";
-            self.audit(ctx, "lock_retry", reason, json!({}));
+            self.audit(ctx, Decision::LockRetry, reason, json!({}));
             ctx.out.push(self.lock_action(LockCommand::Unlock));
         } else if unlocking {
             self.relock(
@@ -1411,7 +1426,7 @@ impl Door {
             // asking the lock to open.
             self.lock.abandon();
             let reason = "unlock not confirmed; not sent again, a relock is due";
-            self.audit(ctx, "unlock_abandoned", reason, json!({}));
+            self.audit(ctx, Decision::UnlockAbandoned, reason, json!({}));
         }
     }
 
@@ -1438,14 +1453,19 @@ impl Door {
             // Late news of the delivery unlock itself, or a hand on the
             // thumb-turn mid-delivery: the session already watches the door.
             let reason = format!("lock reported unlocked by {by} during the delivery");
-            self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+            self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
             return;
         }
         let reason = format!("lock unlocked by {by} outside doorwarden");
         let mut ev = self.delivery_event(DeliveryEventKind::ManualUnlock, &reason);
         ev.source = source;
         ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(ctx, "manual_unlock", &reason, json!({ "source": by }));
+        self.audit(
+            ctx,
+            Decision::ManualUnlock,
+            &reason,
+            json!({ "source": by }),
+        );
     }
 
     /// A request from the owner, Home Assistant or a courier.
@@ -1456,7 +1476,7 @@ impl Door {
                 let w = self.schedule.grant(ctx.now.wall, d);
                 self.window_cache = None;
                 let reason = format!("window granted until {}", self.local_time(w.ends));
-                self.audit(ctx, "window_granted", &reason, window_json(&w));
+                self.audit(ctx, Decision::WindowGranted, &reason, window_json(&w));
                 self.refresh(ctx);
                 if let Some(code) = code {
                     self.set_code(ctx, code);
@@ -1467,7 +1487,12 @@ impl Door {
             Command::EndDelivery => {
                 self.schedule.cancel(ctx.now.wall);
                 self.window_cache = None;
-                self.audit(ctx, "window_ended", "ended from Home Assistant", json!({}));
+                self.audit(
+                    ctx,
+                    Decision::WindowEnded,
+                    "ended from Home Assistant",
+                    json!({}),
+                );
                 // Before the refresh, so the relock names the owner rather
                 // than the window it closes (a weekly window may stay open).
                 self.relock_when_shut(ctx, "the owner ended the delivery");
@@ -1481,7 +1506,7 @@ impl Door {
             Command::OwnerLock => {
                 self.audit(
                     ctx,
-                    "owner_lock",
+                    Decision::OwnerLock,
                     "owner locked from Home Assistant",
                     json!({}),
                 );
@@ -1498,7 +1523,7 @@ impl Door {
                 let reason = format!("grant duration set to {} min", d.as_secs() / 60);
                 self.audit(
                     ctx,
-                    "grant_duration",
+                    Decision::GrantDuration,
                     &reason,
                     json!({ "seconds": d.as_secs() }),
                 );
@@ -1513,7 +1538,7 @@ impl Door {
         {
             let reason = format!("owner unlock refused: {not_live}");
             self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
-            self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
+            self.audit(ctx, Decision::OwnerUnlockRefused, &reason, json!({}));
             return;
         }
         if self.session.is_some() {
@@ -1525,7 +1550,7 @@ impl Door {
         self.forget_owed_relock(ctx);
         self.audit(
             ctx,
-            "owner_unlock",
+            Decision::OwnerUnlock,
             "owner unlocked from Home Assistant",
             json!({}),
         );
@@ -1544,7 +1569,12 @@ impl Door {
         if code.expose().is_empty() {
             self.codes.current = None;
             self.persist_code_if_changed(ctx);
-            self.audit(ctx, "code_cleared", "delivery code removed", json!({}));
+            self.audit(
+                ctx,
+                Decision::CodeCleared,
+                "delivery code removed",
+                json!({}),
+            );
             return;
         }
         let check = self.codes.hash_new(&self.name, &code);
@@ -1559,7 +1589,7 @@ impl Door {
         self.persist_code_if_changed(ctx);
         self.audit(
             ctx,
-            "code_set",
+            Decision::CodeSet,
             "a one-time delivery code was set",
             json!({}),
         );
@@ -1589,7 +1619,7 @@ impl Door {
                     .push(self.lock_action(LockCommand::SetCode { slot, code }));
                 self.audit(
                     ctx,
-                    "code_slot_set",
+                    Decision::CodeSlotSet,
                     &format!("delivery code put in keypad slot {slot}"),
                     json!({}),
                 );
@@ -1602,7 +1632,7 @@ impl Door {
                 self.persist_code_if_changed(ctx);
                 self.audit(
                     ctx,
-                    "code_slot_cleared",
+                    Decision::CodeSlotCleared,
                     &format!("keypad slot {slot} cleared"),
                     json!({}),
                 );
@@ -1641,7 +1671,7 @@ impl Door {
                     let reason = "wrong delivery code".to_string();
                     self.audit(
                         ctx,
-                        "wrong_code",
+                        Decision::WrongCode,
                         &reason,
                         json!({
                             "failures_this_minute": count,
@@ -1672,7 +1702,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "denied",
+            Decision::Denied,
             reason,
             json!({ "carrier": carrier, "via": via_str(via) }),
         );
@@ -1753,7 +1783,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "granted",
+            Decision::Granted,
             &reason,
             json!({
                 "carrier": carrier,
@@ -1778,7 +1808,7 @@ impl Door {
             // is then held open.
             self.timers.stop(Timer::RelockAfterClose);
             let reason = format!("{why}; relocking as soon as the door shuts");
-            self.audit(ctx, "relock_on_shut", &reason, json!({}));
+            self.audit(ctx, Decision::RelockOnShut, &reason, json!({}));
         } else {
             self.relock(ctx, why);
         }
@@ -1795,7 +1825,7 @@ impl Door {
         self.timers.stop_all();
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        self.audit(ctx, "relocking", why, json!({}));
+        self.audit(ctx, Decision::Relocking, why, json!({}));
     }
 
     /// The session is over (relocked, or given up on): restore the owner's
@@ -1840,7 +1870,7 @@ impl Door {
             "restarted": s.restarted,
             "outcome": outcome,
         });
-        self.audit(ctx, "delivery_summary", outcome, details);
+        self.audit(ctx, Decision::DeliverySummary, outcome, details);
     }
 
     // ---- output helpers -------------------------------------------------
@@ -1907,7 +1937,7 @@ impl Door {
     }
 
     /// Every decision goes to the audit log with the cameras' states.
-    fn audit(&self, ctx: &mut Ctx, decision: &str, reason: &str, mut details: Value) {
+    fn audit(&self, ctx: &mut Ctx, decision: Decision, reason: &str, mut details: Value) {
         if let Value::Object(map) = &mut details {
             map.insert("cameras_now".into(), cameras_json(ctx.cameras));
             map.insert("lock".into(), json!(lock_word(self.lock.state())));
@@ -1916,7 +1946,7 @@ impl Door {
         ctx.out.push(Action::Audit(AuditRecord {
             at: ctx.now.wall,
             door: Some(self.name.clone()),
-            decision: decision.to_string(),
+            decision: decision.as_str().to_string(),
             reason: reason.to_string(),
             details,
         }));
