@@ -72,6 +72,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
+use self::session::{OwedRelock, Phase, Session};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
@@ -84,6 +85,7 @@ use super::{
 use crate::config::{self, OnCameraLoss, Secret};
 
 mod code;
+mod session;
 
 pub use code::{CODE_FAILURES_ALLOWED, CODE_LOCKOUT};
 
@@ -138,79 +140,6 @@ impl Rules {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    /// Unlock sent, not yet confirmed.
-    Unlocking,
-    /// Unlocked, waiting for the door to open and shut.
-    Unlocked,
-    /// The door opened and shut; relock at `relock_after_close`.
-    Closing,
-    /// A relock is due but the door is open: relock as soon as it shuts.
-    RelockOnShut,
-    /// Lock sent, not yet confirmed.
-    Relocking,
-}
-
-#[derive(Debug, Clone)]
-struct Session {
-    record: SessionRecord,
-    via: Option<RequestChannel>,
-    phase: Phase,
-    window: Option<OpenWindow>,
-    /// When the lock confirmed the unlock.
-    unlocked_at: Option<Timestamp>,
-    /// When the relock was sent.
-    relock_sent_at: Option<Timestamp>,
-    /// Why the session relocked (for the summary).
-    relock_reason: Option<String>,
-    opened_at: Option<Instant>,
-    open_total: Duration,
-    opened_ever: bool,
-    compromised: bool,
-    restarted: bool,
-    code_used: bool,
-    /// Camera health over the session: one entry at the start per camera,
-    /// then one per change.
-    timeline: Vec<Value>,
-}
-
-impl Session {
-    /// A session in `phase`, nothing counted yet, with the cameras as they
-    /// are at `now` as the start of its health timeline.
-    fn new(
-        record: SessionRecord,
-        phase: Phase,
-        now: Timestamp,
-        cameras: &[CameraSnapshot],
-    ) -> Session {
-        Session {
-            record,
-            via: None,
-            phase,
-            window: None,
-            unlocked_at: None,
-            relock_sent_at: None,
-            relock_reason: None,
-            opened_at: None,
-            open_total: Duration::ZERO,
-            opened_ever: false,
-            compromised: false,
-            restarted: false,
-            code_used: false,
-            timeline: camera_timeline(now, cameras),
-        }
-    }
-
-    fn open_seconds(&self, now: Instant) -> u64 {
-        let running = self
-            .opened_at
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default();
-        (self.open_total + running).as_secs()
-    }
-}
-
 /// The door's deadlines, one slot each in its [`Timers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -225,14 +154,6 @@ impl TimerKey<2> for Timer {
     fn index(self) -> usize {
         self as usize
     }
-}
-
-/// A relock a finished delivery is still owed.
-#[derive(Debug, Clone)]
-struct OwedRelock {
-    why: String,
-    /// Kept persisted, so that a restart relocks the door too.
-    record: SessionRecord,
 }
 
 /// One door's interlock.
@@ -685,10 +606,12 @@ impl Door {
         }
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        let mut s = Session::new(record, Phase::Relocking, ctx.now.wall, ctx.cameras);
+        let phase = Phase::Relocking {
+            why: "restarted during delivery".into(),
+            sent_at: ctx.now.wall,
+        };
+        let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
         s.unlocked_at = Some(s.record.unlocked_at);
-        s.relock_sent_at = Some(ctx.now.wall);
-        s.relock_reason = Some("restarted during delivery".into());
         // Nobody watched the door while doorwarden was down.
         s.compromised = true;
         s.restarted = true;
@@ -946,17 +869,12 @@ impl Door {
     /// state; `ctx.cameras` already holds it.
     pub fn handle_camera(&mut self, ctx: &mut Ctx, cam: &CameraSnapshot, was_live: bool) {
         let Some(s) = &mut self.session else { return };
-        s.timeline.push(json!({
-            "at": ctx.now.wall.to_string(),
-            "camera": cam.name,
-            "state": cam.kind.as_str(),
-            "reason": cam.reason,
-        }));
+        s.note_camera(ctx.now.wall, cam);
         if !was_live || cam.kind == LivenessKind::Live {
             return;
         }
         s.compromised = true;
-        let relocking = matches!(s.phase, Phase::Relocking | Phase::RelockOnShut);
+        let relocking = s.phase.relock_due();
         let reason = format!("{} during a delivery", self.describe_camera(cam));
         let mut ev = self.delivery_event(DeliveryEventKind::InterlockTripped, &reason);
         ev.camera = Some(cam.name.clone());
@@ -1012,7 +930,7 @@ impl Door {
 
     fn max_unlocked_reached(&mut self, ctx: &mut Ctx) {
         let Some(s) = &mut self.session else { return };
-        if s.phase == Phase::Relocking {
+        if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
         if self.door_open != Some(true) {
@@ -1025,9 +943,10 @@ impl Door {
         // A relock already waiting for the door to shut (window closed,
         // camera lost) keeps its reason; the owner still hears that the
         // door is being held open.
-        if s.phase != Phase::RelockOnShut {
-            s.phase = Phase::RelockOnShut;
-            s.relock_reason = Some("door held open past the time allowed".into());
+        if !matches!(s.phase, Phase::RelockOnShut { .. }) {
+            s.phase = Phase::RelockOnShut {
+                why: "door held open past the time allowed".into(),
+            };
         }
         let reason = format!(
             "door still open {} s after the unlock; relocking as soon as it shuts",
@@ -1143,11 +1062,8 @@ impl Door {
         if let Some(t) = s.opened_at.take() {
             s.open_total += ctx.now.mono.saturating_duration_since(t);
         }
-        if s.phase == Phase::RelockOnShut {
-            let why = s
-                .relock_reason
-                .clone()
-                .unwrap_or_else(|| "relock due".into());
+        if let Phase::RelockOnShut { why } = &s.phase {
+            let why = why.clone();
             self.relock(ctx, &format!("{why}; the contact sensor is unreachable"));
         }
     }
@@ -1201,7 +1117,7 @@ impl Door {
             s.open_total += now.saturating_duration_since(t);
         }
         let secs = s.open_seconds(now);
-        let (phase, opened_ever, why) = (s.phase.clone(), s.opened_ever, s.relock_reason.clone());
+        let (phase, opened_ever) = (s.phase.clone(), s.opened_ever);
         self.event(
             ctx,
             DeliveryEventKind::DoorClosed,
@@ -1218,8 +1134,7 @@ impl Door {
                 self.timers
                     .set(Timer::RelockAfterClose, now + self.rules.relock_after_close);
             }
-            Phase::RelockOnShut => {
-                let why = why.unwrap_or_else(|| "relock due".into());
+            Phase::RelockOnShut { why } => {
                 self.relock(ctx, &format!("{why}; the door has shut"));
             }
             _ => {}
@@ -1296,7 +1211,7 @@ impl Door {
             return;
         }
         let outcome = match &self.session {
-            Some(s) if s.phase != Phase::Relocking => return,
+            Some(s) if !matches!(s.phase, Phase::Relocking { .. }) => return,
             None => return,
             Some(s) if s.restarted => "relocked after a restart",
             Some(s) if s.compromised => "relocked after the interlock tripped",
@@ -1371,7 +1286,7 @@ impl Door {
             json!({ "pending": pending.map(Want::as_str) }),
         );
         match self.session.as_ref().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking) => self.give_up_relock(ctx, relock_outcome),
+            Some(Phase::Relocking { .. }) => self.give_up_relock(ctx, relock_outcome),
             Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
             _ => {}
         }
@@ -1396,7 +1311,7 @@ impl Door {
             json!({ "command": want.as_str() }),
         );
         match self.session.as_ref().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking) => {
+            Some(Phase::Relocking { .. }) => {
                 self.give_up_relock(ctx, "relock not confirmed: lock unresponsive")
             }
             Some(Phase::Unlocking) => self.relock(ctx, "the lock did not confirm the unlock"),
@@ -1799,11 +1714,12 @@ impl Door {
     fn relock_when_shut(&mut self, ctx: &mut Ctx, why: &str) {
         if self.door_open == Some(true) {
             let Some(s) = &mut self.session else { return };
-            if matches!(s.phase, Phase::Relocking | Phase::RelockOnShut) {
+            if s.phase.relock_due() {
                 return;
             }
-            s.phase = Phase::RelockOnShut;
-            s.relock_reason = Some(why.to_string());
+            s.phase = Phase::RelockOnShut {
+                why: why.to_string(),
+            };
             // max_unlocked keeps counting, to tell the owner if the door
             // is then held open.
             self.timers.stop(Timer::RelockAfterClose);
@@ -1816,12 +1732,13 @@ impl Door {
 
     fn relock(&mut self, ctx: &mut Ctx, why: &str) {
         let Some(s) = &mut self.session else { return };
-        if s.phase == Phase::Relocking {
+        if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
-        s.phase = Phase::Relocking;
-        s.relock_sent_at = Some(ctx.now.wall);
-        s.relock_reason = Some(why.to_string());
+        s.phase = Phase::Relocking {
+            why: why.to_string(),
+            sent_at: ctx.now.wall,
+        };
         self.timers.stop_all();
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
@@ -1862,9 +1779,9 @@ impl Door {
             "window": s.window.as_ref().map(window_json),
             "cameras": s.timeline,
             "unlocked_at": s.unlocked_at.map(|t| t.to_string()),
-            "relock_sent_at": s.relock_sent_at.map(|t| t.to_string()),
+            "relock_sent_at": s.phase.relock_sent_at().map(|t| t.to_string()),
             "relocked_at": (self.lock.state() == LockState::Locked).then(|| ctx.now.wall.to_string()),
-            "relock_reason": s.relock_reason,
+            "relock_reason": s.phase.relock_reason(),
             "door_open_s": open_s,
             "compromised": s.compromised,
             "restarted": s.restarted,
@@ -1971,20 +1888,6 @@ pub fn wall_to_mono(last: Stamp, t: Timestamp) -> Instant {
 /// camera is never "watched".
 fn all_live(cameras: &[CameraSnapshot]) -> bool {
     !cameras.is_empty() && cameras.iter().all(|c| c.kind == LivenessKind::Live)
-}
-
-fn camera_timeline(at: Timestamp, cameras: &[CameraSnapshot]) -> Vec<Value> {
-    cameras
-        .iter()
-        .map(|c| {
-            json!({
-                "at": at.to_string(),
-                "camera": c.name,
-                "state": c.kind.as_str(),
-                "reason": c.reason,
-            })
-        })
-        .collect()
 }
 
 fn cameras_json(cameras: &[CameraSnapshot]) -> Value {
