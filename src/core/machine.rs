@@ -1,7 +1,7 @@
 //! [`Core`]: the cameras and doors of one home, composed into one machine.
 //!
 //! Each camera has its liveness machine, each door its interlock
-//! ([`interlock::Door`], which owns the door's schedule and lock tracker).
+//! ([`door::Door`], which owns the door's schedule and lock tracker).
 //! `Core` routes every event to the machines it concerns, runs their
 //! timeouts, tells the doors when one of their cameras changes, and
 //! publishes what Home Assistant shows whenever it changes.
@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use super::interlock::{self, CameraSnapshot, Ctx, Rules};
+use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use super::schedule;
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, DoorRecord, DoorStatus, Event, EventKind,
-    PersistedState, SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, Decision, DoorRecord, DoorStatus, Event,
+    EventKind, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::{self, Config};
 
@@ -112,7 +112,7 @@ impl CameraEntry {
 
 #[derive(Debug, Clone)]
 struct DoorEntry {
-    door: interlock::Door,
+    door: door::Door,
     cameras: Vec<String>,
     published: Option<DoorStatus>,
     published_online: Option<bool>,
@@ -207,7 +207,7 @@ impl Core {
             for (i, b) in name.bytes().enumerate() {
                 door_seed[i % 32] ^= b;
             }
-            let door = interlock::Door::new(
+            let door = door::Door::new(
                 name,
                 Rules::new(door_cfg, &deliveries),
                 tz,
@@ -320,7 +320,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: Some(name.clone()),
-                    decision: "restarted_during_delivery".into(),
+                    decision: Decision::RestartedDuringDelivery.as_str().into(),
                     reason: format!(
                         "a delivery at door `{name}` was in progress before the restart, \
                          but that door is no longer configured; it cannot be relocked"
@@ -340,7 +340,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: Some(name.clone()),
-                    decision: "code_dropped".into(),
+                    decision: Decision::CodeDropped.as_str().into(),
                     reason: format!(
                         "a delivery code for door `{name}` was stored, but that door is no \
                          longer configured; it was dropped"
@@ -421,7 +421,7 @@ impl Core {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
                     door: None,
-                    decision: "storage_failed".into(),
+                    decision: Decision::StorageFailed.as_str().into(),
                     reason: format!("storage unavailable: {reason}"),
                     details: json!({}),
                 }));
@@ -486,7 +486,7 @@ impl Core {
         name: &str,
         now: Stamp,
         out: &mut Vec<Action>,
-        f: impl FnOnce(&mut interlock::Door, &mut Ctx) -> R,
+        f: impl FnOnce(&mut door::Door, &mut Ctx) -> R,
     ) -> Option<R> {
         let others = self.persisted_except(Some(name));
         let cams = self.snapshots(&self.doors.get(name)?.cameras);
@@ -532,7 +532,7 @@ impl Core {
         out.push(Action::Audit(AuditRecord {
             at: now.wall,
             door: None,
-            decision: "storage_retry".into(),
+            decision: Decision::StorageRetry.as_str().into(),
             reason: "trying to write the delivery state again".into(),
             details: json!({}),
         }));

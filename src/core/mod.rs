@@ -35,11 +35,11 @@
 //!   windows granted now.
 //! - `lock`: what each lock is known to be doing, and whether the command
 //!   sent to it was confirmed in time.
-//! - `interlock`: one delivery session per door: grant, watch, trip, relock.
+//! - `door`: one delivery session per door: grant, watch, trip, relock.
 //! - `timer`: the deadline table that doors, cameras and locks each keep,
 //!   indexed by their own small timer enum.
 
-pub mod interlock;
+pub mod door;
 pub mod liveness;
 pub mod lock;
 mod machine;
@@ -447,13 +447,209 @@ impl MoveSource {
     }
 }
 
+/// What an audit record says was decided: the word in its `decision`
+/// field. Each variant renders its own word; the words are the log's
+/// format and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The one-time code was removed.
+    CodeCleared,
+    /// A stored code's window ended while doorwarden was stopped.
+    CodeDropped,
+    /// A one-time code was set.
+    CodeSet,
+    /// The lock reported its keypad slot.
+    CodeSlot,
+    /// The keypad slot was cleared.
+    CodeSlotCleared,
+    /// The keypad slot is asked again after a connect.
+    CodeSlotRetry,
+    /// The delivery PIN was put in the keypad slot.
+    CodeSlotSet,
+    /// The contact sensor became unreachable.
+    ContactUnavailable,
+    /// A delivery ended; the details hold its summary.
+    DeliverySummary,
+    /// A delivery request was refused.
+    Denied,
+    /// The door opened while the lock reported locked.
+    DoorForced,
+    /// The door stayed open past the time allowed.
+    DoorHeldOpen,
+    /// The grant duration changed.
+    GrantDuration,
+    /// A granted window came back after a restart.
+    GrantRestored,
+    /// A delivery was granted.
+    Granted,
+    /// The lock became reachable or unreachable.
+    LockAvailability,
+    /// The lock jammed.
+    LockJammed,
+    /// The lock was moved by someone else.
+    LockMoved,
+    /// A lock command was sent again.
+    LockRetry,
+    /// The lock did not confirm even after a retry.
+    LockUnresponsive,
+    /// The lock was unlocked outside doorwarden.
+    ManualUnlock,
+    /// The owner locked from Home Assistant.
+    OwnerLock,
+    /// The owner unlocked from Home Assistant.
+    OwnerUnlock,
+    /// The owner's unlock was refused (cameras not live).
+    OwnerUnlockRefused,
+    /// A relock waits for the door to shut.
+    RelockOnShut,
+    /// A relock could not be sent yet.
+    RelockPending,
+    /// A relock held back was sent.
+    RelockSent,
+    /// The lock confirmed a relock a delivery was owed.
+    Relocked,
+    /// A relock was sent.
+    Relocking,
+    /// doorwarden restarted during a delivery.
+    RestartedDuringDelivery,
+    /// A camera left Live during a delivery.
+    Tripped,
+    /// An unconfirmed unlock is not sent again.
+    UnlockAbandoned,
+    /// A delivery unlock could not be sent.
+    UnlockNotSent,
+    /// A delivery window closed.
+    WindowClosed,
+    /// The owner ended the window from Home Assistant.
+    WindowEnded,
+    /// The owner granted a window now.
+    WindowGranted,
+    /// A delivery window opened.
+    WindowOpened,
+    /// A request carried a wrong code.
+    WrongCode,
+    /// A wrong-code lockout came back after a restart.
+    WrongCodesRestored,
+    /// A stored code is in force again.
+    CodeRestored,
+    /// A stored code cannot be read back.
+    CodeUnreadable,
+    /// Writing the delivery state failed.
+    StorageFailed,
+    /// Writing the delivery state is tried again.
+    StorageRetry,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 43] = [
+        Decision::CodeCleared,
+        Decision::CodeDropped,
+        Decision::CodeSet,
+        Decision::CodeSlot,
+        Decision::CodeSlotCleared,
+        Decision::CodeSlotRetry,
+        Decision::CodeSlotSet,
+        Decision::ContactUnavailable,
+        Decision::DeliverySummary,
+        Decision::Denied,
+        Decision::DoorForced,
+        Decision::DoorHeldOpen,
+        Decision::GrantDuration,
+        Decision::GrantRestored,
+        Decision::Granted,
+        Decision::LockAvailability,
+        Decision::LockJammed,
+        Decision::LockMoved,
+        Decision::LockRetry,
+        Decision::LockUnresponsive,
+        Decision::ManualUnlock,
+        Decision::OwnerLock,
+        Decision::OwnerUnlock,
+        Decision::OwnerUnlockRefused,
+        Decision::RelockOnShut,
+        Decision::RelockPending,
+        Decision::RelockSent,
+        Decision::Relocked,
+        Decision::Relocking,
+        Decision::RestartedDuringDelivery,
+        Decision::Tripped,
+        Decision::UnlockAbandoned,
+        Decision::UnlockNotSent,
+        Decision::WindowClosed,
+        Decision::WindowEnded,
+        Decision::WindowGranted,
+        Decision::WindowOpened,
+        Decision::WrongCode,
+        Decision::WrongCodesRestored,
+        Decision::CodeRestored,
+        Decision::CodeUnreadable,
+        Decision::StorageFailed,
+        Decision::StorageRetry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::CodeCleared => "code_cleared",
+            Decision::CodeDropped => "code_dropped",
+            Decision::CodeSet => "code_set",
+            Decision::CodeSlot => "code_slot",
+            Decision::CodeSlotCleared => "code_slot_cleared",
+            Decision::CodeSlotRetry => "code_slot_retry",
+            Decision::CodeSlotSet => "code_slot_set",
+            Decision::ContactUnavailable => "contact_unavailable",
+            Decision::DeliverySummary => "delivery_summary",
+            Decision::Denied => "denied",
+            Decision::DoorForced => "door_forced",
+            Decision::DoorHeldOpen => "door_held_open",
+            Decision::GrantDuration => "grant_duration",
+            Decision::GrantRestored => "grant_restored",
+            Decision::Granted => "granted",
+            Decision::LockAvailability => "lock_availability",
+            Decision::LockJammed => "lock_jammed",
+            Decision::LockMoved => "lock_moved",
+            Decision::LockRetry => "lock_retry",
+            Decision::LockUnresponsive => "lock_unresponsive",
+            Decision::ManualUnlock => "manual_unlock",
+            Decision::OwnerLock => "owner_lock",
+            Decision::OwnerUnlock => "owner_unlock",
+            Decision::OwnerUnlockRefused => "owner_unlock_refused",
+            Decision::RelockOnShut => "relock_on_shut",
+            Decision::RelockPending => "relock_pending",
+            Decision::RelockSent => "relock_sent",
+            Decision::Relocked => "relocked",
+            Decision::Relocking => "relocking",
+            Decision::RestartedDuringDelivery => "restarted_during_delivery",
+            Decision::Tripped => "tripped",
+            Decision::UnlockAbandoned => "unlock_abandoned",
+            Decision::UnlockNotSent => "unlock_not_sent",
+            Decision::WindowClosed => "window_closed",
+            Decision::WindowEnded => "window_ended",
+            Decision::WindowGranted => "window_granted",
+            Decision::WindowOpened => "window_opened",
+            Decision::WrongCode => "wrong_code",
+            Decision::WrongCodesRestored => "wrong_codes_restored",
+            Decision::CodeRestored => "code_restored",
+            Decision::CodeUnreadable => "code_unreadable",
+            Decision::StorageFailed => "storage_failed",
+            Decision::StorageRetry => "storage_retry",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of the audit log: a decision and why. Never holds a secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub at: jiff::Timestamp,
     pub door: Option<String>,
-    /// What was decided: `granted`, `denied`, `relocked`, `tripped`,
-    /// `owner_unlock`, `delivery_summary`, …
+    /// What was decided: a [`Decision`]'s word in the core's records
+    /// (`granted`, `denied`, `delivery_summary`, …); the shell adds its own
+    /// (`core_restarted`, `log_repaired`).
     pub decision: String,
     pub reason: String,
     /// Free-form details (camera states at the time, the delivery summary).
@@ -560,5 +756,20 @@ impl CodeRecord {
             entries_used: 0,
             keypad_slot: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_audit_decision_has_its_own_word() {
+        let mut words: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
+        assert!(words.iter().all(|w| !w.is_empty()));
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), Decision::ALL.len());
+        assert_eq!(Decision::DeliverySummary.to_string(), "delivery_summary");
     }
 }

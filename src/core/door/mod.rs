@@ -69,28 +69,27 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::json;
 
+use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
+use self::session::{OwedRelock, Phase, Session};
+use self::words::{lock_word, via_str, window_json};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
 use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
 use super::timer::{TimerKey, Timers};
 use super::{
-    Action, AuditRecord, CodeRecord, Command, DeliveryEvent, DeliveryEventKind, DeliveryState,
-    DoorRecord, DoorReport, DoorStatus, GrantRecord, LockCommand, LockState, MoveSource,
-    PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
+    Action, CodeRecord, Command, Decision, DeliveryEventKind, DeliveryState, DoorRecord,
+    DoorReport, GrantRecord, LockCommand, LockState, MoveSource, PersistedState, RequestChannel,
+    SessionRecord, Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
-/// Wrong codes allowed per door within [`CODE_LOCKOUT`].
-pub const CODE_FAILURES_ALLOWED: u32 = 5;
-/// The span over which wrong codes are counted.
-pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
-/// Why a request over MQTT is refused while the door's code could not be
-/// read back from the store.
-pub const CODE_UNREADABLE: &str = "the delivery code could not be read back after a restart; \
-the owner must set a new code or end the window";
+mod code;
+mod session;
+mod words;
+
+pub use code::{CODE_FAILURES_ALLOWED, CODE_LOCKOUT};
 
 /// One camera as the interlock sees it at the moment of a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,79 +142,6 @@ impl Rules {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    /// Unlock sent, not yet confirmed.
-    Unlocking,
-    /// Unlocked, waiting for the door to open and shut.
-    Unlocked,
-    /// The door opened and shut; relock at `relock_after_close`.
-    Closing,
-    /// A relock is due but the door is open: relock as soon as it shuts.
-    RelockOnShut,
-    /// Lock sent, not yet confirmed.
-    Relocking,
-}
-
-#[derive(Debug, Clone)]
-struct Session {
-    record: SessionRecord,
-    via: Option<RequestChannel>,
-    phase: Phase,
-    window: Option<OpenWindow>,
-    /// When the lock confirmed the unlock.
-    unlocked_at: Option<Timestamp>,
-    /// When the relock was sent.
-    relock_sent_at: Option<Timestamp>,
-    /// Why the session relocked (for the summary).
-    relock_reason: Option<String>,
-    opened_at: Option<Instant>,
-    open_total: Duration,
-    opened_ever: bool,
-    compromised: bool,
-    restarted: bool,
-    code_used: bool,
-    /// Camera health over the session: one entry at the start per camera,
-    /// then one per change.
-    timeline: Vec<Value>,
-}
-
-impl Session {
-    /// A session in `phase`, nothing counted yet, with the cameras as they
-    /// are at `now` as the start of its health timeline.
-    fn new(
-        record: SessionRecord,
-        phase: Phase,
-        now: Timestamp,
-        cameras: &[CameraSnapshot],
-    ) -> Session {
-        Session {
-            record,
-            via: None,
-            phase,
-            window: None,
-            unlocked_at: None,
-            relock_sent_at: None,
-            relock_reason: None,
-            opened_at: None,
-            open_total: Duration::ZERO,
-            opened_ever: false,
-            compromised: false,
-            restarted: false,
-            code_used: false,
-            timeline: camera_timeline(now, cameras),
-        }
-    }
-
-    fn open_seconds(&self, now: Instant) -> u64 {
-        let running = self
-            .opened_at
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default();
-        (self.open_total + running).as_secs()
-    }
-}
-
 /// The door's deadlines, one slot each in its [`Timers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -230,160 +156,6 @@ impl TimerKey<2> for Timer {
     fn index(self) -> usize {
         self as usize
     }
-}
-
-/// A one-time delivery code: a salted hash, and the plain PIN only when a
-/// keypad slot needs it.
-#[derive(Clone)]
-struct DeliveryCode {
-    /// `None`: the store held a code for this door that cannot be read
-    /// back; no code matches it.
-    check: Option<CodeHash>,
-    plain: Option<Secret>,
-    /// The window occurrence (its `starts`) the code belongs to; `None`
-    /// until one opens.
-    window: Option<Timestamp>,
-    set_at: Timestamp,
-}
-
-#[derive(Clone, Copy)]
-struct CodeHash {
-    salt: [u8; 32],
-    hash: [u8; 32],
-}
-
-impl std::fmt::Debug for DeliveryCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryCode")
-            .field("window", &self.window)
-            .finish_non_exhaustive()
-    }
-}
-
-fn digest(salt: &[u8; 32], code: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(code.as_bytes());
-    h.finalize().into()
-}
-
-impl DeliveryCode {
-    fn matches(&self, code: &Secret) -> bool {
-        let Some(check) = &self.check else {
-            return false;
-        };
-        let other = digest(&check.salt, code.expose());
-        // Compare every byte so the time taken says nothing about where
-        // the first difference is.
-        check
-            .hash
-            .iter()
-            .zip(other.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-fn to_hex(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(64);
-    for b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    text
-}
-
-/// 64 hex digits back into 32 bytes; `None` for anything else.
-fn from_hex(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    // `from_str_radix` would also take a sign.
-    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Wrong codes counted from the first failure of a one-minute span. Each
-/// is kept with its wall time too, so that the span survives a restart.
-/// At most [`CODE_FAILURES_ALLOWED`] are held: once that many are in, no
-/// request gets as far as a code until the span is over.
-#[derive(Debug, Clone, Default)]
-struct CodeFailures {
-    times: Vec<(Instant, Timestamp)>,
-}
-
-impl CodeFailures {
-    /// Seconds left in the lockout, if requests are refused at `now`.
-    fn locked_out(&self, now: Instant) -> Option<u64> {
-        let (start, _) = self.times.first()?;
-        let elapsed = now.saturating_duration_since(*start);
-        let count = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
-        if count >= CODE_FAILURES_ALLOWED && elapsed < CODE_LOCKOUT {
-            Some((CODE_LOCKOUT - elapsed).as_secs().max(1))
-        } else {
-            None
-        }
-    }
-
-    fn record(&mut self, now: Stamp) -> u32 {
-        let span_over = self
-            .times
-            .first()
-            .is_some_and(|(start, _)| now.mono.saturating_duration_since(*start) >= CODE_LOCKOUT);
-        if span_over {
-            self.times.clear();
-        }
-        self.times.push((now.mono, now.wall));
-        u32::try_from(self.times.len()).unwrap_or(u32::MAX)
-    }
-
-    /// The wall times to persist.
-    fn walls(&self) -> Vec<Timestamp> {
-        self.times.iter().map(|(_, wall)| *wall).collect()
-    }
-
-    /// Failures stored before a restart, placed on this run's monotonic
-    /// clock by their age at `now`. A span whose minute is over is gone, as
-    /// it would have been without the restart; a time ahead of `now` (the
-    /// wall clock was stepped back) counts as just now, so the lockout
-    /// runs its whole minute rather than being cut short.
-    fn restore(&mut self, now: Stamp, walls: &[Timestamp]) {
-        let Some(first) = walls.iter().min() else {
-            return;
-        };
-        let age = |t: &Timestamp| {
-            Duration::try_from(now.wall.duration_since(*t)).unwrap_or(Duration::ZERO)
-        };
-        if age(first) >= CODE_LOCKOUT {
-            return;
-        }
-        let mut sorted = walls.to_vec();
-        sorted.sort();
-        // A hand-edited file could hold more; the lockout needs no more.
-        let keep = usize::try_from(CODE_FAILURES_ALLOWED).unwrap_or(usize::MAX);
-        sorted.truncate(keep);
-        self.times = sorted
-            .into_iter()
-            .map(|wall| {
-                let mono = now.mono.checked_sub(age(&wall)).unwrap_or(now.mono);
-                (mono, wall)
-            })
-            .collect();
-    }
-}
-
-/// A relock a finished delivery is still owed.
-#[derive(Debug, Clone)]
-struct OwedRelock {
-    why: String,
-    /// Kept persisted, so that a restart relocks the door too.
-    record: SessionRecord,
 }
 
 /// One door's interlock.
@@ -406,20 +178,9 @@ pub struct Door {
     /// is sent again once the lock talks; it is owed until the bolt is
     /// reported locked or the owner takes the door over.
     relock_owed: Option<OwedRelock>,
-    code: Option<DeliveryCode>,
-    /// The code as the store was last asked to hold it: a change from this
-    /// is persisted.
-    code_saved: Option<CodeRecord>,
+    codes: Codes,
     /// The door's limits as this door last asked the store to hold them.
     limits_saved: Option<DoorRecord>,
-    code_in_lock: bool,
-    /// The lock has not yet reported the keypad slot as doorwarden last
-    /// asked (empty, or holding the delivery PIN): asked again on every
-    /// connect of the broker link until it does.
-    slot_unconfirmed: bool,
-    code_counter: u64,
-    seed: [u8; 32],
-    failures: CodeFailures,
     /// The lock's own auto-relock as the owner set it; `Some` also means
     /// the lock has one (it reported it).
     owner_auto_relock: Option<u32>,
@@ -464,14 +225,8 @@ impl Door {
             entries_used: 0,
             session: None,
             relock_owed: None,
-            code: None,
-            code_saved: None,
+            codes: Codes::new(seed),
             limits_saved: None,
-            code_in_lock: false,
-            slot_unconfirmed: false,
-            code_counter: 0,
-            seed,
-            failures: CodeFailures::default(),
             owner_auto_relock: None,
             auto_relock_asked: None,
             last_outcome: None,
@@ -518,24 +273,12 @@ impl Door {
     /// The door's one-time code as it may be written down (salt and hash,
     /// never the code), if one is in force.
     pub fn code_record(&self) -> Option<CodeRecord> {
-        let code = self.code.as_ref()?;
-        let (salt, hash) = match &code.check {
-            Some(c) => (to_hex(&c.salt), to_hex(&c.hash)),
-            None => (String::new(), String::new()),
-        };
-        Some(CodeRecord {
-            door: self.name.clone(),
-            salt,
-            hash,
-            window: code.window,
-            set_at: code.set_at,
-            entries_used: if code.window.is_some() && code.window == self.entries_window {
-                self.entries_used
-            } else {
-                0
-            },
-            keypad_slot: self.rules.code_slot.filter(|_| self.code_in_lock),
-        })
+        self.codes.record(
+            &self.name,
+            self.entries_window,
+            self.entries_used,
+            self.rules.code_slot,
+        )
     }
 
     /// What a restart must not hand back at this door (a window the owner
@@ -554,7 +297,7 @@ impl Door {
             } else {
                 0
             },
-            wrong_codes: self.failures.walls(),
+            wrong_codes: self.codes.failures.walls(),
             grant: self.schedule.granted().map(|g| GrantRecord {
                 starts: g.starts,
                 ends: g.ends,
@@ -608,50 +351,6 @@ impl Door {
         .min_by_key(|(t, _)| *t)
     }
 
-    /// What Home Assistant should show for this door.
-    pub fn status(&self, cameras: &[CameraSnapshot], storage_problem: Option<&str>) -> DoorStatus {
-        let delivery = match &self.session {
-            Some(s) if s.compromised => DeliveryState::Tripped,
-            Some(s) if matches!(s.phase, Phase::Unlocking | Phase::Unlocked) && !s.opened_ever => {
-                DeliveryState::Unlocked
-            }
-            Some(_) => DeliveryState::Watching,
-            None => match (self.last_outcome, self.window) {
-                (Some(outcome), _) => outcome,
-                (None, Some(_)) => DeliveryState::WindowOpen,
-                (None, None) => DeliveryState::Idle,
-            },
-        };
-        DoorStatus {
-            door: self.name.clone(),
-            lock: self.lock.display(),
-            lock_source: self.lock.source(),
-            door_open: self.door_open,
-            interlock_blocking: self.refusal(cameras, storage_problem, false),
-            delivery,
-            window_ends: self.window.map(|w| w.ends),
-            entries_left: match self.window {
-                Some(_) => self
-                    .rules
-                    .entries_per_window
-                    .saturating_sub(self.entries_used),
-                None => 0,
-            },
-            compromised: self.session.as_ref().is_some_and(|s| s.compromised),
-            backstop_armed: self.auto_relock_asked.is_none()
-                && self
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| s.record.restore_auto_relock.is_some()),
-            grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
-            schedule_warning: self
-                .schedule_warning
-                .as_ref()
-                .and_then(|(_, w, _)| w.as_ref())
-                .map(|w| w.to_string()),
-        }
-    }
-
     /// Why a delivery request would be refused now (before looking at any
     /// code), or `None` when it would be granted. `keypad` skips the lock
     /// check: a keypad entry has already moved the bolt.
@@ -701,42 +400,6 @@ impl Door {
         (!not_live.is_empty()).then(|| not_live.join("; "))
     }
 
-    /// "camera porch frozen since 14:02:11 (12 identical frames)", the time
-    /// on the door's clock.
-    fn describe_camera(&self, c: &CameraSnapshot) -> String {
-        let since = self.local_time(c.since);
-        match &c.reason {
-            Some(reason) => format!(
-                "camera {} {} since {since} ({reason})",
-                c.name,
-                c.kind.as_str()
-            ),
-            None => format!("camera {} {} since {since}", c.name, c.kind.as_str()),
-        }
-    }
-
-    fn local_time(&self, t: Timestamp) -> String {
-        t.to_zoned_datetime(self.tz.clone())
-            .strftime("%H:%M:%S")
-            .to_string()
-    }
-
-    /// [`Door::local_time`], with the zone's abbreviation when the clock
-    /// shows that time twice that night (`01:00:00 EST`), so a window end
-    /// in a repeated hour is not read as the first pass.
-    fn local_time_once(&self, t: Timestamp) -> String {
-        let local = t.to_zoned_datetime(self.tz.clone());
-        let shows_twice = matches!(
-            self.tz.to_ambiguous_timestamp(local.datetime()).offset(),
-            jiff::tz::AmbiguousOffset::Fold { .. }
-        );
-        if shows_twice {
-            local.strftime("%H:%M:%S %Z").to_string()
-        } else {
-            local.strftime("%H:%M:%S").to_string()
-        }
-    }
-
     // ---- inputs --------------------------------------------------------
 
     /// Once, before any event: ask the lock where it is, and clear the
@@ -748,8 +411,8 @@ impl Door {
         if let Some(slot) = self.rules.code_slot {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.code_in_lock = false;
-            self.slot_unconfirmed = true;
+            self.codes.in_lock = false;
+            self.codes.slot_unconfirmed = true;
         }
     }
 
@@ -761,14 +424,15 @@ impl Door {
         let Some(slot) = self.rules.code_slot else {
             return;
         };
-        if !self.slot_unconfirmed {
+        if !self.codes.slot_unconfirmed {
             return;
         }
         let pin = self
-            .code
+            .codes
+            .current
             .as_ref()
             .and_then(|c| c.plain.clone())
-            .filter(|_| self.code_in_lock);
+            .filter(|_| self.codes.in_lock);
         let reason = match pin {
             Some(code) => {
                 ctx.out
@@ -783,7 +447,12 @@ impl Door {
                 format!("keypad slot {slot} not confirmed empty by the lock; clearing it again")
             }
         };
-        self.audit(ctx, "code_slot_retry", &reason, json!({ "slot": slot }));
+        self.audit(
+            ctx,
+            Decision::CodeSlotRetry,
+            &reason,
+            json!({ "slot": slot }),
+        );
     }
 
     /// The shell could not hand `command` to the broker link (`why`: for
@@ -798,7 +467,7 @@ impl Door {
                 }
                 let reason = format!("relock pending: {why}");
                 self.event(ctx, DeliveryEventKind::RelockPending, &reason, None, None);
-                self.audit(ctx, "relock_pending", &reason, json!({}));
+                self.audit(ctx, Decision::RelockPending, &reason, json!({}));
             }
             LockCommand::Unlock => {
                 if !self.lock.not_sent(Want::Unlocked, why) {
@@ -806,7 +475,7 @@ impl Door {
                 }
                 self.lock.abandon();
                 let reason = format!("unlock not sent: {why}");
-                self.audit(ctx, "unlock_not_sent", &reason, json!({}));
+                self.audit(ctx, Decision::UnlockNotSent, &reason, json!({}));
                 if self
                     .session
                     .as_ref()
@@ -835,7 +504,7 @@ impl Door {
         self.lock.sent(ctx.now.mono, Want::Locked);
         self.audit(
             ctx,
-            "relock_sent",
+            Decision::RelockSent,
             "the relock held back while the broker was unreachable was sent",
             json!({}),
         );
@@ -859,10 +528,12 @@ impl Door {
         }
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        let mut s = Session::new(record, Phase::Relocking, ctx.now.wall, ctx.cameras);
+        let phase = Phase::Relocking {
+            why: "restarted during delivery".into(),
+            sent_at: ctx.now.wall,
+        };
+        let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
         s.unlocked_at = Some(s.record.unlocked_at);
-        s.relock_sent_at = Some(ctx.now.wall);
-        s.relock_reason = Some("restarted during delivery".into());
         // Nobody watched the door while doorwarden was down.
         s.compromised = true;
         s.restarted = true;
@@ -874,7 +545,7 @@ impl Door {
             None,
             None,
         );
-        self.audit(ctx, "restarted_during_delivery", &reason, json!({}));
+        self.audit(ctx, Decision::RestartedDuringDelivery, &reason, json!({}));
     }
 
     /// The windows as the owner left them before the restart: a window
@@ -900,7 +571,7 @@ impl Door {
                 ends: g.ends,
                 granted: true,
             };
-            self.audit(ctx, "grant_restored", &reason, window_json(&w));
+            self.audit(ctx, Decision::GrantRestored, &reason, window_json(&w));
         }
     }
 
@@ -918,12 +589,12 @@ impl Door {
             // the stored entries (they were persisted before its unlock).
             self.entries_used = self.entries_used.max(record.entries_used);
         }
-        self.failures.restore(ctx.now, &record.wrong_codes);
-        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+        self.codes.failures.restore(ctx.now, &record.wrong_codes);
+        if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
             let reason = format!(
                 "too many wrong codes before the restart; requests refused for another {wait} s"
             );
-            self.audit(ctx, "wrong_codes_restored", &reason, json!({}));
+            self.audit(ctx, Decision::WrongCodesRestored, &reason, json!({}));
         }
         // What the store holds now; see `Door::forget_restored`.
         self.limits_saved = Some(record.clone());
@@ -944,7 +615,7 @@ impl Door {
     /// opened, for the next occurrence if that has not come and gone.
     pub fn restore_code(&mut self, ctx: &mut Ctx, record: CodeRecord) {
         // What the store holds now, so that dropping it gets persisted.
-        self.code_saved = Some(record.clone());
+        self.codes.saved = Some(record.clone());
         // `start` cleared the configured slot; a slot from an older config
         // may still hold the PIN.
         if let Some(slot) = record.keypad_slot
@@ -963,19 +634,16 @@ impl Door {
             (None, None) => first_edge.is_none_or(|edge| edge > now),
         };
         if !in_force {
-            self.code = None;
+            self.codes.current = None;
             self.audit(
                 ctx,
-                "code_dropped",
+                Decision::CodeDropped,
                 "the delivery code's window ended while doorwarden was stopped; code dropped",
                 json!({}),
             );
             return;
         }
-        let check = match (from_hex(&record.salt), from_hex(&record.hash)) {
-            (Some(salt), Some(hash)) => Some(CodeHash { salt, hash }),
-            _ => None,
-        };
+        let check = code::read_back(&record);
         if let (Some(starts), Some(w)) = (record.window, open)
             && starts == w.starts
         {
@@ -983,7 +651,7 @@ impl Door {
             self.entries_used = self.entries_used.max(record.entries_used);
         }
         let readable = check.is_some();
-        self.code = Some(DeliveryCode {
+        self.codes.current = Some(DeliveryCode {
             check,
             plain: None,
             window: record.window,
@@ -1002,9 +670,9 @@ impl Door {
             ));
         }
         let decision = if readable {
-            "code_restored"
+            Decision::CodeRestored
         } else {
-            "code_unreadable"
+            Decision::CodeUnreadable
         };
         self.audit(ctx, decision, &reason, json!({}));
     }
@@ -1084,7 +752,7 @@ impl Door {
     fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
         self.count_entries_for(w.starts);
         self.last_outcome = None;
-        if let Some(code) = &mut self.code
+        if let Some(code) = &mut self.codes.current
             && code.window.is_none()
         {
             code.window = Some(w.starts);
@@ -1095,7 +763,7 @@ impl Door {
             if w.granted { " (granted now)" } else { "" }
         );
         self.event(ctx, DeliveryEventKind::WindowOpened, &reason, None, None);
-        self.audit(ctx, "window_opened", &reason, window_json(&w));
+        self.audit(ctx, Decision::WindowOpened, &reason, window_json(&w));
     }
 
     /// `next`: the occurrence that takes over at once (a grant absorbing a
@@ -1103,17 +771,17 @@ impl Door {
     /// and a delivery in progress carries on.
     fn window_closed(&mut self, ctx: &mut Ctx, w: OpenWindow, next: Option<OpenWindow>) {
         self.last_outcome = None;
-        if let Some(code) = &mut self.code
+        if let Some(code) = &mut self.codes.current
             && code.window == Some(w.starts)
         {
             match next {
                 Some(n) => code.window = Some(n.starts),
-                None => self.code = None,
+                None => self.codes.current = None,
             }
         }
         let reason = "delivery window closed".to_string();
         self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
-        self.audit(ctx, "window_closed", &reason, window_json(&w));
+        self.audit(ctx, Decision::WindowClosed, &reason, window_json(&w));
         if self.session.is_some() && next.is_none() {
             self.relock_when_shut(ctx, "the delivery window closed");
         }
@@ -1123,23 +791,23 @@ impl Door {
     /// state; `ctx.cameras` already holds it.
     pub fn handle_camera(&mut self, ctx: &mut Ctx, cam: &CameraSnapshot, was_live: bool) {
         let Some(s) = &mut self.session else { return };
-        s.timeline.push(json!({
-            "at": ctx.now.wall.to_string(),
-            "camera": cam.name,
-            "state": cam.kind.as_str(),
-            "reason": cam.reason,
-        }));
+        s.note_camera(ctx.now.wall, cam);
         if !was_live || cam.kind == LivenessKind::Live {
             return;
         }
         s.compromised = true;
-        let relocking = matches!(s.phase, Phase::Relocking | Phase::RelockOnShut);
+        let relocking = s.phase.relock_due();
         let reason = format!("{} during a delivery", self.describe_camera(cam));
         let mut ev = self.delivery_event(DeliveryEventKind::InterlockTripped, &reason);
         ev.camera = Some(cam.name.clone());
         ev.compromised = Some(true);
         ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(ctx, "tripped", &reason, json!({ "camera": cam.name }));
+        self.audit(
+            ctx,
+            Decision::Tripped,
+            &reason,
+            json!({ "camera": cam.name }),
+        );
         if self.rules.on_camera_loss == OnCameraLoss::Relock && !relocking {
             self.relock_when_shut(ctx, &format!("camera {} stopped being live", cam.name));
         }
@@ -1184,7 +852,7 @@ impl Door {
 
     fn max_unlocked_reached(&mut self, ctx: &mut Ctx) {
         let Some(s) = &mut self.session else { return };
-        if s.phase == Phase::Relocking {
+        if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
         if self.door_open != Some(true) {
@@ -1197,16 +865,17 @@ impl Door {
         // A relock already waiting for the door to shut (window closed,
         // camera lost) keeps its reason; the owner still hears that the
         // door is being held open.
-        if s.phase != Phase::RelockOnShut {
-            s.phase = Phase::RelockOnShut;
-            s.relock_reason = Some("door held open past the time allowed".into());
+        if !matches!(s.phase, Phase::RelockOnShut { .. }) {
+            s.phase = Phase::RelockOnShut {
+                why: "door held open past the time allowed".into(),
+            };
         }
         let reason = format!(
             "door still open {} s after the unlock; relocking as soon as it shuts",
             self.rules.max_unlocked.as_secs()
         );
         self.event(ctx, DeliveryEventKind::DoorHeldOpen, &reason, None, None);
-        self.audit(ctx, "door_held_open", &reason, json!({}));
+        self.audit(ctx, Decision::DoorHeldOpen, &reason, json!({}));
     }
 
     /// A report from the door's lock or contact sensor.
@@ -1217,14 +886,14 @@ impl Door {
             DoorReport::CodeSlot { slot, set } => {
                 if Some(*slot) == self.rules.code_slot {
                     // As asked: done. Otherwise the next connect asks again.
-                    self.slot_unconfirmed = *set != self.code_in_lock;
+                    self.codes.slot_unconfirmed = *set != self.codes.in_lock;
                     let reason = format!(
                         "keypad slot {slot} {}",
                         if *set { "set" } else { "cleared" }
                     );
                     self.audit(
                         ctx,
-                        "code_slot",
+                        Decision::CodeSlot,
                         &reason,
                         json!({ "slot": slot, "set": set }),
                     );
@@ -1272,7 +941,7 @@ impl Door {
         let reason = format!("the lock answers again; sending the relock it missed ({why})");
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        self.audit(ctx, "relocking", &reason, json!({}));
+        self.audit(ctx, Decision::Relocking, &reason, json!({}));
     }
 
     /// The lock's auto-relock setting, read back.
@@ -1307,7 +976,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "contact_unavailable",
+            Decision::ContactUnavailable,
             "contact sensor unreachable",
             json!({}),
         );
@@ -1315,11 +984,8 @@ impl Door {
         if let Some(t) = s.opened_at.take() {
             s.open_total += ctx.now.mono.saturating_duration_since(t);
         }
-        if s.phase == Phase::RelockOnShut {
-            let why = s
-                .relock_reason
-                .clone()
-                .unwrap_or_else(|| "relock due".into());
+        if let Phase::RelockOnShut { why } = &s.phase {
+            let why = why.clone();
             self.relock(ctx, &format!("{why}; the contact sensor is unreachable"));
         }
     }
@@ -1345,7 +1011,7 @@ impl Door {
         if self.lock.state() == LockState::Locked && !unlock_on_its_way {
             let reason = "door opened while the lock reports it locked".to_string();
             self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
-            self.audit(ctx, "door_forced", &reason, json!({}));
+            self.audit(ctx, Decision::DoorForced, &reason, json!({}));
         }
         let Some(s) = &mut self.session else { return };
         s.opened_at = Some(ctx.now.mono);
@@ -1373,7 +1039,7 @@ impl Door {
             s.open_total += now.saturating_duration_since(t);
         }
         let secs = s.open_seconds(now);
-        let (phase, opened_ever, why) = (s.phase.clone(), s.opened_ever, s.relock_reason.clone());
+        let (phase, opened_ever) = (s.phase.clone(), s.opened_ever);
         self.event(
             ctx,
             DeliveryEventKind::DoorClosed,
@@ -1390,8 +1056,7 @@ impl Door {
                 self.timers
                     .set(Timer::RelockAfterClose, now + self.rules.relock_after_close);
             }
-            Phase::RelockOnShut => {
-                let why = why.unwrap_or_else(|| "relock due".into());
+            Phase::RelockOnShut { why } => {
                 self.relock(ctx, &format!("{why}; the door has shut"));
             }
             _ => {}
@@ -1422,7 +1087,7 @@ impl Door {
             LockNote::Moved { state, source } => {
                 let by = source.map(|s| s.as_str()).unwrap_or("unknown");
                 let reason = format!("lock moved to {} by {by}", lock_word(state));
-                self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+                self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
                 if state == LockState::Locked && self.session.is_some() {
                     self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
                     self.finish(ctx, &format!("locked by {by} during the delivery"));
@@ -1434,7 +1099,7 @@ impl Door {
             }
             LockNote::Retry(command) => {
                 let reason = "lock did not confirm in time; sending the command again".to_string();
-                self.audit(ctx, "lock_retry", &reason, json!({}));
+                self.audit(ctx, Decision::LockRetry, &reason, json!({}));
                 ctx.out.push(self.lock_action(command));
             }
             LockNote::Unresponsive(want) => self.lock_unresponsive(ctx, want),
@@ -1445,7 +1110,12 @@ impl Door {
                 } else {
                     "lock unreachable"
                 };
-                self.audit(ctx, "lock_availability", reason, json!({ "online": up }));
+                self.audit(
+                    ctx,
+                    Decision::LockAvailability,
+                    reason,
+                    json!({ "online": up }),
+                );
                 if up && self.relock_owed.is_some() {
                     // Its answer decides whether the owed relock is sent.
                     ctx.out.push(self.lock_action(LockCommand::Refresh));
@@ -1459,11 +1129,11 @@ impl Door {
             self.forget_owed_relock(ctx);
             let reason = "lock confirmed the relock a delivery was owed";
             self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
-            self.audit(ctx, "relocked", reason, json!({}));
+            self.audit(ctx, Decision::Relocked, reason, json!({}));
             return;
         }
         let outcome = match &self.session {
-            Some(s) if s.phase != Phase::Relocking => return,
+            Some(s) if !matches!(s.phase, Phase::Relocking { .. }) => return,
             None => return,
             Some(s) if s.restarted => "relocked after a restart",
             Some(s) if s.compromised => "relocked after the interlock tripped",
@@ -1533,12 +1203,12 @@ impl Door {
         ctx.out.push(Action::DeliveryEvent(ev));
         self.audit(
             ctx,
-            "lock_jammed",
+            Decision::LockJammed,
             &reason,
             json!({ "pending": pending.map(Want::as_str) }),
         );
         match self.session.as_ref().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking) => self.give_up_relock(ctx, relock_outcome),
+            Some(Phase::Relocking { .. }) => self.give_up_relock(ctx, relock_outcome),
             Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
             _ => {}
         }
@@ -1558,12 +1228,12 @@ impl Door {
         );
         self.audit(
             ctx,
-            "lock_unresponsive",
+            Decision::LockUnresponsive,
             &reason,
             json!({ "command": want.as_str() }),
         );
         match self.session.as_ref().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking) => {
+            Some(Phase::Relocking { .. }) => {
                 self.give_up_relock(ctx, "relock not confirmed: lock unresponsive")
             }
             Some(Phase::Unlocking) => self.relock(ctx, "the lock did not confirm the unlock"),
@@ -1581,7 +1251,7 @@ impl Door {
         let rules_hold = self.window.is_some() && all_live(ctx.cameras);
         if unlocking && rules_hold {
             let reason = "lock did not confirm the unlock in time; sending it again";
-            self.audit(ctx, "lock_retry", reason, json!({}));
+            self.audit(ctx, Decision::LockRetry, reason, json!({}));
             ctx.out.push(self.lock_action(LockCommand::Unlock));
         } else if unlocking {
             self.relock(
@@ -1593,7 +1263,7 @@ impl Door {
             // asking the lock to open.
             self.lock.abandon();
             let reason = "unlock not confirmed; not sent again, a relock is due";
-            self.audit(ctx, "unlock_abandoned", reason, json!({}));
+            self.audit(ctx, Decision::UnlockAbandoned, reason, json!({}));
         }
     }
 
@@ -1620,14 +1290,19 @@ impl Door {
             // Late news of the delivery unlock itself, or a hand on the
             // thumb-turn mid-delivery: the session already watches the door.
             let reason = format!("lock reported unlocked by {by} during the delivery");
-            self.audit(ctx, "lock_moved", &reason, json!({ "source": by }));
+            self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
             return;
         }
         let reason = format!("lock unlocked by {by} outside doorwarden");
         let mut ev = self.delivery_event(DeliveryEventKind::ManualUnlock, &reason);
         ev.source = source;
         ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(ctx, "manual_unlock", &reason, json!({ "source": by }));
+        self.audit(
+            ctx,
+            Decision::ManualUnlock,
+            &reason,
+            json!({ "source": by }),
+        );
     }
 
     /// A request from the owner, Home Assistant or a courier.
@@ -1638,7 +1313,7 @@ impl Door {
                 let w = self.schedule.grant(ctx.now.wall, d);
                 self.window_cache = None;
                 let reason = format!("window granted until {}", self.local_time(w.ends));
-                self.audit(ctx, "window_granted", &reason, window_json(&w));
+                self.audit(ctx, Decision::WindowGranted, &reason, window_json(&w));
                 self.refresh(ctx);
                 if let Some(code) = code {
                     self.set_code(ctx, code);
@@ -1649,7 +1324,12 @@ impl Door {
             Command::EndDelivery => {
                 self.schedule.cancel(ctx.now.wall);
                 self.window_cache = None;
-                self.audit(ctx, "window_ended", "ended from Home Assistant", json!({}));
+                self.audit(
+                    ctx,
+                    Decision::WindowEnded,
+                    "ended from Home Assistant",
+                    json!({}),
+                );
                 // Before the refresh, so the relock names the owner rather
                 // than the window it closes (a weekly window may stay open).
                 self.relock_when_shut(ctx, "the owner ended the delivery");
@@ -1663,7 +1343,7 @@ impl Door {
             Command::OwnerLock => {
                 self.audit(
                     ctx,
-                    "owner_lock",
+                    Decision::OwnerLock,
                     "owner locked from Home Assistant",
                     json!({}),
                 );
@@ -1680,7 +1360,7 @@ impl Door {
                 let reason = format!("grant duration set to {} min", d.as_secs() / 60);
                 self.audit(
                     ctx,
-                    "grant_duration",
+                    Decision::GrantDuration,
                     &reason,
                     json!({ "seconds": d.as_secs() }),
                 );
@@ -1695,7 +1375,7 @@ impl Door {
         {
             let reason = format!("owner unlock refused: {not_live}");
             self.event(ctx, DeliveryEventKind::Denied, &reason, None, None);
-            self.audit(ctx, "owner_unlock_refused", &reason, json!({}));
+            self.audit(ctx, Decision::OwnerUnlockRefused, &reason, json!({}));
             return;
         }
         if self.session.is_some() {
@@ -1707,7 +1387,7 @@ impl Door {
         self.forget_owed_relock(ctx);
         self.audit(
             ctx,
-            "owner_unlock",
+            Decision::OwnerUnlock,
             "owner unlocked from Home Assistant",
             json!({}),
         );
@@ -1717,27 +1397,26 @@ impl Door {
 
     fn set_code(&mut self, ctx: &mut Ctx, code: Secret) {
         // A new code replaces the old one everywhere, the keypad included.
-        if let (true, Some(slot)) = (self.code_in_lock, self.rules.code_slot) {
+        if let (true, Some(slot)) = (self.codes.in_lock, self.rules.code_slot) {
             ctx.out
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.code_in_lock = false;
-            self.slot_unconfirmed = true;
+            self.codes.in_lock = false;
+            self.codes.slot_unconfirmed = true;
         }
         if code.expose().is_empty() {
-            self.code = None;
+            self.codes.current = None;
             self.persist_code_if_changed(ctx);
-            self.audit(ctx, "code_cleared", "delivery code removed", json!({}));
+            self.audit(
+                ctx,
+                Decision::CodeCleared,
+                "delivery code removed",
+                json!({}),
+            );
             return;
         }
-        self.code_counter += 1;
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(self.name.as_bytes());
-        h.update(self.code_counter.to_be_bytes());
-        let salt: [u8; 32] = h.finalize().into();
-        let hash = digest(&salt, code.expose());
-        self.code = Some(DeliveryCode {
-            check: Some(CodeHash { salt, hash }),
+        let check = self.codes.hash_new(&self.name, &code);
+        self.codes.current = Some(DeliveryCode {
+            check: Some(check),
             plain: self.rules.code_slot.map(|_| code),
             window: self.window.map(|w| w.starts),
             set_at: ctx.now.wall,
@@ -1747,7 +1426,7 @@ impl Door {
         self.persist_code_if_changed(ctx);
         self.audit(
             ctx,
-            "code_set",
+            Decision::CodeSet,
             "a one-time delivery code was set",
             json!({}),
         );
@@ -1760,24 +1439,24 @@ impl Door {
         let Some(slot) = self.rules.code_slot else {
             return;
         };
-        let plain = self.code.as_ref().and_then(|c| c.plain.clone());
+        let plain = self.codes.current.as_ref().and_then(|c| c.plain.clone());
         let usable = plain.is_some()
             && self.window.is_some()
             && self.entries_used < self.rules.entries_per_window
             && ctx.storage_problem.is_none()
             && all_live(ctx.cameras);
-        match (usable, self.code_in_lock, plain) {
+        match (usable, self.codes.in_lock, plain) {
             (true, false, Some(code)) => {
                 // The store learns the slot may hold the PIN before the
                 // lock does, so that a restart clears it.
-                self.code_in_lock = true;
-                self.slot_unconfirmed = true;
+                self.codes.in_lock = true;
+                self.codes.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 ctx.out
                     .push(self.lock_action(LockCommand::SetCode { slot, code }));
                 self.audit(
                     ctx,
-                    "code_slot_set",
+                    Decision::CodeSlotSet,
                     &format!("delivery code put in keypad slot {slot}"),
                     json!({}),
                 );
@@ -1785,12 +1464,12 @@ impl Door {
             (false, true, _) => {
                 ctx.out
                     .push(self.lock_action(LockCommand::ClearCode { slot }));
-                self.code_in_lock = false;
-                self.slot_unconfirmed = true;
+                self.codes.in_lock = false;
+                self.codes.slot_unconfirmed = true;
                 self.persist_code_if_changed(ctx);
                 self.audit(
                     ctx,
-                    "code_slot_cleared",
+                    Decision::CodeSlotCleared,
                     &format!("keypad slot {slot} cleared"),
                     json!({}),
                 );
@@ -1806,7 +1485,7 @@ impl Door {
         carrier: Option<String>,
         via: RequestChannel,
     ) {
-        if let Some(wait) = self.failures.locked_out(ctx.now.mono) {
+        if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
             let reason = format!("too many wrong codes; try again in {wait} s");
             return self.deny(ctx, via, carrier, &reason);
         }
@@ -1814,14 +1493,14 @@ impl Door {
             return self.deny(ctx, via, carrier, &reason);
         }
         let mut code_used = false;
-        if let Some(stored) = &self.code {
+        if let Some(stored) = &self.codes.current {
             match code {
                 _ if stored.check.is_none() && via == RequestChannel::Mqtt => {
                     return self.deny(ctx, via, carrier, CODE_UNREADABLE);
                 }
                 Some(given) if stored.matches(&given) => code_used = true,
                 Some(_) => {
-                    let count = self.failures.record(ctx.now);
+                    let count = self.codes.failures.record(ctx.now);
                     // A restart must not hand the minute's tries back. At
                     // most five writes a minute: the lockout stops the rest
                     // before they get here.
@@ -1829,7 +1508,7 @@ impl Door {
                     let reason = "wrong delivery code".to_string();
                     self.audit(
                         ctx,
-                        "wrong_code",
+                        Decision::WrongCode,
                         &reason,
                         json!({
                             "failures_this_minute": count,
@@ -1860,7 +1539,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "denied",
+            Decision::Denied,
             reason,
             json!({ "carrier": carrier, "via": via_str(via) }),
         );
@@ -1881,7 +1560,7 @@ impl Door {
         self.entries_used += 1;
         if self.entries_used >= self.rules.entries_per_window {
             // The code is good for this window's entries and no more.
-            self.code = None;
+            self.codes.current = None;
         }
         let record = SessionRecord {
             door: self.name.clone(),
@@ -1941,7 +1620,7 @@ impl Door {
         }
         self.audit(
             ctx,
-            "granted",
+            Decision::Granted,
             &reason,
             json!({
                 "carrier": carrier,
@@ -1957,16 +1636,17 @@ impl Door {
     fn relock_when_shut(&mut self, ctx: &mut Ctx, why: &str) {
         if self.door_open == Some(true) {
             let Some(s) = &mut self.session else { return };
-            if matches!(s.phase, Phase::Relocking | Phase::RelockOnShut) {
+            if s.phase.relock_due() {
                 return;
             }
-            s.phase = Phase::RelockOnShut;
-            s.relock_reason = Some(why.to_string());
+            s.phase = Phase::RelockOnShut {
+                why: why.to_string(),
+            };
             // max_unlocked keeps counting, to tell the owner if the door
             // is then held open.
             self.timers.stop(Timer::RelockAfterClose);
             let reason = format!("{why}; relocking as soon as the door shuts");
-            self.audit(ctx, "relock_on_shut", &reason, json!({}));
+            self.audit(ctx, Decision::RelockOnShut, &reason, json!({}));
         } else {
             self.relock(ctx, why);
         }
@@ -1974,16 +1654,17 @@ impl Door {
 
     fn relock(&mut self, ctx: &mut Ctx, why: &str) {
         let Some(s) = &mut self.session else { return };
-        if s.phase == Phase::Relocking {
+        if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
-        s.phase = Phase::Relocking;
-        s.relock_sent_at = Some(ctx.now.wall);
-        s.relock_reason = Some(why.to_string());
+        s.phase = Phase::Relocking {
+            why: why.to_string(),
+            sent_at: ctx.now.wall,
+        };
         self.timers.stop_all();
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
-        self.audit(ctx, "relocking", why, json!({}));
+        self.audit(ctx, Decision::Relocking, why, json!({}));
     }
 
     /// The session is over (relocked, or given up on): restore the owner's
@@ -2020,15 +1701,15 @@ impl Door {
             "window": s.window.as_ref().map(window_json),
             "cameras": s.timeline,
             "unlocked_at": s.unlocked_at.map(|t| t.to_string()),
-            "relock_sent_at": s.relock_sent_at.map(|t| t.to_string()),
+            "relock_sent_at": s.phase.relock_sent_at().map(|t| t.to_string()),
             "relocked_at": (self.lock.state() == LockState::Locked).then(|| ctx.now.wall.to_string()),
-            "relock_reason": s.relock_reason,
+            "relock_reason": s.phase.relock_reason(),
             "door_open_s": open_s,
             "compromised": s.compromised,
             "restarted": s.restarted,
             "outcome": outcome,
         });
-        self.audit(ctx, "delivery_summary", outcome, details);
+        self.audit(ctx, Decision::DeliverySummary, outcome, details);
     }
 
     // ---- output helpers -------------------------------------------------
@@ -2038,13 +1719,13 @@ impl Door {
     fn persist(&mut self, ctx: &mut Ctx) {
         ctx.out
             .push(Action::Persist(self.persisted_with(ctx.others)));
-        self.code_saved = self.code_record();
+        self.codes.saved = self.code_record();
         self.limits_saved = self.door_record();
     }
 
     /// Persist when this door's code differs from what the store holds.
     fn persist_code_if_changed(&mut self, ctx: &mut Ctx) {
-        if self.code_record() != self.code_saved {
+        if self.code_record() != self.codes.saved {
             self.persist(ctx);
         }
     }
@@ -2066,49 +1747,6 @@ impl Door {
             command,
         }
     }
-
-    fn delivery_event(&self, kind: DeliveryEventKind, reason: &str) -> DeliveryEvent {
-        DeliveryEvent {
-            door: self.name.clone(),
-            kind,
-            reason: reason.to_string(),
-            camera: None,
-            source: None,
-            duration_s: None,
-            entries: None,
-            compromised: None,
-        }
-    }
-
-    fn event(
-        &self,
-        ctx: &mut Ctx,
-        kind: DeliveryEventKind,
-        reason: &str,
-        source: Option<MoveSource>,
-        duration_s: Option<u64>,
-    ) {
-        let mut ev = self.delivery_event(kind, reason);
-        ev.source = source;
-        ev.duration_s = duration_s;
-        ctx.out.push(Action::DeliveryEvent(ev));
-    }
-
-    /// Every decision goes to the audit log with the cameras' states.
-    fn audit(&self, ctx: &mut Ctx, decision: &str, reason: &str, mut details: Value) {
-        if let Value::Object(map) = &mut details {
-            map.insert("cameras_now".into(), cameras_json(ctx.cameras));
-            map.insert("lock".into(), json!(lock_word(self.lock.state())));
-            map.insert("door_open".into(), json!(self.door_open));
-        }
-        ctx.out.push(Action::Audit(AuditRecord {
-            at: ctx.now.wall,
-            door: Some(self.name.clone()),
-            decision: decision.to_string(),
-            reason: reason.to_string(),
-            details,
-        }));
-    }
 }
 
 /// A wall-clock instant placed on the monotonic clock, using the latest
@@ -2129,53 +1767,6 @@ pub fn wall_to_mono(last: Stamp, t: Timestamp) -> Instant {
 /// camera is never "watched".
 fn all_live(cameras: &[CameraSnapshot]) -> bool {
     !cameras.is_empty() && cameras.iter().all(|c| c.kind == LivenessKind::Live)
-}
-
-fn camera_timeline(at: Timestamp, cameras: &[CameraSnapshot]) -> Vec<Value> {
-    cameras
-        .iter()
-        .map(|c| {
-            json!({
-                "at": at.to_string(),
-                "camera": c.name,
-                "state": c.kind.as_str(),
-                "reason": c.reason,
-            })
-        })
-        .collect()
-}
-
-fn cameras_json(cameras: &[CameraSnapshot]) -> Value {
-    let map: serde_json::Map<String, Value> = cameras
-        .iter()
-        .map(|c| {
-            (
-                c.name.clone(),
-                json!({ "state": c.kind.as_str(), "since": c.since.to_string(), "reason": c.reason }),
-            )
-        })
-        .collect();
-    Value::Object(map)
-}
-
-fn window_json(w: &OpenWindow) -> Value {
-    json!({ "starts": w.starts.to_string(), "ends": w.ends.to_string(), "granted": w.granted })
-}
-
-fn via_str(via: RequestChannel) -> &'static str {
-    match via {
-        RequestChannel::Mqtt => "mqtt",
-        RequestChannel::Button => "button",
-        RequestChannel::Keypad => "keypad",
-    }
-}
-
-fn lock_word(state: LockState) -> &'static str {
-    match state {
-        LockState::Locked => "locked",
-        LockState::Unlocked => "unlocked",
-        LockState::Unknown => "unknown",
-    }
 }
 
 #[cfg(test)]
@@ -2207,98 +1798,5 @@ mod tests {
     #[test]
     fn every_timer_has_its_own_slot() {
         crate::core::timer::assert_keys_fill_slots::<Timer, 2>();
-    }
-
-    #[test]
-    fn codes_are_kept_as_salted_hashes() {
-        let salt = [9u8; 32];
-        let code = DeliveryCode {
-            check: Some(CodeHash {
-                salt,
-                hash: digest(&salt, "482913"),
-            }),
-            plain: None,
-            window: None,
-            set_at: at("2026-11-28T10:00:00Z"),
-        };
-        assert!(code.matches(&Secret::new("482913")));
-        assert!(!code.matches(&Secret::new("482914")));
-        assert!(!code.matches(&Secret::new("")));
-        // Another salt, another hash for the same code.
-        assert_ne!(digest(&[1; 32], "482913"), digest(&salt, "482913"));
-        assert!(!format!("{code:?}").contains("482913"));
-    }
-
-    #[test]
-    fn stored_hashes_read_back_only_when_whole() {
-        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 8 + 1) as u8);
-        let text = to_hex(&bytes);
-        assert_eq!(text.len(), 64);
-        assert_eq!(from_hex(&text), Some(bytes));
-        assert_eq!(from_hex(&text.to_uppercase()), Some(bytes));
-        assert_eq!(from_hex(""), None);
-        assert_eq!(from_hex(&text[..62]), None);
-        assert_eq!(from_hex(&format!("+{}", &text[1..])), None);
-        assert_eq!(from_hex(&"zz".repeat(32)), None);
-    }
-
-    #[test]
-    fn five_wrong_codes_lock_out_the_rest_of_the_minute() {
-        let t0 = Instant::now();
-        let wall = at("2026-11-28T10:00:00Z");
-        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
-        let mut failures = CodeFailures::default();
-        for i in 0..5u64 {
-            assert_eq!(failures.locked_out(t0 + Duration::from_secs(i)), None);
-            failures.record(stamp(i));
-        }
-        assert_eq!(failures.locked_out(t0 + Duration::from_secs(10)), Some(50));
-        assert_eq!(failures.locked_out(t0 + Duration::from_secs(60)), None);
-        // Time going backwards does not lift or extend the lockout wrongly.
-        assert_eq!(failures.locked_out(t0), Some(60));
-        // A new minute starts a new count.
-        assert_eq!(failures.record(stamp(61)), 1);
-    }
-
-    #[test]
-    fn a_lockout_survives_a_restart_until_its_minute_is_over() {
-        let t0 = Instant::now();
-        let wall = at("2026-11-28T10:00:00Z");
-        let stamp = |secs: u64| Stamp { mono: t0, wall }.after(Duration::from_secs(secs));
-        let mut before = CodeFailures::default();
-        for i in 0..5u64 {
-            before.record(stamp(i));
-        }
-        let stored = before.walls();
-        assert_eq!(stored.len(), 5);
-
-        // Back 20 s after the first wrong code, on a new monotonic clock.
-        let later = Stamp {
-            mono: Instant::now() + Duration::from_secs(3600),
-            wall: wall + jiff::SignedDuration::from_secs(20),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(later, &stored);
-        assert_eq!(after.locked_out(later.mono), Some(40));
-        assert_eq!(after.locked_out(later.mono + Duration::from_secs(40)), None);
-
-        // Back after the minute: nothing is held against the next courier.
-        let late = Stamp {
-            mono: later.mono,
-            wall: wall + jiff::SignedDuration::from_secs(60),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(late, &stored);
-        assert_eq!(after.locked_out(late.mono), None);
-        assert_eq!(after.record(late), 1);
-
-        // The wall clock was stepped back meanwhile: the whole minute again.
-        let stepped = Stamp {
-            mono: later.mono,
-            wall: wall - jiff::SignedDuration::from_secs(600),
-        };
-        let mut after = CodeFailures::default();
-        after.restore(stepped, &stored);
-        assert_eq!(after.locked_out(stepped.mono), Some(60));
     }
 }

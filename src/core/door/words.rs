@@ -1,0 +1,180 @@
+//! What a door says: its state for Home Assistant, its delivery events and
+//! its audit records, in the owner's words and on the door's clock.
+//!
+//! Owns no state: it reads the door's and renders it. May not decide
+//! anything or change the door; every rule lives with the part that owns
+//! its state.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{CameraSnapshot, Ctx, Door, Phase};
+use crate::core::schedule::OpenWindow;
+use crate::core::{
+    Action, AuditRecord, Decision, DeliveryEvent, DeliveryEventKind, DeliveryState, DoorStatus,
+    LockState, MoveSource, RequestChannel,
+};
+
+impl Door {
+    /// What Home Assistant should show for this door.
+    pub fn status(&self, cameras: &[CameraSnapshot], storage_problem: Option<&str>) -> DoorStatus {
+        let delivery = match &self.session {
+            Some(s) if s.compromised => DeliveryState::Tripped,
+            Some(s) if matches!(s.phase, Phase::Unlocking | Phase::Unlocked) && !s.opened_ever => {
+                DeliveryState::Unlocked
+            }
+            Some(_) => DeliveryState::Watching,
+            None => match (self.last_outcome, self.window) {
+                (Some(outcome), _) => outcome,
+                (None, Some(_)) => DeliveryState::WindowOpen,
+                (None, None) => DeliveryState::Idle,
+            },
+        };
+        DoorStatus {
+            door: self.name.clone(),
+            lock: self.lock.display(),
+            lock_source: self.lock.source(),
+            door_open: self.door_open,
+            interlock_blocking: self.refusal(cameras, storage_problem, false),
+            delivery,
+            window_ends: self.window.map(|w| w.ends),
+            entries_left: match self.window {
+                Some(_) => self
+                    .rules
+                    .entries_per_window
+                    .saturating_sub(self.entries_used),
+                None => 0,
+            },
+            compromised: self.session.as_ref().is_some_and(|s| s.compromised),
+            backstop_armed: self.auto_relock_asked.is_none()
+                && self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.record.restore_auto_relock.is_some()),
+            grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
+            schedule_warning: self
+                .schedule_warning
+                .as_ref()
+                .and_then(|(_, w, _)| w.as_ref())
+                .map(|w| w.to_string()),
+        }
+    }
+
+    /// "camera porch frozen since 14:02:11 (12 identical frames)", the time
+    /// on the door's clock.
+    pub(super) fn describe_camera(&self, c: &CameraSnapshot) -> String {
+        let since = self.local_time(c.since);
+        match &c.reason {
+            Some(reason) => format!(
+                "camera {} {} since {since} ({reason})",
+                c.name,
+                c.kind.as_str()
+            ),
+            None => format!("camera {} {} since {since}", c.name, c.kind.as_str()),
+        }
+    }
+
+    pub(super) fn local_time(&self, t: Timestamp) -> String {
+        t.to_zoned_datetime(self.tz.clone())
+            .strftime("%H:%M:%S")
+            .to_string()
+    }
+
+    /// [`Door::local_time`], with the zone's abbreviation when the clock
+    /// shows that time twice that night (`01:00:00 EST`), so a window end
+    /// in a repeated hour is not read as the first pass.
+    pub(super) fn local_time_once(&self, t: Timestamp) -> String {
+        let local = t.to_zoned_datetime(self.tz.clone());
+        let shows_twice = matches!(
+            self.tz.to_ambiguous_timestamp(local.datetime()).offset(),
+            jiff::tz::AmbiguousOffset::Fold { .. }
+        );
+        if shows_twice {
+            local.strftime("%H:%M:%S %Z").to_string()
+        } else {
+            local.strftime("%H:%M:%S").to_string()
+        }
+    }
+
+    pub(super) fn delivery_event(&self, kind: DeliveryEventKind, reason: &str) -> DeliveryEvent {
+        DeliveryEvent {
+            door: self.name.clone(),
+            kind,
+            reason: reason.to_string(),
+            camera: None,
+            source: None,
+            duration_s: None,
+            entries: None,
+            compromised: None,
+        }
+    }
+
+    pub(super) fn event(
+        &self,
+        ctx: &mut Ctx,
+        kind: DeliveryEventKind,
+        reason: &str,
+        source: Option<MoveSource>,
+        duration_s: Option<u64>,
+    ) {
+        let mut ev = self.delivery_event(kind, reason);
+        ev.source = source;
+        ev.duration_s = duration_s;
+        ctx.out.push(Action::DeliveryEvent(ev));
+    }
+
+    /// Every decision goes to the audit log with the cameras' states.
+    pub(super) fn audit(
+        &self,
+        ctx: &mut Ctx,
+        decision: Decision,
+        reason: &str,
+        mut details: Value,
+    ) {
+        if let Value::Object(map) = &mut details {
+            map.insert("cameras_now".into(), cameras_json(ctx.cameras));
+            map.insert("lock".into(), json!(lock_word(self.lock.state())));
+            map.insert("door_open".into(), json!(self.door_open));
+        }
+        ctx.out.push(Action::Audit(AuditRecord {
+            at: ctx.now.wall,
+            door: Some(self.name.clone()),
+            decision: decision.as_str().to_string(),
+            reason: reason.to_string(),
+            details,
+        }));
+    }
+}
+
+pub(super) fn cameras_json(cameras: &[CameraSnapshot]) -> Value {
+    let map: serde_json::Map<String, Value> = cameras
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                json!({ "state": c.kind.as_str(), "since": c.since.to_string(), "reason": c.reason }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+pub(super) fn window_json(w: &OpenWindow) -> Value {
+    json!({ "starts": w.starts.to_string(), "ends": w.ends.to_string(), "granted": w.granted })
+}
+
+pub(super) fn via_str(via: RequestChannel) -> &'static str {
+    match via {
+        RequestChannel::Mqtt => "mqtt",
+        RequestChannel::Button => "button",
+        RequestChannel::Keypad => "keypad",
+    }
+}
+
+pub(super) fn lock_word(state: LockState) -> &'static str {
+    match state {
+        LockState::Locked => "locked",
+        LockState::Unlocked => "unlocked",
+        LockState::Unknown => "unknown",
+    }
+}
