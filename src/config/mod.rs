@@ -9,6 +9,7 @@ pub mod duration;
 mod model;
 mod positions;
 mod validate;
+pub mod zone;
 
 use std::path::Path;
 
@@ -83,6 +84,14 @@ impl Config {
             .get(door)
             .and_then(|d| d.name.as_deref())
             .unwrap_or(door)
+    }
+
+    /// The delivery rules of `door`: its `deliveries` entry, or the
+    /// defaults when it has none.
+    pub fn delivery_rules(&self, door: &str) -> &Deliveries {
+        self.deliveries
+            .get(door)
+            .unwrap_or(&self.default_deliveries)
     }
 
     /// A camera's display name: its `name`, else its key.
