@@ -5,7 +5,9 @@
 //! `/services/mqtt`, pipes the answer into `doorwarden addon-config`, then
 //! starts `doorwarden run` on the file written here. Every decision (which
 //! broker URL, which door key a friendly name becomes, what happens with a
-//! full YAML file) is made in this module, so it is tested in Rust.
+//! full YAML file) is made in this module, so it is tested in Rust. It
+//! writes nothing: the command in `main.rs` reads the inputs and writes
+//! what [`prepare`] returns (it only reads a `config_file` the options name).
 //!
 //! # What is written
 //!
@@ -26,7 +28,6 @@
 //! the file has none.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -81,16 +82,6 @@ pub enum AddonError {
     BadMqttService { detail: String },
     #[error("config_file {path}: {detail}")]
     ConfigFile { path: PathBuf, detail: String },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot render the config: {0}")]
     Render(String),
 }
@@ -293,7 +284,8 @@ impl MqttService {
 /// (`/data`, `/config`).
 ///
 /// The YAML never contains a password: it refers to `password_file`s under
-/// `/data/secrets/`, which [`prepare`] returns and [`write`] writes.
+/// `/data/secrets/`, which [`prepare`] returns and `doorwarden addon-config`
+/// writes.
 ///
 /// # Errors
 ///
@@ -331,10 +323,6 @@ pub fn prepare(
             Ok(Prepared { yaml, secrets })
         }
     }
-}
-
-fn secrets_dir(paths: &AddonPaths) -> PathBuf {
-    paths.data_dir.join("secrets")
 }
 
 fn mqtt_section(mqtt: &MqttService, paths: &AddonPaths, secrets: &mut Vec<SecretFile>) -> Mapping {
@@ -599,84 +587,14 @@ fn extend_user_file(
     }
 }
 
-// ---------------------------------------------------------------------------
-// The `doorwarden addon-config` command.
-
-/// Arguments of `doorwarden addon-config`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AddonConfigArgs {
-    /// The add-on options written by the Supervisor.
-    #[arg(long, default_value = "/data/options.json")]
-    pub options: PathBuf,
-    /// The Supervisor's `/services/mqtt` answer: a file, or `-` for stdin.
-    #[arg(long, default_value = "-")]
-    pub mqtt_service: PathBuf,
-    /// Where to write the config doorwarden will run with.
-    #[arg(long, default_value = "/data/doorwarden.yaml")]
-    pub out: PathBuf,
-    /// The add-on's private persistent folder (storage and secret files).
-    #[arg(long, default_value = "/data")]
-    pub data_dir: PathBuf,
-    /// The add-on's user-visible config folder (for `config_file`).
-    #[arg(long, default_value = "/config")]
-    pub config_dir: PathBuf,
-}
-
-/// Carry out `doorwarden addon-config`: read both inputs, build the config,
-/// write the secret files (0600) and then the config, each atomically.
+/// The Supervisor's `/services/mqtt` answer as `doorwarden addon-config`
+/// receives it. An empty answer is what run.sh passes on when curl could
+/// not reach the Supervisor at all: say so instead of "EOF while parsing".
 ///
 /// # Errors
 ///
-/// Everything [`prepare`] reports, plus unreadable inputs and unwritable
-/// outputs, each with the path.
-pub fn write(args: &AddonConfigArgs) -> Result<(), AddonError> {
-    let options = read_json(&args.options)?;
-    let service = if args.mqtt_service.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|source| AddonError::Read {
-                path: "<stdin>".into(),
-                source,
-            })?;
-        parse_service(&text)?
-    } else {
-        let text =
-            std::fs::read_to_string(&args.mqtt_service).map_err(|source| AddonError::Read {
-                path: args.mqtt_service.clone(),
-                source,
-            })?;
-        parse_service(&text)?
-    };
-    let paths = AddonPaths {
-        data_dir: args.data_dir.clone(),
-        config_dir: args.config_dir.clone(),
-    };
-    let prepared = prepare(&options, &service, &paths)?;
-    if !prepared.secrets.is_empty() {
-        private_dir(&secrets_dir(&paths))?;
-    }
-    for secret in &prepared.secrets {
-        write_file(&secret.path, secret.value.expose().as_bytes(), true)?;
-    }
-    write_file(&args.out, prepared.yaml.as_bytes(), true)
-}
-
-fn read_json(path: &Path) -> Result<Json, AddonError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AddonError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // serde_json's syntax errors give a line and column, never the content.
-    serde_json::from_str(&text).map_err(|e| AddonError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    })
-}
-
-/// An empty answer is what run.sh passes on when curl could not reach the
-/// Supervisor at all: say so instead of "EOF while parsing".
-fn parse_service(text: &str) -> Result<Json, AddonError> {
+/// Text that is not JSON (the error never quotes it).
+pub fn parse_service(text: &str) -> Result<Json, AddonError> {
     if text.trim().is_empty() {
         return Ok(Json::Object(
             [
@@ -695,47 +613,9 @@ fn parse_service(text: &str) -> Result<Json, AddonError> {
     })
 }
 
-/// The folder of the password files: readable by the add-on's user only.
-fn private_dir(dir: &Path) -> Result<(), AddonError> {
-    let err = |source| AddonError::Write {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    Ok(())
-}
-
-fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), AddonError> {
-    use std::io::Write;
-    let err = |source| AddonError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        open.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = open.open(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+/// The folder of the password files [`prepare`] returns.
+pub fn secrets_dir(paths: &AddonPaths) -> PathBuf {
+    paths.data_dir.join("secrets")
 }
 
 #[cfg(test)]
