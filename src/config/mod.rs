@@ -1,10 +1,12 @@
-//! The configuration file: its model, loading, and validation.
+//! The configuration file: its model, loading, and validation, and the
+//! add-on's translation of its options into one (`addon`).
 //!
 //! Loading never stops at the first problem: the file is parsed once for its
 //! structure, every section is deserialized on its own, and every rule is
 //! checked, so the owner sees all that is wrong in one run, each as
 //! `file:line:col: message`.
 
+pub mod addon;
 pub mod duration;
 mod model;
 mod positions;

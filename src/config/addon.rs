@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-use crate::config::Secret;
+use super::Secret;
 
 /// Where the add-on keeps things inside its container.
 #[derive(Debug, Clone, PartialEq, Eq)]
