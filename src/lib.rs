@@ -17,14 +17,19 @@
 //! - [`redact`]: the one place secrets are scrubbed from text.
 //! - [`summary`]: what `doorwarden check-config` prints.
 //! - [`addon`]: the Home Assistant add-on's config, from the Supervisor's
-//!   options and MQTT service.
+//!   options and MQTT service (built in [`config::addon`]; the
+//!   `addon-config` command writes it).
 //! - [`sim`]: simulated camera, locks and door sensor (named as such), for
 //!   the tests and the demo.
 //! - [`demo`]: `doorwarden demo`, the whole story on one machine.
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod addon;
+/// The add-on's translation lives with the config it writes; this path is
+/// kept for the add-on's callers.
+pub mod addon {
+    pub use crate::config::addon::*;
+}
 pub mod config;
 pub mod core;
 pub mod demo;

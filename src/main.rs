@@ -1,11 +1,13 @@
 //! The `doorwarden` command.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use doorwarden::addon::{self, AddonError, AddonPaths};
 use doorwarden::config;
 use doorwarden::io::store::KeptFiles;
 
@@ -63,7 +65,7 @@ enum Command {
         exit_after_story: bool,
     },
     /// Build the Home Assistant add-on's config (used by the add-on's run.sh).
-    AddonConfig(doorwarden::addon::AddonConfigArgs),
+    AddonConfig(AddonConfigArgs),
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -128,7 +130,7 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => audit_verify(&path),
-        Command::AddonConfig(args) => match doorwarden::addon::write(&args) {
+        Command::AddonConfig(args) => match addon_config(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("doorwarden addon-config: {e}");
@@ -208,7 +210,7 @@ fn run_bridge(cfg: config::Config) -> ExitCode {
     }
 }
 
-fn audit_verify(path: &std::path::Path) -> ExitCode {
+fn audit_verify(path: &Path) -> ExitCode {
     match doorwarden::io::store::verify(path) {
         Ok(report) => {
             println!("{report}");
@@ -243,4 +245,133 @@ fn run_demo(options: doorwarden::demo::DemoOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// `doorwarden addon-config`: the add-on's files. What goes in them is decided
+// in `doorwarden::addon`; this part only reads the inputs and writes.
+
+/// Arguments of `doorwarden addon-config`.
+#[derive(Debug, Clone, clap::Args)]
+struct AddonConfigArgs {
+    /// The add-on options written by the Supervisor.
+    #[arg(long, default_value = "/data/options.json")]
+    options: PathBuf,
+    /// The Supervisor's `/services/mqtt` answer: a file, or `-` for stdin.
+    #[arg(long, default_value = "-")]
+    mqtt_service: PathBuf,
+    /// Where to write the config doorwarden will run with.
+    #[arg(long, default_value = "/data/doorwarden.yaml")]
+    out: PathBuf,
+    /// The add-on's private persistent folder (storage and secret files).
+    #[arg(long, default_value = "/data")]
+    data_dir: PathBuf,
+    /// The add-on's user-visible config folder (for `config_file`).
+    #[arg(long, default_value = "/config")]
+    config_dir: PathBuf,
+}
+
+/// Why `doorwarden addon-config` failed. Messages never hold a password.
+#[derive(Debug, thiserror::Error)]
+enum AddonConfigError {
+    #[error(transparent)]
+    Options(#[from] AddonError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Read both inputs, build the config, write the secret files (0600) and
+/// then the config, each atomically.
+fn addon_config(args: &AddonConfigArgs) -> Result<(), AddonConfigError> {
+    let options = read_json(&args.options)?;
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AddonConfigError::Read { path, source }
+    };
+    let service = if args.mqtt_service.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(read_err(Path::new("<stdin>")))?;
+        addon::parse_service(&text)?
+    } else {
+        let text =
+            std::fs::read_to_string(&args.mqtt_service).map_err(read_err(&args.mqtt_service))?;
+        addon::parse_service(&text)?
+    };
+    let paths = AddonPaths {
+        data_dir: args.data_dir.clone(),
+        config_dir: args.config_dir.clone(),
+    };
+    let prepared = addon::prepare(&options, &service, &paths)?;
+    if !prepared.secrets.is_empty() {
+        private_dir(&addon::secrets_dir(&paths))?;
+    }
+    for secret in &prepared.secrets {
+        write_file(&secret.path, secret.value.expose().as_bytes(), true)?;
+    }
+    write_file(&args.out, prepared.yaml.as_bytes(), true)
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, AddonConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AddonConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // serde_json's syntax errors give a line and column, never the content.
+    serde_json::from_str(&text).map_err(|e| AddonConfigError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })
+}
+
+/// The folder of the password files: readable by the add-on's user only.
+fn private_dir(dir: &Path) -> Result<(), AddonConfigError> {
+    let err = |source| AddonConfigError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), AddonConfigError> {
+    use std::io::Write;
+    let err = |source| AddonConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = open.open(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)
 }

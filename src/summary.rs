@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, duration::show};
-use crate::core::schedule::{Schedule, WARNING_HORIZON, time_zone};
+use crate::core::schedule::{Schedule, WARNING_HORIZON};
 use crate::redact;
 
 /// A short, human summary of a valid config as of `now` (which only
@@ -77,9 +77,9 @@ pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
         let _ = writeln!(out, "    cameras that must be live: {cams}");
         match cfg.deliveries.get(key) {
             Some(d) => {
-                let windows = match time_zone(d.time_zone.as_deref()) {
-                    Ok(tz) => Schedule::new(tz, &d.windows).describe(),
-                    Err(e) => vec![e],
+                let windows = match &d.zone {
+                    Ok(tz) => Schedule::new(tz.clone(), &d.windows).describe(),
+                    Err(e) => vec![e.clone()],
                 };
                 if windows.is_empty() {
                     let _ = writeln!(
@@ -143,10 +143,10 @@ pub fn schedule_warnings(cfg: &Config, now: jiff::Timestamp) -> Vec<String> {
     let mut lines = Vec::new();
     for (key, d) in &cfg.deliveries {
         // A zone that cannot be found is already a config error.
-        let Ok(tz) = time_zone(d.time_zone.as_deref()) else {
+        let Ok(tz) = &d.zone else {
             continue;
         };
-        let schedule = Schedule::new(tz, &d.windows);
+        let schedule = Schedule::new(tz.clone(), &d.windows);
         for w in schedule.clock_change_warnings(now, WARNING_HORIZON) {
             lines.push(format!("{key}: {w}"));
         }

@@ -862,8 +862,45 @@ fn shell_scripts_are_shellcheck_clean() {
     );
 }
 
-/// What `doorwarden addon-config` does on disk, through the library call the
-/// CLI wires to it: the config, and each password in its own private file.
+/// The arguments of one `doorwarden addon-config` run, as run.sh passes them.
+struct AddonConfigArgs {
+    options: PathBuf,
+    mqtt_service: PathBuf,
+    out: PathBuf,
+    data_dir: PathBuf,
+    config_dir: PathBuf,
+}
+
+/// Run `doorwarden addon-config` (its file writes live in the command, not
+/// the library): `Err` holds what it printed after its own name.
+fn addon_config(args: &AddonConfigArgs) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_doorwarden"))
+        .arg("addon-config")
+        .arg("--options")
+        .arg(&args.options)
+        .arg("--mqtt-service")
+        .arg(&args.mqtt_service)
+        .arg("--out")
+        .arg(&args.out)
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .arg("--config-dir")
+        .arg(&args.config_dir)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("doorwarden addon-config: "))
+        .unwrap_or_else(|| panic!("addon-config failed without saying why:\n{stderr}"));
+    Err(line.to_string())
+}
+
+/// What `doorwarden addon-config` does on disk: the config, and each
+/// password in its own private file.
 #[test]
 fn addon_config_writes_the_config_and_private_password_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -871,14 +908,14 @@ fn addon_config_writes_the_config_and_private_password_files() {
     let answer = dir.path().join("mqtt.json");
     std::fs::write(&options, home_options().to_string()).unwrap();
     std::fs::write(&answer, service(false, "1883").to_string()).unwrap();
-    let args = doorwarden::addon::AddonConfigArgs {
+    let args = AddonConfigArgs {
         options,
         mqtt_service: answer,
         out: dir.path().join("data/doorwarden.yaml"),
         data_dir: dir.path().join("data"),
         config_dir: dir.path().join("config"),
     };
-    doorwarden::addon::write(&args).unwrap();
+    addon_config(&args).unwrap();
     let cfg = doorwarden::config::load(&args.out).unwrap();
     assert_eq!(cfg.mqtt.url, "mqtt://core-mosquitto:1883");
     let secrets = dir.path().join("data/secrets");
@@ -909,7 +946,7 @@ fn addon_config_writes_the_config_and_private_password_files() {
 
     // An answer that is not JSON is refused without echoing it.
     std::fs::write(&args.mqtt_service, "password=Mq77-pass-never-shown").unwrap();
-    let err = doorwarden::addon::write(&args).unwrap_err().to_string();
+    let err = addon_config(&args).unwrap_err();
     assert!(
         err.starts_with("the Supervisor's MQTT service answer is unusable: not JSON"),
         "{err}"

@@ -1,14 +1,17 @@
-//! The configuration file: its model, loading, and validation.
+//! The configuration file: its model, loading, and validation, and the
+//! add-on's translation of its options into one (`addon`).
 //!
 //! Loading never stops at the first problem: the file is parsed once for its
 //! structure, every section is deserialized on its own, and every rule is
 //! checked, so the owner sees all that is wrong in one run, each as
 //! `file:line:col: message`.
 
+pub mod addon;
 pub mod duration;
 mod model;
 mod positions;
 mod validate;
+pub mod zone;
 
 use std::path::Path;
 
@@ -83,6 +86,14 @@ impl Config {
             .get(door)
             .and_then(|d| d.name.as_deref())
             .unwrap_or(door)
+    }
+
+    /// The delivery rules of `door`: its `deliveries` entry, or the
+    /// defaults when it has none.
+    pub fn delivery_rules(&self, door: &str) -> &Deliveries {
+        self.deliveries
+            .get(door)
+            .unwrap_or(&self.default_deliveries)
     }
 
     /// A camera's display name: its `name`, else its key.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::duration;
@@ -28,6 +29,10 @@ pub struct Config {
     pub deliveries: BTreeMap<String, Deliveries>,
     #[serde(default)]
     pub storage: Storage,
+    /// The rules of a door without a `deliveries` entry, its zone looked up
+    /// while loading (see [`Config::delivery_rules`]).
+    #[serde(skip, default = "Deliveries::for_door_without_entry")]
+    pub default_deliveries: Deliveries,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,32 +227,94 @@ pub enum OnCameraLoss {
     AlertOnly,
 }
 
-/// Delivery rules for one door.
+/// Delivery rules for one door, with its time zone looked up.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "DeliveriesEntry")]
 pub struct Deliveries {
     /// IANA time zone of the windows; the system's zone when absent.
-    #[serde(default)]
     pub time_zone: Option<String>,
-    #[serde(default)]
+    /// The zone `time_zone` names (the system's when absent), looked up as
+    /// the entry is read, or why it cannot be found (the loader reports that
+    /// with its line and column). Looking it up here, once, is what lets
+    /// the core read no file.
+    pub zone: Result<TimeZone, String>,
     pub windows: Vec<Window>,
     /// Longest the door may stay unlocked for one entry.
-    #[serde(default = "default_max_unlocked", with = "duration")]
     pub max_unlocked: Duration,
     /// Relock this long after the door has opened and shut again.
-    #[serde(default = "default_relock_after_close", with = "duration")]
     pub relock_after_close: Duration,
     /// Unlocks allowed per window.
-    #[serde(default = "default_entries")]
     pub entries_per_window: u32,
-    #[serde(default)]
     pub on_camera_loss: OnCameraLoss,
     /// Keypad user slot that carries the one-time delivery code.
-    #[serde(default)]
     pub code_slot: Option<u16>,
     /// Length of a window granted now from Home Assistant.
-    #[serde(default = "default_grant", with = "duration")]
     pub grant_duration: Duration,
+}
+
+impl Deliveries {
+    /// The rules of a door with no `deliveries` entry: those of an empty
+    /// entry. Such a door has no windows, so its zone only formats times,
+    /// and UTC is honest when the system's cannot be found.
+    pub fn for_door_without_entry() -> Deliveries {
+        let mut rules = Deliveries::from(DeliveriesEntry::default());
+        rules.zone = Ok(rules.zone.unwrap_or(TimeZone::UTC));
+        rules
+    }
+}
+
+/// A `deliveries` entry as the owner writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesEntry {
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    windows: Vec<Window>,
+    #[serde(default = "default_max_unlocked", with = "duration")]
+    max_unlocked: Duration,
+    #[serde(default = "default_relock_after_close", with = "duration")]
+    relock_after_close: Duration,
+    #[serde(default = "default_entries")]
+    entries_per_window: u32,
+    #[serde(default)]
+    on_camera_loss: OnCameraLoss,
+    #[serde(default)]
+    code_slot: Option<u16>,
+    #[serde(default = "default_grant", with = "duration")]
+    grant_duration: Duration,
+}
+
+/// An empty entry (`deliveries: {front: {}}`).
+impl Default for DeliveriesEntry {
+    fn default() -> Self {
+        DeliveriesEntry {
+            time_zone: None,
+            windows: Vec::new(),
+            max_unlocked: default_max_unlocked(),
+            relock_after_close: default_relock_after_close(),
+            entries_per_window: default_entries(),
+            on_camera_loss: OnCameraLoss::default(),
+            code_slot: None,
+            grant_duration: default_grant(),
+        }
+    }
+}
+
+impl From<DeliveriesEntry> for Deliveries {
+    fn from(entry: DeliveriesEntry) -> Deliveries {
+        Deliveries {
+            zone: super::zone::time_zone(entry.time_zone.as_deref()),
+            time_zone: entry.time_zone,
+            windows: entry.windows,
+            max_unlocked: entry.max_unlocked,
+            relock_after_close: entry.relock_after_close,
+            entries_per_window: entry.entries_per_window,
+            on_camera_loss: entry.on_camera_loss,
+            code_slot: entry.code_slot,
+            grant_duration: entry.grant_duration,
+        }
+    }
 }
 
 fn default_max_unlocked() -> Duration {
@@ -431,5 +498,16 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+    }
+
+    /// The hand-written `Default` is what serde fills in for an empty
+    /// entry; the two must not drift apart.
+    #[test]
+    fn default_delivery_rules_are_those_of_an_empty_entry() {
+        let empty: DeliveriesEntry = serde_yaml::from_str("{}").expect("an empty entry is valid");
+        assert_eq!(
+            format!("{:?}", DeliveriesEntry::default()),
+            format!("{empty:?}")
+        );
     }
 }

@@ -4,8 +4,9 @@
 //! 1. unknown keys, against the table in [`schema`] (with "did you mean"),
 //! 2. types and required fields, one section item at a time, so that one bad
 //!    camera does not hide a bad door,
-//! 3. the rules that span fields: references between sections, time zones,
-//!    windows, lower bounds on timers, URL shapes.
+//! 3. the rules that span fields: references between sections, time zones
+//!    (looked up as each `deliveries` entry is read), windows, lower bounds
+//!    on timers, URL shapes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -143,6 +144,7 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             locks,
             deliveries,
             storage,
+            default_deliveries: Deliveries::for_door_without_entry(),
         }),
         _ => {
             report.errors.sort_by_key(|e| (e.line, e.col));
@@ -484,7 +486,7 @@ fn check_deliveries(name: &str, d: &Deliveries, locks: &BTreeMap<String, Door>, 
             format!("deliveries.{name}: there is no door `{name}` under `locks:`{hint}"),
         );
     }
-    if let Err(e) = crate::core::schedule::time_zone(d.time_zone.as_deref()) {
+    if let Err(e) = &d.zone {
         r.value(
             &with(&base, &["time_zone"]),
             format!("deliveries.{name}.time_zone: {e}"),

@@ -31,17 +31,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use jiff::tz::TimeZone;
 use serde_json::json;
 
 use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
-use super::schedule;
 use super::{
     Action, AuditRecord, CameraStatus, CodeRecord, Decision, DoorRecord, DoorStatus, Event,
     EventKind, PersistedState, SessionRecord, Stamp,
 };
-use crate::config::{self, Config};
+use crate::config::Config;
 
 /// How often a probe `Persist` is sent while storage is failing.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
@@ -81,8 +79,6 @@ pub enum CoreError {
     UnknownCamera { door: String, camera: String },
     #[error("`deliveries.{door}` has no door of that name under `locks`")]
     DeliveriesWithoutDoor { door: String },
-    #[error("door `{door}`: cannot apply the default delivery rules: {reason}")]
-    Defaults { door: String, reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -145,8 +141,9 @@ impl Core {
     ///
     /// # Errors
     ///
-    /// A door whose time zone cannot be found, a door naming a camera that
-    /// is not configured, delivery rules for a door that does not exist.
+    /// A door whose time zone could not be found (the config looked it up;
+    /// the core reads no file), a door naming a camera that is not
+    /// configured, delivery rules for a door that does not exist.
     pub fn new(
         config: &Config,
         restored: PersistedState,
@@ -181,27 +178,14 @@ impl Core {
                     });
                 }
             }
-            let (deliveries, tz) = match config.deliveries.get(name) {
-                Some(d) => {
-                    let tz = schedule::time_zone(d.time_zone.as_deref()).map_err(|reason| {
-                        CoreError::TimeZone {
-                            door: name.clone(),
-                            reason,
-                        }
-                    })?;
-                    (d.clone(), tz)
-                }
-                None => {
-                    // No windows: the zone only formats times, and UTC is
-                    // honest when the system's cannot be found.
-                    let d: config::Deliveries =
-                        serde_json::from_value(json!({})).map_err(|e| CoreError::Defaults {
-                            door: name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    (d, schedule::time_zone(None).unwrap_or(TimeZone::UTC))
-                }
-            };
+            let deliveries = config.delivery_rules(name);
+            let zone = deliveries
+                .zone
+                .clone()
+                .map_err(|reason| CoreError::TimeZone {
+                    door: name.clone(),
+                    reason,
+                })?;
             let mut door_seed = seed;
             // Each door's salts differ even for the same counter.
             for (i, b) in name.bytes().enumerate() {
@@ -209,8 +193,8 @@ impl Core {
             }
             let door = door::Door::new(
                 name,
-                Rules::new(door_cfg, &deliveries),
-                tz,
+                Rules::new(door_cfg, deliveries),
+                zone,
                 &deliveries.windows,
                 door_cfg.confirm_timeout,
                 door_seed,

@@ -5,7 +5,9 @@
 //! `/services/mqtt`, pipes the answer into `doorwarden addon-config`, then
 //! starts `doorwarden run` on the file written here. Every decision (which
 //! broker URL, which door key a friendly name becomes, what happens with a
-//! full YAML file) is made in this module, so it is tested in Rust.
+//! full YAML file) is made in this module, so it is tested in Rust. It
+//! writes nothing: the command in `main.rs` reads the inputs and writes
+//! what [`prepare`] returns (it only reads a `config_file` the options name).
 //!
 //! # What is written
 //!
@@ -26,14 +28,13 @@
 //! the file has none.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-use crate::config::Secret;
+use super::Secret;
 
 /// Where the add-on keeps things inside its container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,16 +82,6 @@ pub enum AddonError {
     BadMqttService { detail: String },
     #[error("config_file {path}: {detail}")]
     ConfigFile { path: PathBuf, detail: String },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot render the config: {0}")]
     Render(String),
 }
@@ -293,7 +284,8 @@ impl MqttService {
 /// (`/data`, `/config`).
 ///
 /// The YAML never contains a password: it refers to `password_file`s under
-/// `/data/secrets/`, which [`prepare`] returns and [`write`] writes.
+/// `/data/secrets/`, which [`prepare`] returns and `doorwarden addon-config`
+/// writes.
 ///
 /// # Errors
 ///
@@ -333,31 +325,123 @@ pub fn prepare(
     }
 }
 
-fn secrets_dir(paths: &AddonPaths) -> PathBuf {
-    paths.data_dir.join("secrets")
+// The file the add-on writes, typed: each struct is one mapping, its fields
+// in the order they are written, `None` left out.
+
+#[derive(Serialize)]
+struct MqttSection {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<String>,
 }
 
-fn mqtt_section(mqtt: &MqttService, paths: &AddonPaths, secrets: &mut Vec<SecretFile>) -> Mapping {
-    let mut m = Mapping::new();
-    m.insert("url".into(), mqtt.url().into());
-    if let Some(user) = &mqtt.username {
-        m.insert("username".into(), user.clone().into());
+#[derive(Serialize)]
+struct StorageSection {
+    dir: String,
+}
+
+#[derive(Serialize)]
+struct CameraEntry {
+    name: String,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DoorEntry {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zigbee2mqtt: Option<TopicEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zwave_js: Option<NodeEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<ContactEntry>,
+    cameras: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct TopicEntry {
+    topic: String,
+}
+
+#[derive(Serialize)]
+struct NodeEntry {
+    node: u32,
+}
+
+#[derive(Serialize)]
+struct ContactEntry {
+    zigbee2mqtt: TopicEntry,
+}
+
+#[derive(Serialize)]
+struct DeliveriesEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_zone: Option<String>,
+    windows: Vec<WindowEntry>,
+}
+
+#[derive(Serialize)]
+struct WindowEntry {
+    days: Vec<String>,
+    from: String,
+    to: String,
+}
+
+#[derive(Serialize)]
+struct AddonFile {
+    mqtt: MqttSection,
+    cameras: Keyed<CameraEntry>,
+    locks: Keyed<DoorEntry>,
+    deliveries: Keyed<DeliveriesEntry>,
+    storage: StorageSection,
+}
+
+/// A mapping written in the order the options listed its entries (the
+/// config's own maps are sorted only when read).
+struct Keyed<T>(Vec<(String, T)>);
+
+impl<T: Serialize> Serialize for Keyed<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
-    if let Some(password) = &mqtt.password {
+}
+
+fn mqtt_section(
+    mqtt: &MqttService,
+    paths: &AddonPaths,
+    secrets: &mut Vec<SecretFile>,
+) -> MqttSection {
+    let password_file = mqtt.password.as_ref().map(|password| {
         let path = secrets_dir(paths).join("mqtt_password");
-        m.insert("password_file".into(), path.display().to_string().into());
+        let shown = path.display().to_string();
         secrets.push(SecretFile {
             path,
             value: password.clone(),
         });
+        shown
+    });
+    MqttSection {
+        url: mqtt.url(),
+        username: mqtt.username.clone(),
+        password_file,
     }
-    m
 }
 
-fn storage_section(paths: &AddonPaths) -> Mapping {
-    let mut m = Mapping::new();
-    m.insert("dir".into(), paths.data_dir.display().to_string().into());
-    m
+fn storage_section(paths: &AddonPaths) -> StorageSection {
+    StorageSection {
+        dir: paths.data_dir.display().to_string(),
+    }
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -368,7 +452,7 @@ fn from_options(
     paths: &AddonPaths,
     secrets: &mut Vec<SecretFile>,
 ) -> Result<String, AddonError> {
-    let mut cameras = Mapping::new();
+    let mut cameras = Vec::new();
     let mut camera_keys = BTreeSet::new();
     for (i, camera) in options.cameras.iter().enumerate() {
         let at = |field: &str| format!("cameras[{i}].{field}");
@@ -393,24 +477,27 @@ fn from_options(
                 format!("`{}` is not an rtsp:// URL", crate::redact::text(url)),
             ));
         }
-        let mut c = Mapping::new();
-        c.insert("name".into(), camera.name.trim().into());
-        c.insert("url".into(), url.into());
-        if let Some(user) = non_empty(&camera.username) {
-            c.insert("username".into(), user.into());
-        }
-        if let Some(password) = &camera.password {
+        let password_file = camera.password.as_ref().map(|password| {
             let path = secrets_dir(paths).join(format!("camera_{key}_password"));
-            c.insert("password_file".into(), path.display().to_string().into());
+            let shown = path.display().to_string();
             secrets.push(SecretFile {
                 path,
                 value: password.clone(),
             });
-        }
-        cameras.insert(key.into(), c.into());
+            shown
+        });
+        cameras.push((
+            key,
+            CameraEntry {
+                name: camera.name.trim().into(),
+                url: url.into(),
+                username: non_empty(&camera.username).map(str::to_string),
+                password_file,
+            },
+        ));
     }
 
-    let mut locks = Mapping::new();
+    let mut locks = Vec::new();
     let mut door_keys = Vec::new();
     for (i, door) in options.doors.iter().enumerate() {
         let at = |field: &str| format!("doors[{i}].{field}");
@@ -433,19 +520,14 @@ fn from_options(
                 format!("a second door named `{key}`"),
             ));
         }
-        let mut d = Mapping::new();
-        d.insert("name".into(), door.name.trim().into());
-        match (non_empty(&door.zigbee2mqtt_topic), door.zwave_node) {
-            (Some(topic), None) => {
-                let mut z = Mapping::new();
-                z.insert("topic".into(), topic.into());
-                d.insert("zigbee2mqtt".into(), z.into());
-            }
-            (None, Some(node)) => {
-                let mut z = Mapping::new();
-                z.insert("node".into(), node.into());
-                d.insert("zwave_js".into(), z.into());
-            }
+        let (zigbee2mqtt, zwave_js) = match (non_empty(&door.zigbee2mqtt_topic), door.zwave_node) {
+            (Some(topic), None) => (
+                Some(TopicEntry {
+                    topic: topic.into(),
+                }),
+                None,
+            ),
+            (None, Some(node)) => (None, Some(NodeEntry { node })),
             (Some(_), Some(_)) => {
                 return Err(option_error(
                     at("zwave_node"),
@@ -459,15 +541,13 @@ fn from_options(
                      or a zwave_node",
                 ));
             }
-        }
-        if let Some(topic) = non_empty(&door.contact_topic) {
-            let mut z = Mapping::new();
-            z.insert("topic".into(), topic.into());
-            let mut contact = Mapping::new();
-            contact.insert("zigbee2mqtt".into(), z.into());
-            d.insert("contact".into(), contact.into());
-        }
-        let mut door_cameras = Vec::new();
+        };
+        let contact = non_empty(&door.contact_topic).map(|topic| ContactEntry {
+            zigbee2mqtt: TopicEntry {
+                topic: topic.into(),
+            },
+        });
+        let mut door_cameras: Vec<String> = Vec::new();
         for (j, name) in door.cameras.iter().enumerate() {
             let camera = key_for(name);
             if !camera_keys.contains(&camera) {
@@ -476,18 +556,26 @@ fn from_options(
                     format!("no camera named `{}` in the cameras option", name.trim()),
                 ));
             }
-            if !door_cameras.contains(&Yaml::from(camera.clone())) {
-                door_cameras.push(camera.into());
+            if !door_cameras.contains(&camera) {
+                door_cameras.push(camera);
             }
         }
-        d.insert("cameras".into(), Yaml::Sequence(door_cameras));
-        locks.insert(key.clone().into(), d.into());
+        locks.push((
+            key.clone(),
+            DoorEntry {
+                name: door.name.trim().into(),
+                zigbee2mqtt,
+                zwave_js,
+                contact,
+                cameras: door_cameras,
+            },
+        ));
         door_keys.push(key);
     }
 
     // Every door gets a deliveries entry, so a window granted from Home
     // Assistant works even for a door without a weekly schedule.
-    let mut windows: Vec<Vec<Yaml>> = vec![Vec::new(); door_keys.len()];
+    let mut windows: Vec<Vec<WindowEntry>> = door_keys.iter().map(|_| Vec::new()).collect();
     for (i, window) in options.delivery_windows.iter().enumerate() {
         let at = |field: &str| format!("delivery_windows[{i}].{field}");
         let door = key_for(&window.door);
@@ -507,44 +595,51 @@ fn from_options(
                     format!("`{day}` is not a day; use mon, tue, wed, thu, fri, sat or sun"),
                 ));
             }
-            days.push(Yaml::from(short));
+            days.push(short);
         }
         if days.is_empty() {
             return Err(option_error(at("days"), "list at least one day"));
         }
-        let mut w = Mapping::new();
-        w.insert("days".into(), Yaml::Sequence(days));
-        w.insert("from".into(), window.from.trim().into());
-        w.insert("to".into(), window.to.trim().into());
-        windows[index].push(w.into());
+        windows[index].push(WindowEntry {
+            days,
+            from: window.from.trim().into(),
+            to: window.to.trim().into(),
+        });
     }
-    let mut deliveries = Mapping::new();
-    for (key, windows) in door_keys.iter().zip(windows) {
-        let mut d = Mapping::new();
-        if let Some(zone) = non_empty(&options.time_zone) {
-            d.insert("time_zone".into(), zone.into());
-        }
-        d.insert("windows".into(), Yaml::Sequence(windows));
-        deliveries.insert(key.clone().into(), d.into());
-    }
+    let deliveries = door_keys
+        .iter()
+        .zip(windows)
+        .map(|(key, windows)| {
+            let rules = DeliveriesEntry {
+                time_zone: non_empty(&options.time_zone).map(str::to_string),
+                windows,
+            };
+            (key.clone(), rules)
+        })
+        .collect();
 
-    let mut root = Mapping::new();
-    root.insert("mqtt".into(), mqtt_section(mqtt, paths, secrets).into());
-    root.insert("cameras".into(), cameras.into());
-    root.insert("locks".into(), locks.into());
-    root.insert("deliveries".into(), deliveries.into());
-    root.insert("storage".into(), storage_section(paths).into());
-    let body = to_yaml(&Yaml::Mapping(root))?;
+    let file = AddonFile {
+        mqtt: mqtt_section(mqtt, paths, secrets),
+        cameras: Keyed(cameras),
+        locks: Keyed(locks),
+        deliveries: Keyed(deliveries),
+        storage: storage_section(paths),
+    };
+    let body = to_yaml(&file)?;
     Ok(format!(
         "# Written by the doorwarden add-on from its options at every start;\n\
          # edits here are lost. Use the config_file option for a file of your own.\n{body}"
     ))
 }
 
-fn to_yaml(value: &Yaml) -> Result<String, AddonError> {
-    // Serializing a tree of plain mappings, sequences and strings cannot
-    // fail; map the error anyway rather than panic.
+fn to_yaml(value: &impl Serialize) -> Result<String, AddonError> {
+    // Serializing plain mappings, sequences and strings cannot fail; map the
+    // error anyway rather than panic.
     serde_yaml::to_string(value).map_err(|e| AddonError::Render(e.to_string()))
+}
+
+fn to_value(value: &impl Serialize) -> Result<Yaml, AddonError> {
+    serde_yaml::to_value(value).map_err(|e| AddonError::Render(e.to_string()))
 }
 
 /// The user's own file, with `mqtt` and `storage` appended when missing.
@@ -569,10 +664,13 @@ fn extend_user_file(
     let mut extra = Mapping::new();
     if !root.contains_key("mqtt") {
         let mqtt = MqttService::from_json(mqtt_service)?;
-        extra.insert("mqtt".into(), mqtt_section(&mqtt, paths, secrets).into());
+        extra.insert(
+            "mqtt".into(),
+            to_value(&mqtt_section(&mqtt, paths, secrets))?,
+        );
     }
     if !root.contains_key("storage") {
-        extra.insert("storage".into(), storage_section(paths).into());
+        extra.insert("storage".into(), to_value(&storage_section(paths))?);
     }
     if extra.is_empty() {
         return Ok(text.to_string());
@@ -599,84 +697,14 @@ fn extend_user_file(
     }
 }
 
-// ---------------------------------------------------------------------------
-// The `doorwarden addon-config` command.
-
-/// Arguments of `doorwarden addon-config`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AddonConfigArgs {
-    /// The add-on options written by the Supervisor.
-    #[arg(long, default_value = "/data/options.json")]
-    pub options: PathBuf,
-    /// The Supervisor's `/services/mqtt` answer: a file, or `-` for stdin.
-    #[arg(long, default_value = "-")]
-    pub mqtt_service: PathBuf,
-    /// Where to write the config doorwarden will run with.
-    #[arg(long, default_value = "/data/doorwarden.yaml")]
-    pub out: PathBuf,
-    /// The add-on's private persistent folder (storage and secret files).
-    #[arg(long, default_value = "/data")]
-    pub data_dir: PathBuf,
-    /// The add-on's user-visible config folder (for `config_file`).
-    #[arg(long, default_value = "/config")]
-    pub config_dir: PathBuf,
-}
-
-/// Carry out `doorwarden addon-config`: read both inputs, build the config,
-/// write the secret files (0600) and then the config, each atomically.
+/// The Supervisor's `/services/mqtt` answer as `doorwarden addon-config`
+/// receives it. An empty answer is what run.sh passes on when curl could
+/// not reach the Supervisor at all: say so instead of "EOF while parsing".
 ///
 /// # Errors
 ///
-/// Everything [`prepare`] reports, plus unreadable inputs and unwritable
-/// outputs, each with the path.
-pub fn write(args: &AddonConfigArgs) -> Result<(), AddonError> {
-    let options = read_json(&args.options)?;
-    let service = if args.mqtt_service.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|source| AddonError::Read {
-                path: "<stdin>".into(),
-                source,
-            })?;
-        parse_service(&text)?
-    } else {
-        let text =
-            std::fs::read_to_string(&args.mqtt_service).map_err(|source| AddonError::Read {
-                path: args.mqtt_service.clone(),
-                source,
-            })?;
-        parse_service(&text)?
-    };
-    let paths = AddonPaths {
-        data_dir: args.data_dir.clone(),
-        config_dir: args.config_dir.clone(),
-    };
-    let prepared = prepare(&options, &service, &paths)?;
-    if !prepared.secrets.is_empty() {
-        private_dir(&secrets_dir(&paths))?;
-    }
-    for secret in &prepared.secrets {
-        write_file(&secret.path, secret.value.expose().as_bytes(), true)?;
-    }
-    write_file(&args.out, prepared.yaml.as_bytes(), true)
-}
-
-fn read_json(path: &Path) -> Result<Json, AddonError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AddonError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // serde_json's syntax errors give a line and column, never the content.
-    serde_json::from_str(&text).map_err(|e| AddonError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    })
-}
-
-/// An empty answer is what run.sh passes on when curl could not reach the
-/// Supervisor at all: say so instead of "EOF while parsing".
-fn parse_service(text: &str) -> Result<Json, AddonError> {
+/// Text that is not JSON (the error never quotes it).
+pub fn parse_service(text: &str) -> Result<Json, AddonError> {
     if text.trim().is_empty() {
         return Ok(Json::Object(
             [
@@ -695,47 +723,9 @@ fn parse_service(text: &str) -> Result<Json, AddonError> {
     })
 }
 
-/// The folder of the password files: readable by the add-on's user only.
-fn private_dir(dir: &Path) -> Result<(), AddonError> {
-    let err = |source| AddonError::Write {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    Ok(())
-}
-
-fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), AddonError> {
-    use std::io::Write;
-    let err = |source| AddonError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        open.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = open.open(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+/// The folder of the password files [`prepare`] returns.
+pub fn secrets_dir(paths: &AddonPaths) -> PathBuf {
+    paths.data_dir.join("secrets")
 }
 
 #[cfg(test)]
