@@ -72,20 +72,22 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 
 use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
+use self::entries::Entries;
 use self::session::{OwedRelock, Phase, Session};
 use self::words::{lock_word, via_str, window_json};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
-use super::schedule::{ClockChangeWarning, OpenWindow, Schedule, WARNING_HORIZON};
+use super::schedule::{OpenWindow, Schedule};
 use super::timer::{TimerKey, Timers};
 use super::{
     Action, CodeRecord, Command, Decision, DeliveryEventKind, DeliveryState, DoorRecord,
-    DoorReport, GrantRecord, LockCommand, LockState, MoveSource, PersistedState, RequestChannel,
-    SessionRecord, Stamp, Wake,
+    DoorReport, LockCommand, LockState, MoveSource, PersistedState, RequestChannel, SessionRecord,
+    Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
 mod code;
+mod entries;
 mod session;
 mod words;
 
@@ -164,14 +166,9 @@ pub struct Door {
     name: String,
     rules: Rules,
     tz: TimeZone,
-    schedule: Schedule,
     lock: LockTracker,
     door_open: Option<bool>,
-    /// The window occurrence open at the last refresh.
-    window: Option<OpenWindow>,
-    /// The occurrence `entries_used` counts for.
-    entries_window: Option<Timestamp>,
-    entries_used: u32,
+    entries: Entries,
     session: Option<Session>,
     /// A delivery whose session had to end without the lock confirming the
     /// relock (unresponsive, jammed): the door may be unlocked. The relock
@@ -179,8 +176,6 @@ pub struct Door {
     /// reported locked or the owner takes the door over.
     relock_owed: Option<OwedRelock>,
     codes: Codes,
-    /// The door's limits as this door last asked the store to hold them.
-    limits_saved: Option<DoorRecord>,
     /// The lock's own auto-relock as the owner set it; `Some` also means
     /// the lock has one (it reported it).
     owner_auto_relock: Option<u32>,
@@ -188,19 +183,10 @@ pub struct Door {
     /// back: the backstop is armed only then, and readbacks of any other
     /// value meanwhile are stale.
     auto_relock_asked: Option<u32>,
-    grant_duration: Duration,
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
     last_outcome: Option<DeliveryState>,
     timers: Timers<Timer, 2>,
-    /// The schedule's answer at the last refresh: the wall time asked
-    /// about, the window open then, and the next edge. Valid until the wall
-    /// clock reaches that edge or goes back before the time asked about;
-    /// cleared when a grant or cancel changes the schedule.
-    window_cache: Option<(Timestamp, Option<OpenWindow>, Option<Timestamp>)>,
-    /// The next clock-change warning as of the wall time asked about, and
-    /// until when that answer holds (see [`Door::refresh_schedule_warning`]).
-    schedule_warning: Option<(Timestamp, Option<ClockChangeWarning>, Timestamp)>,
 }
 
 impl Door {
@@ -214,25 +200,18 @@ impl Door {
     ) -> Door {
         Door {
             name: name.to_string(),
-            grant_duration: rules.grant_duration,
+            entries: Entries::new(Schedule::new(tz.clone(), windows), rules.grant_duration),
             rules,
-            schedule: Schedule::new(tz.clone(), windows),
             tz,
             lock: LockTracker::new(confirm_timeout),
             door_open: None,
-            window: None,
-            entries_window: None,
-            entries_used: 0,
             session: None,
             relock_owed: None,
             codes: Codes::new(seed),
-            limits_saved: None,
             owner_auto_relock: None,
             auto_relock_asked: None,
             last_outcome: None,
             timers: Timers::default(),
-            window_cache: None,
-            schedule_warning: None,
         }
     }
 
@@ -247,7 +226,7 @@ impl Door {
     }
 
     pub fn schedule(&self) -> &Schedule {
-        &self.schedule
+        self.entries.schedule()
     }
 
     pub fn rules(&self) -> &Rules {
@@ -256,7 +235,7 @@ impl Door {
 
     /// The window open at the last refresh.
     pub fn window(&self) -> Option<OpenWindow> {
-        self.window
+        self.entries.window
     }
 
     /// The session to persist, if a delivery is in progress.
@@ -275,8 +254,8 @@ impl Door {
     pub fn code_record(&self) -> Option<CodeRecord> {
         self.codes.record(
             &self.name,
-            self.entries_window,
-            self.entries_used,
+            self.entries.counts_for(),
+            self.entries.used,
             self.rules.code_slot,
         )
     }
@@ -287,27 +266,7 @@ impl Door {
     /// have gone stale since (a window since closed, a minute since over)
     /// are harmless: a restore looks at each against the time it runs.
     pub fn door_record(&self) -> Option<DoorRecord> {
-        let entries_window = self.entries_window.filter(|_| self.entries_used > 0);
-        let record = DoorRecord {
-            door: self.name.clone(),
-            cancelled_at: self.schedule.cancelled_at(),
-            entries_window,
-            entries_used: if entries_window.is_some() {
-                self.entries_used
-            } else {
-                0
-            },
-            wrong_codes: self.codes.failures.walls(),
-            grant: self.schedule.granted().map(|g| GrantRecord {
-                starts: g.starts,
-                ends: g.ends,
-            }),
-        };
-        let empty = record.cancelled_at.is_none()
-            && record.entries_window.is_none()
-            && record.wrong_codes.is_empty()
-            && record.grant.is_none();
-        (!empty).then_some(record)
+        self.entries.record(&self.name, self.codes.failures.walls())
     }
 
     /// `others` with this door's session, code and limits added.
@@ -334,11 +293,10 @@ impl Door {
     /// The earliest instant this door has work to do, and why. A window
     /// edge (wall clock) is placed on the monotonic clock from `last`.
     pub fn poll_timeout(&self, last: Stamp) -> Option<(Instant, Wake)> {
-        let next_edge = match self.window_cache {
-            Some((asked, _, next)) if asked == last.wall => next,
-            _ => self.schedule.next_change(last.wall),
-        };
-        let edge = next_edge.map(|t| (wall_to_mono(last, t), Wake::WindowEdge));
+        let edge = self
+            .entries
+            .next_edge(last)
+            .map(|t| (wall_to_mono(last, t), Wake::WindowEdge));
         [
             self.lock
                 .poll_timeout()
@@ -368,13 +326,13 @@ impl Door {
         if let Some(problem) = storage {
             return Some(format!("storage unavailable: {problem}"));
         }
-        if self.window.is_none() {
+        if self.entries.window.is_none() {
             return Some("no delivery window is open".into());
         }
-        if self.entries_used >= self.rules.entries_per_window {
+        if self.entries.spent(self.rules.entries_per_window) {
             return Some(format!(
                 "this window's entries are used up ({} of {})",
-                self.entries_used, self.rules.entries_per_window
+                self.entries.used, self.rules.entries_per_window
             ));
         }
         if self.session.is_some() {
@@ -520,12 +478,7 @@ impl Door {
         if record.restore_auto_relock.is_some() {
             self.owner_auto_relock = record.restore_auto_relock;
         }
-        // The interrupted delivery used its window's entry; a restart must
-        // not hand out another one in the same window.
-        if let Some(w) = self.schedule.open_window(record.unlocked_at) {
-            self.count_entries_for(w.starts);
-            self.entries_used += 1;
-        }
+        self.entries.restore_interrupted(record.unlocked_at);
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
         ctx.out.push(self.lock_action(cmd));
         let phase = Phase::Relocking {
@@ -554,14 +507,7 @@ impl Door {
     /// [`Door::start`] and before [`Door::restore`] and
     /// [`Door::restore_code`], which look at the windows.
     pub fn restore_windows(&mut self, ctx: &mut Ctx, record: &DoorRecord) {
-        if let Some(at) = record.cancelled_at {
-            self.schedule.restore_cancelled(at);
-        }
-        let grant = record
-            .grant
-            .filter(|g| self.schedule.restore_grant(ctx.now.wall, g.starts, g.ends));
-        self.window_cache = None;
-        if let Some(g) = grant {
+        if let Some(g) = self.entries.restore_windows(ctx.now.wall, record) {
             let reason = format!(
                 "the window granted before the restart is open again until {}",
                 self.local_time(g.ends)
@@ -580,15 +526,9 @@ impl Door {
     /// count again while their window occurrence is still open, wrong codes
     /// while their minute is not over.
     pub fn restore_limits(&mut self, ctx: &mut Ctx, record: &DoorRecord) {
-        let now = ctx.now.wall;
-        if let Some(starts) = record.entries_window
-            && self.open_window(now).is_some_and(|w| w.starts == starts)
-        {
-            self.count_entries_for(starts);
-            // An interrupted delivery restored just before is already among
-            // the stored entries (they were persisted before its unlock).
-            self.entries_used = self.entries_used.max(record.entries_used);
-        }
+        // From here the store's record is what `forget_restored` compares
+        // with.
+        self.entries.restore_entries(ctx.now.wall, record);
         self.codes.failures.restore(ctx.now, &record.wrong_codes);
         if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
             let reason = format!(
@@ -596,8 +536,6 @@ impl Door {
             );
             self.audit(ctx, Decision::WrongCodesRestored, &reason, json!({}));
         }
-        // What the store holds now; see `Door::forget_restored`.
-        self.limits_saved = Some(record.clone());
     }
 
     /// Once every door is restored: write out what the restore let go as
@@ -625,8 +563,8 @@ impl Door {
                 .push(self.lock_action(LockCommand::ClearCode { slot }));
         }
         let now = ctx.now.wall;
-        let open = self.open_window(now);
-        let first_edge = self.schedule.next_change(record.set_at);
+        let open = self.entries.open_window(now);
+        let first_edge = self.entries.schedule().next_change(record.set_at);
         let in_force = match (record.window, open) {
             (Some(starts), Some(w)) => starts == w.starts,
             (Some(_), None) => false,
@@ -647,8 +585,7 @@ impl Door {
         if let (Some(starts), Some(w)) = (record.window, open)
             && starts == w.starts
         {
-            self.count_entries_for(starts);
-            self.entries_used = self.entries_used.max(record.entries_used);
+            self.entries.at_least(starts, record.entries_used);
         }
         let readable = check.is_some();
         self.codes.current = Some(DeliveryCode {
@@ -680,77 +617,29 @@ impl Door {
     /// Re-read the window at the event's wall time (clocks jump), then keep
     /// the keypad slot in step. Call before and after every input.
     pub fn refresh(&mut self, ctx: &mut Ctx) {
-        let open = self.open_window(ctx.now.wall);
-        let before = self.window;
+        let open = self.entries.open_window(ctx.now.wall);
+        let before = self.entries.window;
         let same_occurrence = matches!((before, open), (Some(a), Some(b)) if a.starts == b.starts);
         if !same_occurrence {
             if let Some(old) = before {
-                self.window = None;
+                self.entries.window = None;
                 self.window_closed(ctx, old, open);
             }
             if let Some(new) = open {
-                self.window = Some(new);
+                self.entries.window = Some(new);
                 self.window_opened(ctx, new);
             }
         }
-        self.window = open;
-        self.refresh_schedule_warning(ctx.now.wall);
+        self.entries.window = open;
+        self.entries.refresh_clock_warning(ctx.now.wall);
         self.sync_code_slot(ctx);
         // Catches every other change to the code (its window opened,
         // moved or closed).
         self.persist_code_if_changed(ctx);
     }
 
-    /// The schedule's open window at `wall`, asking it again only when an
-    /// edge may have passed (the schedule walks the calendar to answer).
-    fn open_window(&mut self, wall: Timestamp) -> Option<OpenWindow> {
-        match self.window_cache {
-            Some((asked, open, next)) if asked <= wall && next.is_none_or(|n| wall < n) => {
-                self.window_cache = Some((wall, open, next));
-                open
-            }
-            _ => {
-                let open = self.schedule.open_window(wall);
-                self.window_cache = Some((wall, open, self.schedule.next_change(wall)));
-                open
-            }
-        }
-    }
-
-    /// Keep the next clock-change warning current. Asking the schedule walks
-    /// a year of the zone's transitions, so the answer is kept until the
-    /// warned occurrence is over, or for a day when there is none (a new
-    /// one may come within the year's horizon); a wall clock stepped back
-    /// asks again.
-    fn refresh_schedule_warning(&mut self, wall: Timestamp) {
-        if let Some((asked, _, until)) = &self.schedule_warning
-            && *asked <= wall
-            && wall < *until
-        {
-            return;
-        }
-        let next = self
-            .schedule
-            .clock_change_warnings(wall, WARNING_HORIZON)
-            .into_iter()
-            .next();
-        let a_day = wall
-            .checked_add(jiff::SignedDuration::from_hours(24))
-            .unwrap_or(Timestamp::MAX);
-        let until = next.as_ref().map_or(a_day, |w| w.until.min(a_day));
-        self.schedule_warning = Some((wall, next, until));
-    }
-
-    /// Make `entries_used` count for the occurrence starting at `starts`.
-    fn count_entries_for(&mut self, starts: Timestamp) {
-        if self.entries_window != Some(starts) {
-            self.entries_window = Some(starts);
-            self.entries_used = 0;
-        }
-    }
-
     fn window_opened(&mut self, ctx: &mut Ctx, w: OpenWindow) {
-        self.count_entries_for(w.starts);
+        self.entries.count_for(w.starts);
         self.last_outcome = None;
         if let Some(code) = &mut self.codes.current
             && code.window.is_none()
@@ -1248,7 +1137,7 @@ impl Door {
             .session
             .as_ref()
             .is_some_and(|s| s.phase == Phase::Unlocking);
-        let rules_hold = self.window.is_some() && all_live(ctx.cameras);
+        let rules_hold = self.entries.window.is_some() && all_live(ctx.cameras);
         if unlocking && rules_hold {
             let reason = "lock did not confirm the unlock in time; sending it again";
             self.audit(ctx, Decision::LockRetry, reason, json!({}));
@@ -1309,9 +1198,7 @@ impl Door {
     pub fn handle_command(&mut self, ctx: &mut Ctx, command: Command) {
         match command {
             Command::Grant { duration, code } => {
-                let d = duration.unwrap_or(self.grant_duration);
-                let w = self.schedule.grant(ctx.now.wall, d);
-                self.window_cache = None;
+                let w = self.entries.grant(ctx.now.wall, duration);
                 let reason = format!("window granted until {}", self.local_time(w.ends));
                 self.audit(ctx, Decision::WindowGranted, &reason, window_json(&w));
                 self.refresh(ctx);
@@ -1322,8 +1209,7 @@ impl Door {
                 self.persist_if_changed(ctx);
             }
             Command::EndDelivery => {
-                self.schedule.cancel(ctx.now.wall);
-                self.window_cache = None;
+                self.entries.cancel(ctx.now.wall);
                 self.audit(
                     ctx,
                     Decision::WindowEnded,
@@ -1356,7 +1242,7 @@ impl Door {
             }
             Command::OwnerUnlock => self.owner_unlock(ctx),
             Command::SetGrantDuration(d) => {
-                self.grant_duration = d;
+                self.entries.grant_duration = d;
                 let reason = format!("grant duration set to {} min", d.as_secs() / 60);
                 self.audit(
                     ctx,
@@ -1418,7 +1304,7 @@ impl Door {
         self.codes.current = Some(DeliveryCode {
             check: Some(check),
             plain: self.rules.code_slot.map(|_| code),
-            window: self.window.map(|w| w.starts),
+            window: self.entries.window.map(|w| w.starts),
             set_at: ctx.now.wall,
         });
         // On disk before anyone is told it is set: a restart must not
@@ -1441,8 +1327,8 @@ impl Door {
         };
         let plain = self.codes.current.as_ref().and_then(|c| c.plain.clone());
         let usable = plain.is_some()
-            && self.window.is_some()
-            && self.entries_used < self.rules.entries_per_window
+            && self.entries.window.is_some()
+            && !self.entries.spent(self.rules.entries_per_window)
             && ctx.storage_problem.is_none()
             && all_live(ctx.cameras);
         match (usable, self.codes.in_lock, plain) {
@@ -1557,8 +1443,8 @@ impl Door {
         // The new session owns the relock from here (a keypad entry can
         // start one while an earlier relock was still owed).
         self.relock_owed = None;
-        self.entries_used += 1;
-        if self.entries_used >= self.rules.entries_per_window {
+        self.entries.used += 1;
+        if self.entries.spent(self.rules.entries_per_window) {
             // The code is good for this window's entries and no more.
             self.codes.current = None;
         }
@@ -1575,7 +1461,7 @@ impl Door {
         };
         let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
         s.via = Some(via);
-        s.window = self.window;
+        s.window = self.entries.window;
         s.unlocked_at = already_unlocked.then_some(ctx.now.wall);
         s.code_used = code_used;
         self.session = Some(s);
@@ -1607,7 +1493,7 @@ impl Door {
         ev.entries = Some(
             self.rules
                 .entries_per_window
-                .saturating_sub(self.entries_used),
+                .saturating_sub(self.entries.used),
         );
         ctx.out.push(Action::DeliveryEvent(ev));
         if via == RequestChannel::Mqtt {
@@ -1626,7 +1512,7 @@ impl Door {
                 "carrier": carrier,
                 "via": via_str(via),
                 "code_used": code_used,
-                "entries_used": self.entries_used,
+                "entries_used": self.entries.used,
             }),
         );
     }
@@ -1720,7 +1606,7 @@ impl Door {
         ctx.out
             .push(Action::Persist(self.persisted_with(ctx.others)));
         self.codes.saved = self.code_record();
-        self.limits_saved = self.door_record();
+        self.entries.set_saved(self.door_record());
     }
 
     /// Persist when this door's code differs from what the store holds.
@@ -1734,7 +1620,7 @@ impl Door {
     /// asked the store to hold. Not called on every refresh: a window edge
     /// changes the limits only in ways a restore ignores anyway.
     fn persist_if_changed(&mut self, ctx: &mut Ctx) {
-        if self.door_record() != self.limits_saved {
+        if self.door_record() != *self.entries.saved() {
             self.persist(ctx);
         } else {
             self.persist_code_if_changed(ctx);

@@ -24,7 +24,7 @@ impl Door {
                 DeliveryState::Unlocked
             }
             Some(_) => DeliveryState::Watching,
-            None => match (self.last_outcome, self.window) {
+            None => match (self.last_outcome, self.entries.window) {
                 (Some(outcome), _) => outcome,
                 (None, Some(_)) => DeliveryState::WindowOpen,
                 (None, None) => DeliveryState::Idle,
@@ -37,12 +37,12 @@ impl Door {
             door_open: self.door_open,
             interlock_blocking: self.refusal(cameras, storage_problem, false),
             delivery,
-            window_ends: self.window.map(|w| w.ends),
-            entries_left: match self.window {
+            window_ends: self.entries.window.map(|w| w.ends),
+            entries_left: match self.entries.window {
                 Some(_) => self
                     .rules
                     .entries_per_window
-                    .saturating_sub(self.entries_used),
+                    .saturating_sub(self.entries.used),
                 None => 0,
             },
             compromised: self.session.as_ref().is_some_and(|s| s.compromised),
@@ -51,12 +51,9 @@ impl Door {
                     .session
                     .as_ref()
                     .is_some_and(|s| s.record.restore_auto_relock.is_some()),
-            grant_minutes: u32::try_from(self.grant_duration.as_secs() / 60).unwrap_or(u32::MAX),
-            schedule_warning: self
-                .schedule_warning
-                .as_ref()
-                .and_then(|(_, w, _)| w.as_ref())
-                .map(|w| w.to_string()),
+            grant_minutes: u32::try_from(self.entries.grant_duration.as_secs() / 60)
+                .unwrap_or(u32::MAX),
+            schedule_warning: self.entries.clock_warning().map(|w| w.to_string()),
         }
     }
 
