@@ -73,7 +73,7 @@ use serde_json::json;
 
 use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
 use self::entries::Entries;
-use self::session::{OwedRelock, Phase, Session};
+use self::session::{Delivery, OwedRelock, Phase, Session};
 use self::words::{lock_word, via_str, window_json};
 use super::liveness::LivenessKind;
 use super::lock::{LockNote, LockTracker, Want};
@@ -169,12 +169,7 @@ pub struct Door {
     lock: LockTracker,
     door_open: Option<bool>,
     entries: Entries,
-    session: Option<Session>,
-    /// A delivery whose session had to end without the lock confirming the
-    /// relock (unresponsive, jammed): the door may be unlocked. The relock
-    /// is sent again once the lock talks; it is owed until the bolt is
-    /// reported locked or the owner takes the door over.
-    relock_owed: Option<OwedRelock>,
+    delivery: Delivery,
     codes: Codes,
     /// The lock's own auto-relock as the owner set it; `Some` also means
     /// the lock has one (it reported it).
@@ -205,8 +200,7 @@ impl Door {
             tz,
             lock: LockTracker::new(confirm_timeout),
             door_open: None,
-            session: None,
-            relock_owed: None,
+            delivery: Delivery::Idle,
             codes: Codes::new(seed),
             owner_auto_relock: None,
             auto_relock_asked: None,
@@ -238,15 +232,10 @@ impl Door {
         self.entries.window
     }
 
-    /// The session to persist, if a delivery is in progress.
     /// The record to persist: the delivery in progress, or one whose relock
     /// is still owed (so that a restart relocks the door too).
     pub fn session_record(&self) -> Option<SessionRecord> {
-        match (&self.session, &self.relock_owed) {
-            (Some(s), _) => Some(s.record.clone()),
-            (None, Some(owed)) => Some(owed.record.clone()),
-            (None, None) => None,
-        }
+        self.delivery.record()
     }
 
     /// The door's one-time code as it may be written down (salt and hash,
@@ -287,7 +276,7 @@ impl Door {
     /// Whether a delivery is in progress (from the unlock until the relock
     /// is confirmed or given up).
     pub fn in_session(&self) -> bool {
-        self.session.is_some()
+        matches!(self.delivery, Delivery::InProgress(_))
     }
 
     /// The earliest instant this door has work to do, and why. A window
@@ -335,7 +324,7 @@ impl Door {
                 self.entries.used, self.rules.entries_per_window
             ));
         }
-        if self.session.is_some() {
+        if self.in_session() {
             return Some("a delivery is already in progress".into());
         }
         if !keypad && let Some(reason) = self.lock.blocking_reason() {
@@ -435,8 +424,8 @@ impl Door {
                 let reason = format!("unlock not sent: {why}");
                 self.audit(ctx, Decision::UnlockNotSent, &reason, json!({}));
                 if self
-                    .session
-                    .as_ref()
+                    .delivery
+                    .session()
                     .is_some_and(|s| s.phase == Phase::Unlocking)
                 {
                     self.relock(ctx, &reason);
@@ -490,7 +479,7 @@ impl Door {
         // Nobody watched the door while doorwarden was down.
         s.compromised = true;
         s.restarted = true;
-        self.session = Some(s);
+        self.delivery = Delivery::InProgress(s);
         self.event(
             ctx,
             DeliveryEventKind::RestartedDuringDelivery,
@@ -671,7 +660,7 @@ impl Door {
         let reason = "delivery window closed".to_string();
         self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
         self.audit(ctx, Decision::WindowClosed, &reason, window_json(&w));
-        if self.session.is_some() && next.is_none() {
+        if self.in_session() && next.is_none() {
             self.relock_when_shut(ctx, "the delivery window closed");
         }
     }
@@ -679,7 +668,9 @@ impl Door {
     /// A liveness change of one of this door's cameras. `cam` is its new
     /// state; `ctx.cameras` already holds it.
     pub fn handle_camera(&mut self, ctx: &mut Ctx, cam: &CameraSnapshot, was_live: bool) {
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = self.delivery.session_mut() else {
+            return;
+        };
         s.note_camera(ctx.now.wall, cam);
         if !was_live || cam.kind == LivenessKind::Live {
             return;
@@ -707,8 +698,8 @@ impl Door {
     /// unlock after a failed Persist); take it back.
     pub fn handle_storage_failed(&mut self, ctx: &mut Ctx) {
         if self
-            .session
-            .as_ref()
+            .delivery
+            .session()
             .is_some_and(|s| s.phase == Phase::Unlocking)
         {
             self.relock(ctx, "storage failed before the unlock");
@@ -728,8 +719,8 @@ impl Door {
                 Timer::MaxUnlocked => self.max_unlocked_reached(ctx),
                 Timer::RelockAfterClose => {
                     if self
-                        .session
-                        .as_ref()
+                        .delivery
+                        .session()
                         .is_some_and(|s| s.phase == Phase::Closing)
                     {
                         self.relock(ctx, "the door was shut after the delivery");
@@ -740,7 +731,9 @@ impl Door {
     }
 
     fn max_unlocked_reached(&mut self, ctx: &mut Ctx) {
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = self.delivery.session_mut() else {
+            return;
+        };
         if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
@@ -809,13 +802,13 @@ impl Door {
     /// unresponsive lock is not talked to until it reports again; a jammed
     /// one until someone frees the bolt).
     fn settle_owed_relock(&mut self, ctx: &mut Ctx) {
-        let Some(OwedRelock { why, .. }) = &self.relock_owed else {
+        let Some(OwedRelock { why, .. }) = self.delivery.owed() else {
             return;
         };
         let lock = &self.lock;
         let talking =
             lock.available() != Some(false) && !lock.is_unresponsive() && !lock.is_jammed();
-        if !talking || self.session.is_some() || lock.pending().is_some() {
+        if !talking || lock.pending().is_some() {
             return;
         }
         if lock.state() == LockState::Locked {
@@ -843,8 +836,8 @@ impl Door {
             // During a backstop the lock shows doorwarden's value; the
             // owner's is the one kept in the session.
             None if self
-                .session
-                .as_ref()
+                .delivery
+                .session()
                 .is_some_and(|s| s.record.restore_auto_relock.is_some()) => {}
             None => self.owner_auto_relock = Some(secs),
         }
@@ -869,7 +862,9 @@ impl Door {
             "contact sensor unreachable",
             json!({}),
         );
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = self.delivery.session_mut() else {
+            return;
+        };
         if let Some(t) = s.opened_at.take() {
             s.open_total += ctx.now.mono.saturating_duration_since(t);
         }
@@ -902,7 +897,9 @@ impl Door {
             self.event(ctx, DeliveryEventKind::DoorForced, &reason, None, None);
             self.audit(ctx, Decision::DoorForced, &reason, json!({}));
         }
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = self.delivery.session_mut() else {
+            return;
+        };
         s.opened_at = Some(ctx.now.mono);
         s.opened_ever = true;
         if s.phase == Phase::Closing {
@@ -921,7 +918,7 @@ impl Door {
 
     fn door_shut(&mut self, ctx: &mut Ctx) {
         let now = ctx.now.mono;
-        let Some(s) = &mut self.session else {
+        let Some(s) = self.delivery.session_mut() else {
             return self.settle_owed_relock(ctx);
         };
         if let Some(t) = s.opened_at.take() {
@@ -939,7 +936,7 @@ impl Door {
         match phase {
             // Shut after being opened: the courier is done.
             Phase::Unlocking | Phase::Unlocked if opened_ever => {
-                if let Some(s) = &mut self.session {
+                if let Some(s) = self.delivery.session_mut() {
                     s.phase = Phase::Closing;
                 }
                 self.timers
@@ -955,7 +952,9 @@ impl Door {
     fn on_lock_note(&mut self, ctx: &mut Ctx, note: LockNote, source: Option<MoveSource>) {
         match note {
             LockNote::Confirmed(Want::Unlocked) => {
-                let Some(s) = &mut self.session else { return };
+                let Some(s) = self.delivery.session_mut() else {
+                    return;
+                };
                 if s.phase == Phase::Unlocking {
                     s.phase = Phase::Unlocked;
                 }
@@ -977,13 +976,13 @@ impl Door {
                 let by = source.map(|s| s.as_str()).unwrap_or("unknown");
                 let reason = format!("lock moved to {} by {by}", lock_word(state));
                 self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
-                if state == LockState::Locked && self.session.is_some() {
+                if state == LockState::Locked && self.in_session() {
                     self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
                     self.finish(ctx, &format!("locked by {by} during the delivery"));
                 }
             }
             LockNote::Jammed { pending } => self.lock_jammed(ctx, pending, source),
-            LockNote::Retry(LockCommand::Unlock) if self.session.is_some() => {
+            LockNote::Retry(LockCommand::Unlock) if self.in_session() => {
                 self.unlock_not_confirmed(ctx)
             }
             LockNote::Retry(command) => {
@@ -1005,7 +1004,7 @@ impl Door {
                     reason,
                     json!({ "online": up }),
                 );
-                if up && self.relock_owed.is_some() {
+                if up && self.delivery.owed().is_some() {
                     // Its answer decides whether the owed relock is sent.
                     ctx.out.push(self.lock_action(LockCommand::Refresh));
                 }
@@ -1014,14 +1013,14 @@ impl Door {
     }
 
     fn relock_confirmed(&mut self, ctx: &mut Ctx) {
-        if self.session.is_none() && self.relock_owed.is_some() {
+        if self.delivery.owed().is_some() {
             self.forget_owed_relock(ctx);
             let reason = "lock confirmed the relock a delivery was owed";
             self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
             self.audit(ctx, Decision::Relocked, reason, json!({}));
             return;
         }
-        let outcome = match &self.session {
+        let outcome = match self.delivery.session() {
             Some(s) if !matches!(s.phase, Phase::Relocking { .. }) => return,
             None => return,
             Some(s) if s.restarted => "relocked after a restart",
@@ -1044,19 +1043,22 @@ impl Door {
     /// The owed relock is done with (the bolt is locked, or the owner took
     /// the door over): its record leaves the store.
     fn forget_owed_relock(&mut self, ctx: &mut Ctx) {
-        if self.relock_owed.take().is_some() && self.session.is_none() {
+        if let Delivery::RelockOwed(_) = self.delivery {
+            self.delivery = Delivery::Idle;
             self.persist(ctx);
         }
     }
 
     fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
-        let Some(s) = &mut self.session else { return };
+        let Some(mut s) = self.delivery.take_session() else {
+            return;
+        };
         s.compromised = true;
-        self.relock_owed = Some(OwedRelock {
+        self.delivery = Delivery::RelockOwed(OwedRelock {
             why: outcome.to_string(),
             record: s.record.clone(),
         });
-        self.finish(ctx, outcome);
+        self.wrap_up(ctx, s, outcome);
     }
 
     fn lock_jammed(&mut self, ctx: &mut Ctx, pending: Option<Want>, source: Option<MoveSource>) {
@@ -1096,7 +1098,7 @@ impl Door {
             &reason,
             json!({ "pending": pending.map(Want::as_str) }),
         );
-        match self.session.as_ref().map(|s| s.phase.clone()) {
+        match self.delivery.session().map(|s| s.phase.clone()) {
             Some(Phase::Relocking { .. }) => self.give_up_relock(ctx, relock_outcome),
             Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
             _ => {}
@@ -1121,7 +1123,7 @@ impl Door {
             &reason,
             json!({ "command": want.as_str() }),
         );
-        match self.session.as_ref().map(|s| s.phase.clone()) {
+        match self.delivery.session().map(|s| s.phase.clone()) {
             Some(Phase::Relocking { .. }) => {
                 self.give_up_relock(ctx, "relock not confirmed: lock unresponsive")
             }
@@ -1134,8 +1136,8 @@ impl Door {
     /// only while the rules that granted it still hold.
     fn unlock_not_confirmed(&mut self, ctx: &mut Ctx) {
         let unlocking = self
-            .session
-            .as_ref()
+            .delivery
+            .session()
             .is_some_and(|s| s.phase == Phase::Unlocking);
         let rules_hold = self.entries.window.is_some() && all_live(ctx.cameras);
         if unlocking && rules_hold {
@@ -1161,7 +1163,7 @@ impl Door {
             (source, self.rules.code_slot),
             (Some(MoveSource::Keypad { slot: Some(s) }), Some(ours)) if s == ours
         );
-        if delivery_slot && self.session.is_none() {
+        if delivery_slot && !self.in_session() {
             // The courier typed the delivery code on the keypad and the lock
             // opened itself: that is a delivery entry, held to the same rules.
             match self.refusal(ctx.cameras, ctx.storage_problem, true) {
@@ -1175,7 +1177,7 @@ impl Door {
             return;
         }
         let by = source.map(|s| s.as_str()).unwrap_or("unknown");
-        if self.session.is_some() {
+        if self.in_session() {
             // Late news of the delivery unlock itself, or a hand on the
             // thumb-turn mid-delivery: the session already watches the door.
             let reason = format!("lock reported unlocked by {by} during the delivery");
@@ -1233,7 +1235,7 @@ impl Door {
                     "owner locked from Home Assistant",
                     json!({}),
                 );
-                if self.session.is_some() {
+                if self.in_session() {
                     self.relock(ctx, "the owner locked the door");
                 } else {
                     let cmd = self.lock.command(ctx.now.mono, Want::Locked);
@@ -1264,7 +1266,7 @@ impl Door {
             self.audit(ctx, Decision::OwnerUnlockRefused, &reason, json!({}));
             return;
         }
-        if self.session.is_some() {
+        if self.in_session() {
             // The owner takes the door over; the delivery is over and must
             // not be left waiting for a relock.
             self.finish(ctx, "the owner unlocked the door during the delivery");
@@ -1440,9 +1442,8 @@ impl Door {
         already_unlocked: bool,
         code_used: bool,
     ) {
-        // The new session owns the relock from here (a keypad entry can
-        // start one while an earlier relock was still owed).
-        self.relock_owed = None;
+        // The new session takes over the relock from here (a keypad entry
+        // can start one while an earlier relock was still owed).
         self.entries.used += 1;
         if self.entries.spent(self.rules.entries_per_window) {
             // The code is good for this window's entries and no more.
@@ -1464,7 +1465,7 @@ impl Door {
         s.window = self.entries.window;
         s.unlocked_at = already_unlocked.then_some(ctx.now.wall);
         s.code_used = code_used;
-        self.session = Some(s);
+        self.delivery = Delivery::InProgress(s);
         // The session and the entry it used are on disk before the unlock.
         self.persist(ctx);
         if self.owner_auto_relock.is_some() {
@@ -1521,7 +1522,9 @@ impl Door {
     /// already due keeps its first reason.
     fn relock_when_shut(&mut self, ctx: &mut Ctx, why: &str) {
         if self.door_open == Some(true) {
-            let Some(s) = &mut self.session else { return };
+            let Some(s) = self.delivery.session_mut() else {
+                return;
+            };
             if s.phase.relock_due() {
                 return;
             }
@@ -1539,7 +1542,9 @@ impl Door {
     }
 
     fn relock(&mut self, ctx: &mut Ctx, why: &str) {
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = self.delivery.session_mut() else {
+            return;
+        };
         if matches!(s.phase, Phase::Relocking { .. }) {
             return;
         }
@@ -1556,7 +1561,15 @@ impl Door {
     /// The session is over (relocked, or given up on): restore the owner's
     /// auto-relock, persist, and write the summary.
     fn finish(&mut self, ctx: &mut Ctx, outcome: &str) {
-        let Some(s) = self.session.take() else { return };
+        let Some(s) = self.delivery.take_session() else {
+            return;
+        };
+        self.wrap_up(ctx, s, outcome);
+    }
+
+    /// What ending session `s` takes, once it has left `self.delivery`
+    /// (with a relock still owed, or with nothing).
+    fn wrap_up(&mut self, ctx: &mut Ctx, s: Session, outcome: &str) {
         self.timers.stop_all();
         if let Some(secs) = s.record.restore_auto_relock {
             self.set_auto_relock(ctx, secs);
@@ -1571,7 +1584,7 @@ impl Door {
         });
         // `completed` only when nobody owes this door a relock any more;
         // a relock the lock never confirmed ends it as a failure.
-        let kind = if self.relock_owed.is_some() {
+        let kind = if self.delivery.owed().is_some() {
             DeliveryEventKind::RelockFailed
         } else {
             DeliveryEventKind::Completed

@@ -1,11 +1,12 @@
-//! One delivery in progress, and a relock a finished one is still owed.
+//! The door's delivery: idle, one in progress, or a relock a finished one
+//! is still owed ([`Delivery`]).
 //!
 //! Owns: where the delivery stands ([`Phase`], each step holding what only
 //! it knows: why a relock is due, when it was sent), what the delivery has
-//! seen (door open time, camera timeline, whether it was compromised) and
-//! the [`SessionRecord`] that is persisted while it runs. May not touch: the
-//! lock, the timers, the code or the windows; it pushes no actions. The
-//! door moves it from step to step and says so.
+//! seen (door open time, camera timeline, whether it was compromised), the
+//! relock it may leave owed, and the [`SessionRecord`] persisted for either.
+//! May not touch: the lock, the timers, the code or the windows; it pushes
+//! no actions. The door moves it from step to step and says so.
 
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,67 @@ impl Session {
             .map(|t| now.saturating_duration_since(t))
             .unwrap_or_default();
         (self.open_total + running).as_secs()
+    }
+}
+
+/// The door's delivery. One at a time: a new delivery takes over the
+/// relock an earlier one still owed.
+#[derive(Debug, Clone)]
+pub(super) enum Delivery {
+    /// Nothing in progress, nothing owed.
+    Idle,
+    /// From the unlock until the relock is confirmed or given up.
+    InProgress(Session),
+    /// A delivery whose session had to end without the lock confirming the
+    /// relock (unresponsive, jammed): the door may be unlocked. The relock
+    /// is sent again once the lock talks; it is owed until the bolt is
+    /// reported locked or the owner takes the door over.
+    RelockOwed(OwedRelock),
+}
+
+impl Delivery {
+    /// The delivery in progress.
+    pub(super) fn session(&self) -> Option<&Session> {
+        match self {
+            Delivery::InProgress(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(super) fn session_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            Delivery::InProgress(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The relock a finished delivery is still owed.
+    pub(super) fn owed(&self) -> Option<&OwedRelock> {
+        match self {
+            Delivery::RelockOwed(owed) => Some(owed),
+            _ => None,
+        }
+    }
+
+    /// The record to persist: the delivery in progress, or one whose
+    /// relock is still owed (so that a restart relocks the door too).
+    pub(super) fn record(&self) -> Option<SessionRecord> {
+        match self {
+            Delivery::Idle => None,
+            Delivery::InProgress(s) => Some(s.record.clone()),
+            Delivery::RelockOwed(owed) => Some(owed.record.clone()),
+        }
+    }
+
+    /// End the delivery in progress, leaving nothing owed.
+    pub(super) fn take_session(&mut self) -> Option<Session> {
+        match std::mem::replace(self, Delivery::Idle) {
+            Delivery::InProgress(s) => Some(s),
+            other => {
+                *self = other;
+                None
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::core::{
 impl Door {
     /// What Home Assistant should show for this door.
     pub fn status(&self, cameras: &[CameraSnapshot], storage_problem: Option<&str>) -> DoorStatus {
-        let delivery = match &self.session {
+        let delivery = match self.delivery.session() {
             Some(s) if s.compromised => DeliveryState::Tripped,
             Some(s) if matches!(s.phase, Phase::Unlocking | Phase::Unlocked) && !s.opened_ever => {
                 DeliveryState::Unlocked
@@ -45,11 +45,11 @@ impl Door {
                     .saturating_sub(self.entries.used),
                 None => 0,
             },
-            compromised: self.session.as_ref().is_some_and(|s| s.compromised),
+            compromised: self.delivery.session().is_some_and(|s| s.compromised),
             backstop_armed: self.auto_relock_asked.is_none()
                 && self
-                    .session
-                    .as_ref()
+                    .delivery
+                    .session()
                     .is_some_and(|s| s.record.restore_auto_relock.is_some()),
             grant_minutes: u32::try_from(self.entries.grant_duration.as_secs() / 60)
                 .unwrap_or(u32::MAX),
