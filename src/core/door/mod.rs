@@ -73,6 +73,7 @@ use serde_json::json;
 
 use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
 use self::entries::Entries;
+use self::refusal::all_live;
 use self::session::{Delivery, OwedRelock, Phase, Session};
 use self::words::{lock_word, via_str, window_json};
 use super::liveness::LivenessKind;
@@ -88,10 +89,12 @@ use crate::config::{self, OnCameraLoss, Secret};
 
 mod code;
 mod entries;
+mod refusal;
 mod session;
 mod words;
 
 pub use code::{CODE_FAILURES_ALLOWED, CODE_LOCKOUT};
+pub use refusal::Rules;
 
 /// One camera as the interlock sees it at the moment of a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,32 +119,6 @@ pub struct Ctx<'a> {
     /// `Persist` from this door holds them all.
     pub others: &'a PersistedState,
     pub out: &'a mut Vec<Action>,
-}
-
-/// A door's delivery rules, from `locks.<door>` and `deliveries.<door>`.
-#[derive(Debug, Clone)]
-pub struct Rules {
-    pub max_unlocked: Duration,
-    pub relock_after_close: Duration,
-    pub entries_per_window: u32,
-    pub on_camera_loss: OnCameraLoss,
-    pub code_slot: Option<u16>,
-    pub owner_unlock_requires_cameras: bool,
-    pub grant_duration: Duration,
-}
-
-impl Rules {
-    pub fn new(door: &config::Door, deliveries: &config::Deliveries) -> Rules {
-        Rules {
-            max_unlocked: deliveries.max_unlocked,
-            relock_after_close: deliveries.relock_after_close,
-            entries_per_window: deliveries.entries_per_window,
-            on_camera_loss: deliveries.on_camera_loss,
-            code_slot: deliveries.code_slot,
-            owner_unlock_requires_cameras: door.owner_unlock_requires_cameras,
-            grant_duration: deliveries.grant_duration,
-        }
-    }
 }
 
 /// The door's deadlines, one slot each in its [`Timers`].
@@ -296,55 +273,6 @@ impl Door {
         .into_iter()
         .flatten()
         .min_by_key(|(t, _)| *t)
-    }
-
-    /// Why a delivery request would be refused now (before looking at any
-    /// code), or `None` when it would be granted. `keypad` skips the lock
-    /// check: a keypad entry has already moved the bolt.
-    fn refusal(
-        &self,
-        cameras: &[CameraSnapshot],
-        storage: Option<&str>,
-        keypad: bool,
-    ) -> Option<String> {
-        // A relock that has not left is the first thing the owner must know
-        // about this door, whatever else holds deliveries back.
-        if self.lock.unsent().is_some() {
-            return self.lock.blocking_reason();
-        }
-        if let Some(problem) = storage {
-            return Some(format!("storage unavailable: {problem}"));
-        }
-        if self.entries.window.is_none() {
-            return Some("no delivery window is open".into());
-        }
-        if self.entries.spent(self.rules.entries_per_window) {
-            return Some(format!(
-                "this window's entries are used up ({} of {})",
-                self.entries.used, self.rules.entries_per_window
-            ));
-        }
-        if self.in_session() {
-            return Some("a delivery is already in progress".into());
-        }
-        if !keypad && let Some(reason) = self.lock.blocking_reason() {
-            return Some(reason);
-        }
-        if cameras.is_empty() {
-            return Some("no camera watches this door".into());
-        }
-        self.cameras_not_live(cameras)
-    }
-
-    /// Every camera that is not Live, described for the owner; `None` when
-    /// all are.
-    fn cameras_not_live(&self, cameras: &[CameraSnapshot]) -> Option<String> {
-        let not_live: Vec<String> = cameras
-            .iter()
-            .filter(|c| c.kind != LivenessKind::Live)
-            .map(|c| self.describe_camera(c))
-            .collect();
-        (!not_live.is_empty()).then(|| not_live.join("; "))
     }
 
     // ---- inputs --------------------------------------------------------
@@ -1366,73 +1294,6 @@ impl Door {
         }
     }
 
-    fn courier_request(
-        &mut self,
-        ctx: &mut Ctx,
-        code: Option<Secret>,
-        carrier: Option<String>,
-        via: RequestChannel,
-    ) {
-        if let Some(wait) = self.codes.failures.locked_out(ctx.now.mono) {
-            let reason = format!("too many wrong codes; try again in {wait} s");
-            return self.deny(ctx, via, carrier, &reason);
-        }
-        if let Some(reason) = self.refusal(ctx.cameras, ctx.storage_problem, false) {
-            return self.deny(ctx, via, carrier, &reason);
-        }
-        let mut code_used = false;
-        if let Some(stored) = &self.codes.current {
-            match code {
-                _ if stored.check.is_none() && via == RequestChannel::Mqtt => {
-                    return self.deny(ctx, via, carrier, CODE_UNREADABLE);
-                }
-                Some(given) if stored.matches(&given) => code_used = true,
-                Some(_) => {
-                    let count = self.codes.failures.record(ctx.now);
-                    // A restart must not hand the minute's tries back. At
-                    // most five writes a minute: the lockout stops the rest
-                    // before they get here.
-                    self.persist_if_changed(ctx);
-                    let reason = "wrong delivery code".to_string();
-                    self.audit(
-                        ctx,
-                        Decision::WrongCode,
-                        &reason,
-                        json!({
-                            "failures_this_minute": count,
-                            "carrier": carrier,
-                        }),
-                    );
-                    return self.deny(ctx, via, carrier, &reason);
-                }
-                // The owner's own button and the lock's keypad (which checked
-                // the PIN itself) need no code here.
-                None if matches!(via, RequestChannel::Button | RequestChannel::Keypad) => {}
-                None => return self.deny(ctx, via, carrier, "a delivery code is required"),
-            }
-        }
-        self.begin(ctx, carrier, via, false, code_used);
-    }
-
-    fn deny(&mut self, ctx: &mut Ctx, via: RequestChannel, carrier: Option<String>, reason: &str) {
-        self.last_outcome = Some(DeliveryState::Denied);
-        self.event(ctx, DeliveryEventKind::Denied, reason, None, None);
-        if via == RequestChannel::Mqtt {
-            ctx.out.push(Action::DeliveryResponse {
-                door: self.name.clone(),
-                granted: false,
-                reason: reason.to_string(),
-                carrier: carrier.clone(),
-            });
-        }
-        self.audit(
-            ctx,
-            Decision::Denied,
-            reason,
-            json!({ "carrier": carrier, "via": via_str(via) }),
-        );
-    }
-
     /// Start a delivery. `already_unlocked`: the keypad opened the lock.
     fn begin(
         &mut self,
@@ -1660,12 +1521,6 @@ pub fn wall_to_mono(last: Stamp, t: Timestamp) -> Instant {
         // Negative: already due.
         Err(_) => last.mono,
     }
-}
-
-/// At least one camera, and every one of them Live: a door without a
-/// camera is never "watched".
-fn all_live(cameras: &[CameraSnapshot]) -> bool {
-    !cameras.is_empty() && cameras.iter().all(|c| c.kind == LivenessKind::Live)
 }
 
 #[cfg(test)]
