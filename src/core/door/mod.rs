@@ -7,6 +7,19 @@
 //! current time and the door's cameras as [`CameraSnapshot`]s in a [`Ctx`],
 //! and collects the [`Action`]s pushed into it.
 //!
+//! # Layout
+//!
+//! Each part owns its own state; this file holds the door's inputs
+//! (`handle_*`, restore) and its next deadline, and moves the delivery on.
+//!
+//! - `entries.rs`: the windows, the entries made in them, the persisted
+//!   [`DoorRecord`].
+//! - `session.rs`: the delivery (idle, in progress, or a relock owed).
+//! - `code.rs`: the one-time code and the wrong-code lockout.
+//! - `bolt.rs`: what the lock says, and the auto-relock backstop.
+//! - `refusal.rs`: the [`Rules`] and why a request is refused.
+//! - `words.rs`: what the door says to Home Assistant and the audit log.
+//!
 //! # The session
 //!
 //! ```text
@@ -71,22 +84,23 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
 
+use self::bolt::Backstop;
 use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
 use self::entries::Entries;
 use self::refusal::all_live;
-use self::session::{Delivery, OwedRelock, Phase, Session};
-use self::words::{lock_word, via_str, window_json};
+use self::session::{Delivery, Phase, Session};
+use self::words::{via_str, window_json};
 use super::liveness::LivenessKind;
-use super::lock::{LockNote, LockTracker, Want};
+use super::lock::{LockTracker, Want};
 use super::schedule::{OpenWindow, Schedule};
 use super::timer::{TimerKey, Timers};
 use super::{
     Action, CodeRecord, Command, Decision, DeliveryEventKind, DeliveryState, DoorRecord,
-    DoorReport, LockCommand, LockState, MoveSource, PersistedState, RequestChannel, SessionRecord,
-    Stamp, Wake,
+    DoorReport, LockCommand, LockState, PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss, Secret};
 
+mod bolt;
 mod code;
 mod entries;
 mod refusal;
@@ -148,13 +162,7 @@ pub struct Door {
     entries: Entries,
     delivery: Delivery,
     codes: Codes,
-    /// The lock's own auto-relock as the owner set it; `Some` also means
-    /// the lock has one (it reported it).
-    owner_auto_relock: Option<u32>,
-    /// The auto-relock value doorwarden last sent, until the lock reads it
-    /// back: the backstop is armed only then, and readbacks of any other
-    /// value meanwhile are stale.
-    auto_relock_asked: Option<u32>,
+    backstop: Backstop,
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
     last_outcome: Option<DeliveryState>,
@@ -179,8 +187,7 @@ impl Door {
             door_open: None,
             delivery: Delivery::Idle,
             codes: Codes::new(seed),
-            owner_auto_relock: None,
-            auto_relock_asked: None,
+            backstop: Backstop::default(),
             last_outcome: None,
             timers: Timers::default(),
         }
@@ -330,61 +337,6 @@ impl Door {
         );
     }
 
-    /// The shell could not hand `command` to the broker link (`why`: for
-    /// the owner). A relock is held by the shell until the reconnect: it
-    /// is pending, not a lock fault, so no deadline runs. An unlock is
-    /// dropped by the shell: a delivery waiting for it relocks instead.
-    pub fn handle_unsent(&mut self, ctx: &mut Ctx, command: &LockCommand, why: &str) {
-        match command {
-            LockCommand::Lock => {
-                if !self.lock.not_sent(Want::Locked, why) {
-                    return;
-                }
-                let reason = format!("relock pending: {why}");
-                self.event(ctx, DeliveryEventKind::RelockPending, &reason, None, None);
-                self.audit(ctx, Decision::RelockPending, &reason, json!({}));
-            }
-            LockCommand::Unlock => {
-                if !self.lock.not_sent(Want::Unlocked, why) {
-                    return;
-                }
-                self.lock.abandon();
-                let reason = format!("unlock not sent: {why}");
-                self.audit(ctx, Decision::UnlockNotSent, &reason, json!({}));
-                if self
-                    .delivery
-                    .session()
-                    .is_some_and(|s| s.phase == Phase::Unlocking)
-                {
-                    self.relock(ctx, &reason);
-                }
-            }
-            // Keypad slots are put right on the next connect; a refresh is
-            // asked on every connect anyway; an auto-relock value that did
-            // not arrive is never read back, so the backstop is not shown
-            // armed.
-            LockCommand::Refresh
-            | LockCommand::SetAutoRelock(_)
-            | LockCommand::SetCode { .. }
-            | LockCommand::ClearCode { .. } => {}
-        }
-    }
-
-    /// A relock held back by the shell has gone out now: from here the
-    /// lock is waited for as for any command.
-    pub fn handle_sent(&mut self, ctx: &mut Ctx, command: &LockCommand) {
-        if *command != LockCommand::Lock {
-            return;
-        }
-        self.lock.sent(ctx.now.mono, Want::Locked);
-        self.audit(
-            ctx,
-            Decision::RelockSent,
-            "the relock held back while the broker was unreachable was sent",
-            json!({}),
-        );
-    }
-
     /// A delivery that was in progress when doorwarden stopped: relock it
     /// now and say so.
     pub fn restore(&mut self, ctx: &mut Ctx, record: SessionRecord) {
@@ -393,7 +345,7 @@ impl Door {
             "doorwarden restarted during a delivery that began at {when}; relocking the door"
         );
         if record.restore_auto_relock.is_some() {
-            self.owner_auto_relock = record.restore_auto_relock;
+            self.backstop.owner = record.restore_auto_relock;
         }
         self.entries.restore_interrupted(record.unlocked_at);
         let cmd = self.lock.command(ctx.now.mono, Want::Locked);
@@ -724,59 +676,6 @@ impl Door {
         }
     }
 
-    /// The lock has said something (or the door shut): if a delivery's
-    /// relock is still owed, forget it when the bolt is locked, or send it
-    /// now that the lock is reachable and free and the door shut (an
-    /// unresponsive lock is not talked to until it reports again; a jammed
-    /// one until someone frees the bolt).
-    fn settle_owed_relock(&mut self, ctx: &mut Ctx) {
-        let Some(OwedRelock { why, .. }) = self.delivery.owed() else {
-            return;
-        };
-        let lock = &self.lock;
-        let talking =
-            lock.available() != Some(false) && !lock.is_unresponsive() && !lock.is_jammed();
-        if !talking || lock.pending().is_some() {
-            return;
-        }
-        if lock.state() == LockState::Locked {
-            self.forget_owed_relock(ctx);
-            return;
-        }
-        // As in a delivery, a bolt thrown into an open doorway only jams:
-        // the shut brings this back.
-        if self.door_open == Some(true) {
-            return;
-        }
-        let reason = format!("the lock answers again; sending the relock it missed ({why})");
-        let cmd = self.lock.command(ctx.now.mono, Want::Locked);
-        ctx.out.push(self.lock_action(cmd));
-        self.audit(ctx, Decision::Relocking, &reason, json!({}));
-    }
-
-    /// The lock's auto-relock setting, read back.
-    fn auto_relock_read(&mut self, secs: u32) {
-        match self.auto_relock_asked {
-            Some(asked) if asked == secs => self.auto_relock_asked = None,
-            // Zigbee2MQTT repeats the lock's whole state with every report,
-            // so the value from before doorwarden's change can still arrive.
-            Some(_) => {}
-            // During a backstop the lock shows doorwarden's value; the
-            // owner's is the one kept in the session.
-            None if self
-                .delivery
-                .session()
-                .is_some_and(|s| s.record.restore_auto_relock.is_some()) => {}
-            None => self.owner_auto_relock = Some(secs),
-        }
-    }
-
-    fn set_auto_relock(&mut self, ctx: &mut Ctx, secs: u32) {
-        self.auto_relock_asked = Some(secs);
-        ctx.out
-            .push(self.lock_action(LockCommand::SetAutoRelock(secs)));
-    }
-
     /// The contact sensor is unreachable: its last word is no longer the
     /// door's state, and a relock waiting for the door to shut would wait
     /// for news that cannot come, so it goes out now.
@@ -875,253 +774,6 @@ impl Door {
             }
             _ => {}
         }
-    }
-
-    fn on_lock_note(&mut self, ctx: &mut Ctx, note: LockNote, source: Option<MoveSource>) {
-        match note {
-            LockNote::Confirmed(Want::Unlocked) => {
-                let Some(s) = self.delivery.session_mut() else {
-                    return;
-                };
-                if s.phase == Phase::Unlocking {
-                    s.phase = Phase::Unlocked;
-                }
-                s.unlocked_at = Some(ctx.now.wall);
-                self.event(
-                    ctx,
-                    DeliveryEventKind::Unlocked,
-                    "lock confirmed the delivery unlock",
-                    None,
-                    None,
-                );
-            }
-            LockNote::Confirmed(Want::Locked) => self.relock_confirmed(ctx),
-            LockNote::Moved {
-                state: LockState::Unlocked,
-                source,
-            } => self.moved_unlocked(ctx, source),
-            LockNote::Moved { state, source } => {
-                let by = source.map(|s| s.as_str()).unwrap_or("unknown");
-                let reason = format!("lock moved to {} by {by}", lock_word(state));
-                self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
-                if state == LockState::Locked && self.in_session() {
-                    self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
-                    self.finish(ctx, &format!("locked by {by} during the delivery"));
-                }
-            }
-            LockNote::Jammed { pending } => self.lock_jammed(ctx, pending, source),
-            LockNote::Retry(LockCommand::Unlock) if self.in_session() => {
-                self.unlock_not_confirmed(ctx)
-            }
-            LockNote::Retry(command) => {
-                let reason = "lock did not confirm in time; sending the command again".to_string();
-                self.audit(ctx, Decision::LockRetry, &reason, json!({}));
-                ctx.out.push(self.lock_action(command));
-            }
-            LockNote::Unresponsive(want) => self.lock_unresponsive(ctx, want),
-            LockNote::Refused(want) => self.lock_refused(ctx, want, source),
-            LockNote::Availability(up) => {
-                let reason = if up {
-                    "lock reachable again"
-                } else {
-                    "lock unreachable"
-                };
-                self.audit(
-                    ctx,
-                    Decision::LockAvailability,
-                    reason,
-                    json!({ "online": up }),
-                );
-                if up && self.delivery.owed().is_some() {
-                    // Its answer decides whether the owed relock is sent.
-                    ctx.out.push(self.lock_action(LockCommand::Refresh));
-                }
-            }
-        }
-    }
-
-    fn relock_confirmed(&mut self, ctx: &mut Ctx) {
-        if self.delivery.owed().is_some() {
-            self.forget_owed_relock(ctx);
-            let reason = "lock confirmed the relock a delivery was owed";
-            self.event(ctx, DeliveryEventKind::Relocked, reason, None, None);
-            self.audit(ctx, Decision::Relocked, reason, json!({}));
-            return;
-        }
-        let outcome = match self.delivery.session() {
-            Some(s) if !matches!(s.phase, Phase::Relocking { .. }) => return,
-            None => return,
-            Some(s) if s.restarted => "relocked after a restart",
-            Some(s) if s.compromised => "relocked after the interlock tripped",
-            Some(_) => "completed",
-        };
-        self.event(
-            ctx,
-            DeliveryEventKind::Relocked,
-            "lock confirmed the relock",
-            None,
-            None,
-        );
-        self.finish(ctx, outcome);
-    }
-
-    /// A relock the session cannot see through: end it, but remember the
-    /// door may still be unlocked. Home Assistant shows the delivery as
-    /// tripped, not completed: nobody can vouch for that door.
-    /// The owed relock is done with (the bolt is locked, or the owner took
-    /// the door over): its record leaves the store.
-    fn forget_owed_relock(&mut self, ctx: &mut Ctx) {
-        if let Delivery::RelockOwed(_) = self.delivery {
-            self.delivery = Delivery::Idle;
-            self.persist(ctx);
-        }
-    }
-
-    fn give_up_relock(&mut self, ctx: &mut Ctx, outcome: &str) {
-        let Some(mut s) = self.delivery.take_session() else {
-            return;
-        };
-        s.compromised = true;
-        self.delivery = Delivery::RelockOwed(OwedRelock {
-            why: outcome.to_string(),
-            record: s.record.clone(),
-        });
-        self.wrap_up(ctx, s, outcome);
-    }
-
-    fn lock_jammed(&mut self, ctx: &mut Ctx, pending: Option<Want>, source: Option<MoveSource>) {
-        let jam = "lock reports a jam";
-        self.jammed_because(ctx, jam, "lock jammed while relocking", pending, source);
-    }
-
-    /// The lock answered the pending command with the opposite position:
-    /// its bolt would not move. A refused relock is a jam and ends the
-    /// delivery as `relock_failed` at once; a refused unlock leaves the
-    /// door locked (safe), but the courier cannot get in, so the owner
-    /// hears it at once too and the delivery relocks as after any jam.
-    fn lock_refused(&mut self, ctx: &mut Ctx, want: Want, source: Option<MoveSource>) {
-        let reason = match want {
-            Want::Locked => "lock jammed: reported unlocked after the relock",
-            Want::Unlocked => "lock jammed: reported locked after the unlock",
-        };
-        self.jammed_because(ctx, reason, reason, Some(want), source);
-    }
-
-    /// `relock_outcome`: how a delivery whose relock this jam stopped ends.
-    fn jammed_because(
-        &mut self,
-        ctx: &mut Ctx,
-        reason: &str,
-        relock_outcome: &str,
-        pending: Option<Want>,
-        source: Option<MoveSource>,
-    ) {
-        let reason = reason.to_string();
-        let mut ev = self.delivery_event(DeliveryEventKind::LockJammed, &reason);
-        ev.source = source;
-        ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(
-            ctx,
-            Decision::LockJammed,
-            &reason,
-            json!({ "pending": pending.map(Want::as_str) }),
-        );
-        match self.delivery.session().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking { .. }) => self.give_up_relock(ctx, relock_outcome),
-            Some(Phase::Unlocking) => self.relock(ctx, "the lock jammed while unlocking"),
-            _ => {}
-        }
-    }
-
-    fn lock_unresponsive(&mut self, ctx: &mut Ctx, want: Want) {
-        let reason = format!(
-            "lock did not confirm the {} command, even after a retry",
-            want.as_str()
-        );
-        self.event(
-            ctx,
-            DeliveryEventKind::LockUnresponsive,
-            &reason,
-            None,
-            None,
-        );
-        self.audit(
-            ctx,
-            Decision::LockUnresponsive,
-            &reason,
-            json!({ "command": want.as_str() }),
-        );
-        match self.delivery.session().map(|s| s.phase.clone()) {
-            Some(Phase::Relocking { .. }) => {
-                self.give_up_relock(ctx, "relock not confirmed: lock unresponsive")
-            }
-            Some(Phase::Unlocking) => self.relock(ctx, "the lock did not confirm the unlock"),
-            _ => {}
-        }
-    }
-
-    /// The delivery unlock's confirmation deadline passed. It is sent again
-    /// only while the rules that granted it still hold.
-    fn unlock_not_confirmed(&mut self, ctx: &mut Ctx) {
-        let unlocking = self
-            .delivery
-            .session()
-            .is_some_and(|s| s.phase == Phase::Unlocking);
-        let rules_hold = self.entries.window.is_some() && all_live(ctx.cameras);
-        if unlocking && rules_hold {
-            let reason = "lock did not confirm the unlock in time; sending it again";
-            self.audit(ctx, Decision::LockRetry, reason, json!({}));
-            ctx.out.push(self.lock_action(LockCommand::Unlock));
-        } else if unlocking {
-            self.relock(
-                ctx,
-                "the unlock was not confirmed and may no longer be granted",
-            );
-        } else {
-            // A relock is already due (waiting for the door to shut): stop
-            // asking the lock to open.
-            self.lock.abandon();
-            let reason = "unlock not confirmed; not sent again, a relock is due";
-            self.audit(ctx, Decision::UnlockAbandoned, reason, json!({}));
-        }
-    }
-
-    fn moved_unlocked(&mut self, ctx: &mut Ctx, source: Option<MoveSource>) {
-        let delivery_slot = matches!(
-            (source, self.rules.code_slot),
-            (Some(MoveSource::Keypad { slot: Some(s) }), Some(ours)) if s == ours
-        );
-        if delivery_slot && !self.in_session() {
-            // The courier typed the delivery code on the keypad and the lock
-            // opened itself: that is a delivery entry, held to the same rules.
-            match self.refusal(ctx.cameras, ctx.storage_problem, true) {
-                None => self.begin(ctx, None, RequestChannel::Keypad, true, true),
-                Some(reason) => {
-                    self.deny(ctx, RequestChannel::Keypad, None, &reason);
-                    let cmd = self.lock.command(ctx.now.mono, Want::Locked);
-                    ctx.out.push(self.lock_action(cmd));
-                }
-            }
-            return;
-        }
-        let by = source.map(|s| s.as_str()).unwrap_or("unknown");
-        if self.in_session() {
-            // Late news of the delivery unlock itself, or a hand on the
-            // thumb-turn mid-delivery: the session already watches the door.
-            let reason = format!("lock reported unlocked by {by} during the delivery");
-            self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
-            return;
-        }
-        let reason = format!("lock unlocked by {by} outside doorwarden");
-        let mut ev = self.delivery_event(DeliveryEventKind::ManualUnlock, &reason);
-        ev.source = source;
-        ctx.out.push(Action::DeliveryEvent(ev));
-        self.audit(
-            ctx,
-            Decision::ManualUnlock,
-            &reason,
-            json!({ "source": by }),
-        );
     }
 
     /// A request from the owner, Home Assistant or a courier.
@@ -1314,7 +966,7 @@ impl Door {
             door: self.name.clone(),
             unlocked_at: ctx.now.wall,
             carrier: carrier.clone(),
-            restore_auto_relock: self.owner_auto_relock,
+            restore_auto_relock: self.backstop.owner,
         };
         let phase = if already_unlocked {
             Phase::Unlocked
@@ -1329,7 +981,7 @@ impl Door {
         self.delivery = Delivery::InProgress(s);
         // The session and the entry it used are on disk before the unlock.
         self.persist(ctx);
-        if self.owner_auto_relock.is_some() {
+        if self.backstop.owner.is_some() {
             let secs = u32::try_from(self.rules.max_unlocked.as_secs()).unwrap_or(u32::MAX);
             self.set_auto_relock(ctx, secs);
         }

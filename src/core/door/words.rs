@@ -46,7 +46,7 @@ impl Door {
                 None => 0,
             },
             compromised: self.delivery.session().is_some_and(|s| s.compromised),
-            backstop_armed: self.auto_relock_asked.is_none()
+            backstop_armed: self.backstop.asked.is_none()
                 && self
                     .delivery
                     .session()
