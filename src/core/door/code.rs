@@ -2,9 +2,9 @@
 //!
 //! Owns: the code in force (a salted hash, the plain PIN only for a keypad
 //! slot), what the store was last asked to hold of it ([`CodeRecord`]),
-//! whether the keypad slot holds it, and the wrong codes of the current
-//! minute. May not touch: the lock, the session or the windows; it pushes
-//! no actions. The door asks it questions and acts on the answers.
+//! and the wrong codes of the current minute. May not touch: the lock, the
+//! session, the windows or the keypad slot (`keypad.rs`); it pushes no
+//! actions. The door asks it questions and acts on the answers.
 
 use std::time::{Duration, Instant};
 
@@ -108,12 +108,6 @@ pub(super) struct Codes {
     /// The code as the store was last asked to hold it: a change from this
     /// is persisted.
     pub(super) saved: Option<CodeRecord>,
-    /// The keypad slot may hold the delivery PIN.
-    pub(super) in_lock: bool,
-    /// The lock has not yet reported the keypad slot as doorwarden last
-    /// asked (empty, or holding the delivery PIN): asked again on every
-    /// connect of the broker link until it does.
-    pub(super) slot_unconfirmed: bool,
     counter: u64,
     seed: [u8; 32],
     pub(super) failures: CodeFailures,
@@ -124,8 +118,6 @@ impl Codes {
         Codes {
             current: None,
             saved: None,
-            in_lock: false,
-            slot_unconfirmed: false,
             counter: 0,
             seed,
             failures: CodeFailures::default(),
@@ -147,13 +139,13 @@ impl Codes {
 
     /// The code as it may be written down (salt and hash, never the code).
     /// `entries_used` counts for the occurrence starting at
-    /// `entries_window`; `slot` is the door's keypad slot.
+    /// `entries_window`; `keypad_slot`: the slot that may hold the PIN.
     pub(super) fn record(
         &self,
         door: &str,
         entries_window: Option<Timestamp>,
         entries_used: u32,
-        slot: Option<u16>,
+        keypad_slot: Option<u16>,
     ) -> Option<CodeRecord> {
         let code = self.current.as_ref()?;
         let (salt, hash) = match &code.check {
@@ -171,7 +163,7 @@ impl Codes {
             } else {
                 0
             },
-            keypad_slot: slot.filter(|_| self.in_lock),
+            keypad_slot,
         })
     }
 }

@@ -15,7 +15,8 @@
 //! - `entries.rs`: the windows, the entries made in them, the persisted
 //!   [`DoorRecord`].
 //! - `session.rs`: the delivery (idle, in progress, or a relock owed).
-//! - `code.rs`: the one-time code and the wrong-code lockout.
+//! - `code.rs`: the one-time code's hash and the wrong-code lockout.
+//! - `keypad.rs`: the keypad slot, and setting or restoring the code.
 //! - `bolt.rs`: what the lock says, and the auto-relock backstop.
 //! - `refusal.rs`: the [`Rules`] and why a request is refused.
 //! - `words.rs`: what the door says to Home Assistant and the audit log.
@@ -85,8 +86,9 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 
 use self::bolt::Backstop;
-use self::code::{CODE_UNREADABLE, Codes, DeliveryCode};
+use self::code::Codes;
 use self::entries::Entries;
+use self::keypad::Keypad;
 use self::refusal::all_live;
 use self::session::{Delivery, Phase, Session};
 use self::words::{via_str, window_json};
@@ -98,11 +100,12 @@ use super::{
     Action, CodeRecord, Command, Decision, DeliveryEventKind, DeliveryState, DoorRecord,
     DoorReport, LockCommand, LockState, PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
 };
-use crate::config::{self, OnCameraLoss, Secret};
+use crate::config::{self, OnCameraLoss};
 
 mod bolt;
 mod code;
 mod entries;
+mod keypad;
 mod refusal;
 mod session;
 mod words;
@@ -162,6 +165,7 @@ pub struct Door {
     entries: Entries,
     delivery: Delivery,
     codes: Codes,
+    keypad: Keypad,
     backstop: Backstop,
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
@@ -187,6 +191,7 @@ impl Door {
             door_open: None,
             delivery: Delivery::Idle,
             codes: Codes::new(seed),
+            keypad: Keypad::default(),
             backstop: Backstop::default(),
             last_outcome: None,
             timers: Timers::default(),
@@ -229,7 +234,7 @@ impl Door {
             &self.name,
             self.entries.counts_for(),
             self.entries.used,
-            self.rules.code_slot,
+            self.keypad.holding(self.rules.code_slot),
         )
     }
 
@@ -290,51 +295,7 @@ impl Door {
     /// until the lock confirms the slot is empty ([`Door::handle_link_up`]).
     pub fn start(&mut self, ctx: &mut Ctx) {
         ctx.out.push(self.lock_action(LockCommand::Refresh));
-        if let Some(slot) = self.rules.code_slot {
-            ctx.out
-                .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.codes.in_lock = false;
-            self.codes.slot_unconfirmed = true;
-        }
-    }
-
-    /// The broker link is up (again). A keypad slot the lock has not
-    /// confirmed is put right: cleared, or, while a delivery code is in it
-    /// on purpose, given the PIN again (setting the same PIN twice is
-    /// harmless; clearing it would lock the courier out of an open window).
-    pub fn handle_link_up(&mut self, ctx: &mut Ctx) {
-        let Some(slot) = self.rules.code_slot else {
-            return;
-        };
-        if !self.codes.slot_unconfirmed {
-            return;
-        }
-        let pin = self
-            .codes
-            .current
-            .as_ref()
-            .and_then(|c| c.plain.clone())
-            .filter(|_| self.codes.in_lock);
-        let reason = match pin {
-            Some(code) => {
-                ctx.out
-                    .push(self.lock_action(LockCommand::SetCode { slot, code }));
-                format!(
-                    "keypad slot {slot} not confirmed by the lock; setting the delivery code again"
-                )
-            }
-            None => {
-                ctx.out
-                    .push(self.lock_action(LockCommand::ClearCode { slot }));
-                format!("keypad slot {slot} not confirmed empty by the lock; clearing it again")
-            }
-        };
-        self.audit(
-            ctx,
-            Decision::CodeSlotRetry,
-            &reason,
-            json!({ "slot": slot }),
-        );
+        self.clear_slot_on_start(ctx);
     }
 
     /// A delivery that was in progress when doorwarden stopped: relock it
@@ -414,73 +375,6 @@ impl Door {
     /// and the doors restored after this one would be missing from it.
     pub fn forget_restored(&mut self, ctx: &mut Ctx) {
         self.persist_if_changed(ctx);
-    }
-
-    /// A code the store held from before the restart (call after
-    /// [`Door::start`] and [`Door::restore`]). It is in force again only
-    /// for the window occurrence it was set for, or, set before any window
-    /// opened, for the next occurrence if that has not come and gone.
-    pub fn restore_code(&mut self, ctx: &mut Ctx, record: CodeRecord) {
-        // What the store holds now, so that dropping it gets persisted.
-        self.codes.saved = Some(record.clone());
-        // `start` cleared the configured slot; a slot from an older config
-        // may still hold the PIN.
-        if let Some(slot) = record.keypad_slot
-            && Some(slot) != self.rules.code_slot
-        {
-            ctx.out
-                .push(self.lock_action(LockCommand::ClearCode { slot }));
-        }
-        let now = ctx.now.wall;
-        let open = self.entries.open_window(now);
-        let first_edge = self.entries.schedule().next_change(record.set_at);
-        let in_force = match (record.window, open) {
-            (Some(starts), Some(w)) => starts == w.starts,
-            (Some(_), None) => false,
-            (None, Some(w)) => w.starts <= record.set_at || first_edge == Some(w.starts),
-            (None, None) => first_edge.is_none_or(|edge| edge > now),
-        };
-        if !in_force {
-            self.codes.current = None;
-            self.audit(
-                ctx,
-                Decision::CodeDropped,
-                "the delivery code's window ended while doorwarden was stopped; code dropped",
-                json!({}),
-            );
-            return;
-        }
-        let check = code::read_back(&record);
-        if let (Some(starts), Some(w)) = (record.window, open)
-            && starts == w.starts
-        {
-            self.entries.at_least(starts, record.entries_used);
-        }
-        let readable = check.is_some();
-        self.codes.current = Some(DeliveryCode {
-            check,
-            plain: None,
-            window: record.window,
-            set_at: record.set_at,
-        });
-        let mut reason = if readable {
-            "the one-time delivery code was restored after a restart; requests must still carry it"
-                .to_string()
-        } else {
-            CODE_UNREADABLE.to_string()
-        };
-        if let Some(slot) = self.rules.code_slot {
-            reason.push_str(&format!(
-                "; keypad slot {slot} was cleared and stays empty (doorwarden keeps no copy of \
-                 the PIN): set the code again to use the keypad"
-            ));
-        }
-        let decision = if readable {
-            Decision::CodeRestored
-        } else {
-            Decision::CodeUnreadable
-        };
-        self.audit(ctx, decision, &reason, json!({}));
     }
 
     /// Re-read the window at the event's wall time (clocks jump), then keep
@@ -645,22 +539,7 @@ impl Door {
         match report {
             DoorReport::Contact { open } => self.contact(ctx, *open),
             DoorReport::AutoRelock(secs) => self.auto_relock_read(*secs),
-            DoorReport::CodeSlot { slot, set } => {
-                if Some(*slot) == self.rules.code_slot {
-                    // As asked: done. Otherwise the next connect asks again.
-                    self.codes.slot_unconfirmed = *set != self.codes.in_lock;
-                    let reason = format!(
-                        "keypad slot {slot} {}",
-                        if *set { "set" } else { "cleared" }
-                    );
-                    self.audit(
-                        ctx,
-                        Decision::CodeSlot,
-                        &reason,
-                        json!({ "slot": slot, "set": set }),
-                    );
-                }
-            }
+            DoorReport::CodeSlot { slot, set } => self.code_slot_reported(ctx, *slot, *set),
             DoorReport::ContactAvailable(false) => self.contact_lost(ctx),
             DoorReport::ContactAvailable(true) => {}
             other => {
@@ -861,89 +740,6 @@ impl Door {
         );
         let cmd = self.lock.command(ctx.now.mono, Want::Unlocked);
         ctx.out.push(self.lock_action(cmd));
-    }
-
-    fn set_code(&mut self, ctx: &mut Ctx, code: Secret) {
-        // A new code replaces the old one everywhere, the keypad included.
-        if let (true, Some(slot)) = (self.codes.in_lock, self.rules.code_slot) {
-            ctx.out
-                .push(self.lock_action(LockCommand::ClearCode { slot }));
-            self.codes.in_lock = false;
-            self.codes.slot_unconfirmed = true;
-        }
-        if code.expose().is_empty() {
-            self.codes.current = None;
-            self.persist_code_if_changed(ctx);
-            self.audit(
-                ctx,
-                Decision::CodeCleared,
-                "delivery code removed",
-                json!({}),
-            );
-            return;
-        }
-        let check = self.codes.hash_new(&self.name, &code);
-        self.codes.current = Some(DeliveryCode {
-            check: Some(check),
-            plain: self.rules.code_slot.map(|_| code),
-            window: self.entries.window.map(|w| w.starts),
-            set_at: ctx.now.wall,
-        });
-        // On disk before anyone is told it is set: a restart must not
-        // forget it.
-        self.persist_code_if_changed(ctx);
-        self.audit(
-            ctx,
-            Decision::CodeSet,
-            "a one-time delivery code was set",
-            json!({}),
-        );
-        self.sync_code_slot(ctx);
-    }
-
-    /// Put the delivery PIN in the keypad slot while it may be used, take
-    /// it out as soon as it may not.
-    fn sync_code_slot(&mut self, ctx: &mut Ctx) {
-        let Some(slot) = self.rules.code_slot else {
-            return;
-        };
-        let plain = self.codes.current.as_ref().and_then(|c| c.plain.clone());
-        let usable = plain.is_some()
-            && self.entries.window.is_some()
-            && !self.entries.spent(self.rules.entries_per_window)
-            && ctx.storage_problem.is_none()
-            && all_live(ctx.cameras);
-        match (usable, self.codes.in_lock, plain) {
-            (true, false, Some(code)) => {
-                // The store learns the slot may hold the PIN before the
-                // lock does, so that a restart clears it.
-                self.codes.in_lock = true;
-                self.codes.slot_unconfirmed = true;
-                self.persist_code_if_changed(ctx);
-                ctx.out
-                    .push(self.lock_action(LockCommand::SetCode { slot, code }));
-                self.audit(
-                    ctx,
-                    Decision::CodeSlotSet,
-                    &format!("delivery code put in keypad slot {slot}"),
-                    json!({}),
-                );
-            }
-            (false, true, _) => {
-                ctx.out
-                    .push(self.lock_action(LockCommand::ClearCode { slot }));
-                self.codes.in_lock = false;
-                self.codes.slot_unconfirmed = true;
-                self.persist_code_if_changed(ctx);
-                self.audit(
-                    ctx,
-                    Decision::CodeSlotCleared,
-                    &format!("keypad slot {slot} cleared"),
-                    json!({}),
-                );
-            }
-            _ => {}
-        }
     }
 
     /// Start a delivery. `already_unlocked`: the keypad opened the lock.
