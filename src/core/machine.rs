@@ -36,8 +36,8 @@ use serde_json::json;
 use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, Decision, DoorRecord, DoorStatus, Event,
-    EventKind, PersistedState, SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DoorRecord, DoorReport,
+    DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::Config;
 
@@ -104,6 +104,31 @@ impl CameraEntry {
     fn status(&self, name: &str) -> CameraStatus {
         self.liveness.status(name)
     }
+}
+
+/// Each input the core hands a door: one [`door::Door`] call each.
+enum DoorInput<'e> {
+    Start,
+    RestoreWindows(&'e DoorRecord),
+    Restore(SessionRecord),
+    RestoreCode(CodeRecord),
+    RestoreLimits(&'e DoorRecord),
+    ForgetRestored,
+    Refresh,
+    Timeout,
+    Camera {
+        snapshot: &'e CameraSnapshot,
+        was_live: bool,
+    },
+    Report(&'e DoorReport),
+    Command(Command),
+    StorageFailed,
+    Unsent {
+        command: &'e LockCommand,
+        why: &'e str,
+    },
+    Sent(&'e LockCommand),
+    LinkUp,
 }
 
 #[derive(Debug, Clone)]
@@ -283,7 +308,7 @@ impl Core {
         let mut out = Vec::new();
         let names: Vec<String> = self.doors.keys().cloned().collect();
         for name in &names {
-            self.with_door(name, now, &mut out, |door, ctx| door.start(ctx));
+            self.tell_door(name, now, &mut out, DoorInput::Start);
         }
         // A door that is no longer configured has no window or limit left
         // to keep; its record is simply not written again.
@@ -291,15 +316,18 @@ impl Core {
         // Windows first: restoring a session or a code asks which window
         // is open.
         for record in &limits {
-            self.with_door(&record.door, now, &mut out, |door, ctx| {
-                door.restore_windows(ctx, record)
-            });
+            self.tell_door(
+                &record.door,
+                now,
+                &mut out,
+                DoorInput::RestoreWindows(record),
+            );
         }
         let restored = std::mem::take(&mut self.restored);
         for record in restored {
             let name = record.door.clone();
             if self.doors.contains_key(&name) {
-                self.with_door(&name, now, &mut out, |door, ctx| door.restore(ctx, record));
+                self.tell_door(&name, now, &mut out, DoorInput::Restore(record));
             } else {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
@@ -317,9 +345,7 @@ impl Core {
         for record in codes {
             let name = record.door.clone();
             if self.doors.contains_key(&name) {
-                self.with_door(&name, now, &mut out, |door, ctx| {
-                    door.restore_code(ctx, record)
-                });
+                self.tell_door(&name, now, &mut out, DoorInput::RestoreCode(record));
             } else {
                 out.push(Action::Audit(AuditRecord {
                     at: now.wall,
@@ -334,17 +360,18 @@ impl Core {
             }
         }
         for record in &limits {
-            self.with_door(&record.door, now, &mut out, |door, ctx| {
-                door.restore_limits(ctx, record)
-            });
+            self.tell_door(
+                &record.door,
+                now,
+                &mut out,
+                DoorInput::RestoreLimits(record),
+            );
         }
         for name in &names {
-            self.with_door(name, now, &mut out, |door, ctx| door.refresh(ctx));
+            self.tell_door(name, now, &mut out, DoorInput::Refresh);
         }
         for record in &limits {
-            self.with_door(&record.door, now, &mut out, |door, ctx| {
-                door.forget_restored(ctx)
-            });
+            self.tell_door(&record.door, now, &mut out, DoorInput::ForgetRestored);
         }
         for (name, cam) in &mut self.cameras {
             let status = cam.status(name);
@@ -390,14 +417,12 @@ impl Core {
             }
             EventKind::Door { door, report } => {
                 if self.doors.contains_key(&door) {
-                    self.with_door(&door, now, &mut out, |d, ctx| d.handle_report(ctx, &report));
+                    self.tell_door(&door, now, &mut out, DoorInput::Report(&report));
                 }
             }
             EventKind::Command { door, command } => {
                 if self.doors.contains_key(&door) {
-                    self.with_door(&door, now, &mut out, |d, ctx| {
-                        d.handle_command(ctx, command)
-                    });
+                    self.tell_door(&door, now, &mut out, DoorInput::Command(command));
                 }
             }
             EventKind::StorageFailed { reason } => {
@@ -413,7 +438,7 @@ impl Core {
                 self.storage_retry = Some(now.mono + STORAGE_RETRY);
                 let names: Vec<String> = self.doors.keys().cloned().collect();
                 for name in &names {
-                    self.with_door(name, now, &mut out, |d, ctx| d.handle_storage_failed(ctx));
+                    self.tell_door(name, now, &mut out, DoorInput::StorageFailed);
                 }
             }
             EventKind::LockCommandUnsent {
@@ -422,17 +447,19 @@ impl Core {
                 reason,
             } => {
                 let reason = crate::redact::text(&reason);
-                self.with_door(&door, now, &mut out, |d, ctx| {
-                    d.handle_unsent(ctx, &command, &reason)
-                });
+                let unsent = DoorInput::Unsent {
+                    command: &command,
+                    why: &reason,
+                };
+                self.tell_door(&door, now, &mut out, unsent);
             }
             EventKind::LockCommandSent { door, command } => {
-                self.with_door(&door, now, &mut out, |d, ctx| d.handle_sent(ctx, &command));
+                self.tell_door(&door, now, &mut out, DoorInput::Sent(&command));
             }
             EventKind::LinkUp => {
                 let names: Vec<String> = self.doors.keys().cloned().collect();
                 for name in &names {
-                    self.with_door(name, now, &mut out, |d, ctx| d.handle_link_up(ctx));
+                    self.tell_door(name, now, &mut out, DoorInput::LinkUp);
                 }
             }
         }
@@ -463,26 +490,62 @@ impl Core {
             .collect()
     }
 
-    /// Run `f` on one door with a context holding its cameras and the other
-    /// doors' sessions.
-    fn with_door<R>(
-        &mut self,
-        name: &str,
-        now: Stamp,
-        out: &mut Vec<Action>,
-        f: impl FnOnce(&mut door::Door, &mut Ctx) -> R,
-    ) -> Option<R> {
-        let others = self.persisted_except(Some(name));
-        let cams = self.snapshots(&self.doors.get(name)?.cameras);
-        let entry = self.doors.get_mut(name)?;
+    /// Hand `input` to door `name`, with a context holding its cameras.
+    /// A `Persist` the door pushes holds its own records only; the other
+    /// doors' are added here, after the call (nothing else changes them
+    /// meanwhile), so they are copied only when something is persisted.
+    fn tell_door(&mut self, name: &str, now: Stamp, out: &mut Vec<Action>, input: DoorInput) {
+        let Some(entry) = self.doors.get(name) else {
+            return;
+        };
+        let cams = self.snapshots(&entry.cameras);
+        let Some(entry) = self.doors.get_mut(name) else {
+            return;
+        };
+        let door = &mut entry.door;
+        let from = out.len();
         let mut ctx = Ctx {
             now,
             cameras: &cams,
             storage_problem: self.storage_problem.as_deref(),
-            others: &others,
             out,
         };
-        Some(f(&mut entry.door, &mut ctx))
+        match input {
+            DoorInput::Start => door.start(&mut ctx),
+            DoorInput::RestoreWindows(record) => door.restore_windows(&mut ctx, record),
+            DoorInput::Restore(record) => door.restore(&mut ctx, record),
+            DoorInput::RestoreCode(record) => door.restore_code(&mut ctx, record),
+            DoorInput::RestoreLimits(record) => door.restore_limits(&mut ctx, record),
+            DoorInput::ForgetRestored => door.forget_restored(&mut ctx),
+            DoorInput::Refresh => door.refresh(&mut ctx),
+            DoorInput::Timeout => door.handle_timeout(&mut ctx),
+            DoorInput::Camera { snapshot, was_live } => {
+                door.handle_camera(&mut ctx, snapshot, was_live)
+            }
+            DoorInput::Report(report) => door.handle_report(&mut ctx, report),
+            DoorInput::Command(command) => door.handle_command(&mut ctx, command),
+            DoorInput::StorageFailed => door.handle_storage_failed(&mut ctx),
+            DoorInput::Unsent { command, why } => door.handle_unsent(&mut ctx, command, why),
+            DoorInput::Sent(command) => door.handle_sent(&mut ctx, command),
+            DoorInput::LinkUp => door.handle_link_up(&mut ctx),
+        }
+        self.add_other_doors(name, &mut out[from..]);
+    }
+
+    /// Complete each `Persist` door `name` just pushed: every other door's
+    /// records first, then the door's own, as one [`PersistedState`].
+    fn add_other_doors(&self, name: &str, pushed: &mut [Action]) {
+        let mut others = None;
+        for action in pushed {
+            let Action::Persist(state) = action else {
+                continue;
+            };
+            let others = others.get_or_insert_with(|| self.persisted_except(Some(name)));
+            let own = std::mem::replace(state, others.clone());
+            state.sessions.extend(own.sessions);
+            state.codes.extend(own.codes);
+            state.doors.extend(own.doors);
+        }
     }
 
     fn run_timeouts(&mut self, now: Stamp, out: &mut Vec<Action>) {
@@ -508,7 +571,7 @@ impl Core {
         self.refresh_doors(now, out);
         let names: Vec<String> = self.doors.keys().cloned().collect();
         for name in &names {
-            self.with_door(name, now, out, |d, ctx| d.handle_timeout(ctx));
+            self.tell_door(name, now, out, DoorInput::Timeout);
         }
     }
 
@@ -525,7 +588,7 @@ impl Core {
     fn refresh_doors(&mut self, now: Stamp, out: &mut Vec<Action>) {
         let names: Vec<String> = self.doors.keys().cloned().collect();
         for name in &names {
-            self.with_door(name, now, out, |d, ctx| d.refresh(ctx));
+            self.tell_door(name, now, out, DoorInput::Refresh);
         }
     }
 
@@ -566,9 +629,11 @@ impl Core {
             .map(|(n, _)| n.clone())
             .collect();
         for door in &doors {
-            self.with_door(door, now, out, |d, ctx| {
-                d.handle_camera(ctx, &snapshot, was == LivenessKind::Live);
-            });
+            let change = DoorInput::Camera {
+                snapshot: &snapshot,
+                was_live: was == LivenessKind::Live,
+            };
+            self.tell_door(door, now, out, change);
         }
     }
 

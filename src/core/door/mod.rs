@@ -132,9 +132,8 @@ pub struct Ctx<'a> {
     pub cameras: &'a [CameraSnapshot],
     /// `Some(reason)` while storage is failing: no delivery may start.
     pub storage_problem: Option<&'a str>,
-    /// What every other door has to persist (sessions and codes), so a
-    /// `Persist` from this door holds them all.
-    pub others: &'a PersistedState,
+    /// A [`Action::Persist`] pushed here holds this door's records only;
+    /// the core adds every other door's before the actions leave it.
     pub out: &'a mut Vec<Action>,
 }
 
@@ -245,13 +244,6 @@ impl Door {
     /// are harmless: a restore looks at each against the time it runs.
     pub fn door_record(&self) -> Option<DoorRecord> {
         self.entries.record(&self.name, self.codes.failures.walls())
-    }
-
-    /// `others` with this door's session, code and limits added.
-    pub fn persisted_with(&self, others: &PersistedState) -> PersistedState {
-        let mut state = others.clone();
-        self.add_to(&mut state);
-        state
     }
 
     /// Add this door's session, code and limits to `state`: the one place
@@ -922,11 +914,13 @@ impl Door {
 
     // ---- output helpers -------------------------------------------------
 
-    /// Ask the shell to write everything that must survive a restart: the
-    /// other doors' records and this door's session and code.
+    /// Ask the shell to write everything that must survive a restart: this
+    /// door's session, code and limits here, the other doors' added by the
+    /// core.
     fn persist(&mut self, ctx: &mut Ctx) {
-        ctx.out
-            .push(Action::Persist(self.persisted_with(ctx.others)));
+        let mut own = PersistedState::default();
+        self.add_to(&mut own);
+        ctx.out.push(Action::Persist(own));
         self.codes.saved = self.code_record();
         self.entries.set_saved(self.door_record());
     }
