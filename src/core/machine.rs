@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::door::{self, CameraSnapshot, Ctx, Rules};
-use super::liveness::{CameraLiveness, CameraSettings, LivenessKind};
+use super::liveness::{CameraLiveness, CameraSettings, Transition};
 use super::{
     Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DoorRecord, DoorReport,
     DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
@@ -84,8 +84,6 @@ pub enum CoreError {
 #[derive(Debug, Clone)]
 struct CameraEntry {
     liveness: CameraLiveness,
-    /// The kind the doors were last told about.
-    kind: LivenessKind,
     published: Option<CameraStatus>,
     rates_published_at: Option<Instant>,
 }
@@ -117,8 +115,8 @@ enum DoorInput<'e> {
     Refresh,
     Timeout,
     Camera {
-        snapshot: &'e CameraSnapshot,
-        was_live: bool,
+        camera: &'e str,
+        change: &'e Transition,
     },
     Report(&'e DoorReport),
     Command(Command),
@@ -186,7 +184,6 @@ impl Core {
             .map(|(name, cam)| {
                 let entry = CameraEntry {
                     liveness: CameraLiveness::new(CameraSettings::from(cam), now),
-                    kind: LivenessKind::Connecting,
                     published: None,
                     rates_published_at: None,
                 };
@@ -399,20 +396,20 @@ impl Core {
             EventKind::Tick => {}
             EventKind::CameraUp { camera } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
-                    let _ = c.liveness.handle_up(now);
-                    self.camera_changed(&camera, now, &mut out);
+                    let change = c.liveness.handle_up(now);
+                    self.camera_changed(&camera, change, now, &mut out);
                 }
             }
             EventKind::CameraFrame { camera, frame } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
-                    let _ = c.liveness.handle_frame(now, &frame);
-                    self.camera_changed(&camera, now, &mut out);
+                    let change = c.liveness.handle_frame(now, &frame);
+                    self.camera_changed(&camera, change, now, &mut out);
                 }
             }
             EventKind::CameraDown { camera, reason } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
-                    let _ = c.liveness.handle_down(now, &crate::redact::text(&reason));
-                    self.camera_changed(&camera, now, &mut out);
+                    let change = c.liveness.handle_down(now, &crate::redact::text(&reason));
+                    self.camera_changed(&camera, change, now, &mut out);
                 }
             }
             EventKind::Door { door, report } => {
@@ -519,9 +516,7 @@ impl Core {
             DoorInput::ForgetRestored => door.forget_restored(&mut ctx),
             DoorInput::Refresh => door.refresh(&mut ctx),
             DoorInput::Timeout => door.handle_timeout(&mut ctx),
-            DoorInput::Camera { snapshot, was_live } => {
-                door.handle_camera(&mut ctx, snapshot, was_live)
-            }
+            DoorInput::Camera { camera, change } => door.handle_camera(&mut ctx, camera, change),
             DoorInput::Report(report) => door.handle_report(&mut ctx, report),
             DoorInput::Command(command) => door.handle_command(&mut ctx, command),
             DoorInput::StorageFailed => door.handle_storage_failed(&mut ctx),
@@ -562,8 +557,8 @@ impl Core {
             .collect();
         for name in due {
             if let Some(c) = self.cameras.get_mut(&name) {
-                let _ = c.liveness.handle_timeout(now);
-                self.camera_changed(&name, now, out);
+                let change = c.liveness.handle_timeout(now);
+                self.camera_changed(&name, change, now, out);
             }
         }
         // Windows first: a lock retry due at the same instant a window
@@ -593,14 +588,18 @@ impl Core {
     }
 
     /// After any input to a camera: publish a state change at once (rates
-    /// at most once a second) and tell its doors when liveness changed.
-    fn camera_changed(&mut self, name: &str, now: Stamp, out: &mut Vec<Action>) {
+    /// at most once a second) and hand its doors the `change` liveness
+    /// returned when the camera's kind changed.
+    fn camera_changed(
+        &mut self,
+        name: &str,
+        change: Option<Transition>,
+        now: Stamp,
+        out: &mut Vec<Action>,
+    ) {
         let Some(cam) = self.cameras.get_mut(name) else {
             return;
         };
-        let kind = cam.liveness.state().kind();
-        let was = cam.kind;
-        cam.kind = kind;
         let status = cam.status(name);
         let shown = cam.published.as_ref();
         let state_changed =
@@ -618,10 +617,11 @@ impl Core {
             cam.rates_published_at = Some(now.mono);
             out.push(Action::CameraState(status));
         }
-        if kind == was {
+        // A new reason or startup step of the same kind is for Home
+        // Assistant only.
+        let Some(change) = change.filter(|t| t.from != t.to) else {
             return;
-        }
-        let snapshot = cam.snapshot(name);
+        };
         let doors: Vec<String> = self
             .doors
             .iter()
@@ -629,11 +629,11 @@ impl Core {
             .map(|(n, _)| n.clone())
             .collect();
         for door in &doors {
-            let change = DoorInput::Camera {
-                snapshot: &snapshot,
-                was_live: was == LivenessKind::Live,
+            let input = DoorInput::Camera {
+                camera: name,
+                change: &change,
             };
-            self.tell_door(door, now, out, change);
+            self.tell_door(door, now, out, input);
         }
     }
 

@@ -92,7 +92,7 @@ use self::keypad::Keypad;
 use self::refusal::all_live;
 use self::session::{Delivery, Phase, Session};
 use self::words::{via_str, window_json};
-use super::liveness::LivenessKind;
+use super::liveness::{LivenessKind, Transition};
 use super::lock::{LockTracker, Want};
 use super::schedule::{OpenWindow, Schedule};
 use super::timer::{TimerKey, Timers};
@@ -122,6 +122,19 @@ pub struct CameraSnapshot {
     pub since: Timestamp,
     /// Why it is not live (`None` when live).
     pub reason: Option<String>,
+}
+
+impl CameraSnapshot {
+    /// The camera as `change` left it: the new state begins when the
+    /// change was detected.
+    fn after(name: &str, change: &Transition) -> CameraSnapshot {
+        CameraSnapshot {
+            name: name.to_string(),
+            kind: change.to,
+            since: change.at.wall,
+            reason: change.reason.clone(),
+        }
+    }
 }
 
 /// What a door method needs from the rest of the core, and where its
@@ -431,14 +444,15 @@ impl Door {
         }
     }
 
-    /// A liveness change of one of this door's cameras. `cam` is its new
-    /// state; `ctx.cameras` already holds it.
-    pub fn handle_camera(&mut self, ctx: &mut Ctx, cam: &CameraSnapshot, was_live: bool) {
+    /// Camera `camera` of this door changed kind, as its liveness machine
+    /// reported it (`ctx.cameras` already holds the new state).
+    pub fn handle_camera(&mut self, ctx: &mut Ctx, camera: &str, change: &Transition) {
         let Some(s) = self.delivery.session_mut() else {
             return;
         };
+        let cam = &CameraSnapshot::after(camera, change);
         s.note_camera(ctx.now.wall, cam);
-        if !was_live || cam.kind == LivenessKind::Live {
+        if change.from != LivenessKind::Live || change.to == LivenessKind::Live {
             return;
         }
         s.compromised = true;
