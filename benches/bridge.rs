@@ -9,7 +9,7 @@
 //! Every part runs the real `doorwarden run --config` binary as a child
 //! process against a real Mosquitto on a free 127.0.0.1 port; the bench
 //! process plays Home Assistant, the Zigbee2MQTT locks and contact sensors
-//! (`doorwarden::sim`) and the RTSP cameras (`SimCamera`, 640x360, 15 fps).
+//! (`doorwarden_sim`) and the RTSP cameras (`SimCamera`, 640x360, 15 fps).
 //!
 //! - **latency**: Home Assistant publishes `UNLOCK`/`LOCK` (alternately) on
 //!   `doorwarden/<door>/lock/set`; timed until the lock's client receives
@@ -52,8 +52,8 @@ mod rig;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
-use doorwarden::sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden_sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
 use mosquitto::Mosquitto;
 use rig::{BridgeProcess, HomeSpec, Observer, env_or, ms, summarize};
 

@@ -45,7 +45,7 @@ use doorwarden::config;
 use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use doorwarden::core::{Event, EventKind, Stamp};
 use doorwarden::io::rtsp::CameraTask;
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
 
 const CHILD_ENV: &str = "DOORWARDEN_BENCH_CHILD";
 

@@ -52,8 +52,8 @@ mod rig;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
-use doorwarden::sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden_sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
 use mosquitto::Mosquitto;
 use rig::{BridgeProcess, HomeSpec, Observer, Seen, env_or, ms, summarize};
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Regenerates the bundled H.264 clips served by the simulated RTSP camera
-# (src/sim/camera.rs) and by the GStreamer test server. Run once; the outputs
-# are committed so neither the tests nor `doorwarden demo` need ffmpeg.
+# (crates/doorwarden-sim/src/camera.rs) and by the GStreamer test server.
+# Run once; the outputs are committed so neither the tests nor
+# `doorwarden demo` need ffmpeg.
 #
 # Both clips: 640x360, 15 fps, one IDR per second (GOP 15), no B-frames,
 # SPS/PPS repeated before every IDR, no SEI, raw Annex B byte stream.

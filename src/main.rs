@@ -142,7 +142,7 @@ fn main() -> ExitCode {
             port,
             interactive,
             exit_after_story,
-        } => run_demo(doorwarden::demo::DemoOptions {
+        } => run_demo(doorwarden_sim::demo::DemoOptions {
             broker,
             port,
             interactive,
@@ -230,7 +230,7 @@ fn audit_verify(path: &Path) -> ExitCode {
     }
 }
 
-fn run_demo(options: doorwarden::demo::DemoOptions) -> ExitCode {
+fn run_demo(options: doorwarden_sim::demo::DemoOptions) -> ExitCode {
     let runtime = match single_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -238,7 +238,7 @@ fn run_demo(options: doorwarden::demo::DemoOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(doorwarden::demo::run(options)) {
+    match runtime.block_on(doorwarden_sim::demo::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("doorwarden demo: {e}");

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::mosquitto::{Mosquitto, Received, TestClient};
-use doorwarden::demo::home::{CAMERA, DOOR, LOCK_TOPIC, SimHome};
+use doorwarden_sim::demo::home::{CAMERA, DOOR, LOCK_TOPIC, SimHome};
 
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_secs(3);

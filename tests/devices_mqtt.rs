@@ -13,8 +13,8 @@ use doorwarden::config::{self, Secret};
 use doorwarden::core::lock::{LockNote, LockTracker, Want};
 use doorwarden::core::{DoorReport, LockCommand, LockDisplay, LockState, MoveSource};
 use doorwarden::devices::{DoorDevices, Parsed};
-use doorwarden::sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
-use doorwarden::sim::zwave_js_lock::{PayloadStyle, SimZwaveLock, ZwaveSimConfig};
+use doorwarden_sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
+use doorwarden_sim::zwave_js_lock::{PayloadStyle, SimZwaveLock, ZwaveSimConfig};
 
 /// Generous: the broker and the simulators answer in milliseconds, but the
 /// machine is shared.

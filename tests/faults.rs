@@ -758,7 +758,7 @@ async fn a_relock_held_back_by_a_broker_outage_is_pending_not_a_lock_fault() {
 }
 
 /// How many "clear keypad slot `slot`" commands the simulated lock got.
-fn slot_clears(lock: &doorwarden::sim::zigbee2mqtt_lock::SimZigbeeLock, slot: u16) -> usize {
+fn slot_clears(lock: &doorwarden_sim::zigbee2mqtt_lock::SimZigbeeLock, slot: u16) -> usize {
     lock.received()
         .iter()
         .filter(|m| m["pin_code"]["user"] == slot && m["pin_code"]["pin_code"].is_null())
@@ -767,7 +767,7 @@ fn slot_clears(lock: &doorwarden::sim::zigbee2mqtt_lock::SimZigbeeLock, slot: u1
 
 /// How many state refreshes (`<lock>/get`) the simulated lock got: one per
 /// connect of the bridge.
-fn refreshes(lock: &doorwarden::sim::zigbee2mqtt_lock::SimZigbeeLock) -> usize {
+fn refreshes(lock: &doorwarden_sim::zigbee2mqtt_lock::SimZigbeeLock) -> usize {
     lock.received().iter().filter(|m| m["state"] == "").count()
 }
 

@@ -1,7 +1,7 @@
 //! The real camera task (`doorwarden::io::rtsp`) feeding the real liveness
 //! machine, against real RTSP servers: GStreamer's (tests/rtsp_server.py)
 //! for what a real camera does and how it really fails, and the simulated
-//! camera (`doorwarden::sim::camera`, a fake) for faults GStreamer cannot
+//! camera (`doorwarden_sim::camera`, a fake) for faults GStreamer cannot
 //! produce on demand (byte-identical frames, a slow or stopped RTP clock,
 //! garbage, a stall that keeps RTCP going).
 //!
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::core::EventKind;
 use doorwarden::core::liveness::LivenessKind;
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
 use gst::RtspTestServer;
 
 /// Everything logged by the process (ours and retina's, at debug), so a test

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::mosquitto::{Mosquitto, Received, TestClient};
 use doorwarden::config::Secret;
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions, SimCredentials};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions, SimCredentials};
 use process_home::{
     Bridge, LONG, LogFormat, ProcessHome, Rules, audited, camera_state_topic, config_text,
     contact_topic, current_state, door_topic, is_event, is_state, lock_commands,

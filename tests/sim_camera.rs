@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use doorwarden::config::Secret;
-use doorwarden::sim::camera::{SimAuthScheme, SimCamera, SimCameraOptions, SimCredentials};
+use doorwarden_sim::camera::{SimAuthScheme, SimCamera, SimCameraOptions, SimCredentials};
 use futures::StreamExt;
 use retina::client::{
     Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
-use doorwarden::sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
+use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
+use doorwarden_sim::zigbee2mqtt_lock::{SimZigbeeContact, SimZigbeeLock};
 use serde_json::Value;
 
 use crate::common::mosquitto::{Mosquitto, Received, TestClient};

@@ -19,9 +19,10 @@
 //! - [`addon`]: the Home Assistant add-on's config, from the Supervisor's
 //!   options and MQTT service (built in [`config::addon`]; the
 //!   `addon-config` command writes it).
-//! - [`sim`]: simulated camera, locks and door sensor (named as such), for
-//!   the tests and the demo.
-//! - [`demo`]: `doorwarden demo`, the whole story on one machine.
+//!
+//! The simulated camera, locks and door sensor and `doorwarden demo` live in
+//! the `doorwarden-sim` crate (crates/doorwarden-sim), so this library pulls
+//! in neither the demo's MQTT broker nor MD5.
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -32,12 +33,10 @@ pub mod addon {
 }
 pub mod config;
 pub mod core;
-pub mod demo;
 pub mod devices;
 pub mod ha;
 pub mod intake;
 pub mod io;
 pub mod redact;
 pub mod runtime;
-pub mod sim;
 pub mod summary;

@@ -29,8 +29,8 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), doorwarden::sim::camera::SimCameraError> {
-//! use doorwarden::sim::camera::{SimCamera, SimCameraOptions};
+//! # async fn demo() -> Result<(), doorwarden_sim::camera::SimCameraError> {
+//! use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
 //! let camera = SimCamera::start(SimCameraOptions::default()).await?;
 //! let url = camera.url(); // rtsp://127.0.0.1:<port>/sim/camera
 //! camera.freeze(); // every client now gets the same frame, byte for byte
@@ -56,10 +56,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Secret;
 use auth::Auth;
 pub use auth::SimAuthScheme;
 use clip::Clip;
+use doorwarden::config::Secret;
 use playback::Playback;
 use rtsp::{Parsed, Request, Response};
 use transport::{Delivery, Requested};

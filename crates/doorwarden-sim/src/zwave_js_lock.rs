@@ -1,6 +1,6 @@
 //! A **simulated** Z-Wave lock behind Z-Wave JS UI's MQTT gateway: no
 //! controller, no radio, just the gateway's MQTT side for one lock node in
-//! ValueId topic mode (see `crate::devices::zwave_js` for the formats).
+//! ValueId topic mode (see `doorwarden::devices::zwave_js` for the formats).
 //!
 //! - Values (`98/0/currentMode`, `128/0/level`, `99/0/userIdStatus/<n>`,
 //!   Access Control state variables, node `status`, the gateway's own

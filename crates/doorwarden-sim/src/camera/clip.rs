@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
-static MOVING_BYTES: &[u8] = include_bytes!("../../../assets/clips/moving.h264");
-static STILL_BYTES: &[u8] = include_bytes!("../../../assets/clips/still.h264");
+static MOVING_BYTES: &[u8] = include_bytes!("../../../../assets/clips/moving.h264");
+static STILL_BYTES: &[u8] = include_bytes!("../../../../assets/clips/still.h264");
 
 /// One coded frame: its NAL units, without start codes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! A **simulated** Zigbee2MQTT lock and contact sensor: no radio, no
 //! Zigbee, just the MQTT side of Zigbee2MQTT for one device, answering the
-//! way the bridge does (see `crate::devices::zigbee2mqtt` for the formats).
+//! way the bridge does (see `doorwarden::devices::zigbee2mqtt` for the formats).
 //!
 //! - Commands on `<topic>/set` (`{"state":"LOCK"}`, `auto_relock_time`,
 //!   `pin_code`) and refreshes on `<topic>/get` are answered after the

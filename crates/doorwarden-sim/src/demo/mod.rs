@@ -270,10 +270,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 
 fn parse_broker(url: &str) -> Result<u16, DemoError> {
     let parsed =
-        url::Url::parse(url).map_err(|_| DemoError::BrokerUrl(crate::redact::text(url)))?;
+        url::Url::parse(url).map_err(|_| DemoError::BrokerUrl(doorwarden::redact::text(url)))?;
     match (parsed.scheme(), parsed.host_str(), parsed.port()) {
         ("mqtt", Some("127.0.0.1" | "localhost"), Some(port)) => Ok(port),
-        _ => Err(DemoError::BrokerUrl(crate::redact::text(url))),
+        _ => Err(DemoError::BrokerUrl(doorwarden::redact::text(url))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! A simulated home with the real bridge on top: one door with a
 //! Zigbee2MQTT-style lock and contact sensor, one RTSP camera, all of them
-//! simulations from [`crate::sim`], and doorwarden itself running the same
-//! code as `doorwarden run` ([`crate::runtime::run`]).
+//! simulations from [`crate`], and doorwarden itself running the same
+//! code as `doorwarden run` ([`doorwarden::runtime::run`]).
 //!
 //! Used by `doorwarden demo` and by the end-to-end tests, so the story the
 //! demo tells is the one the tests check.
@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config};
-use crate::sim::camera::{SimCamera, SimCameraError, SimCameraOptions};
-use crate::sim::zigbee2mqtt_lock::{SimError, SimZigbeeContact, SimZigbeeLock};
+use crate::camera::{SimCamera, SimCameraError, SimCameraOptions};
+use crate::zigbee2mqtt_lock::{SimError, SimZigbeeContact, SimZigbeeLock};
+use doorwarden::config::{self, Config};
 
 /// The door's key in the config and its topics.
 pub const DOOR: &str = "front_door";
@@ -46,7 +46,7 @@ pub struct SimHome {
     pub contact: SimZigbeeContact,
     pub config: Config,
     stop: watch::Sender<bool>,
-    bridge: JoinHandle<Result<(), crate::runtime::RuntimeError>>,
+    bridge: JoinHandle<Result<(), doorwarden::runtime::RuntimeError>>,
 }
 
 /// The demo home's config, as a user would write it (and checked the same
@@ -105,7 +105,7 @@ impl SimHome {
         let (stop, mut stopped) = watch::channel(false);
         let bridge_config = config.clone();
         let bridge = tokio::spawn(async move {
-            crate::runtime::run(bridge_config, async move {
+            doorwarden::runtime::run(bridge_config, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             })
             .await
