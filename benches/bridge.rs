@@ -39,6 +39,11 @@
 //!   into the flood. The time from the freeze to `LOCK` on the lock's set
 //!   topic, with no flood and under each flood in the same run, and how many
 //!   doors were left unlocked. `DOORWARDEN_BENCH_FLOOD_RUNS` runs (5) each.
+//! - **core_frames** (issue 15, not in the default set): the core alone, no
+//!   I/O: 32 cameras on 16 doors (8 with a window open) at 15 fps, each
+//!   frame a distinct picture. CPU time per frame inside `Core::handle` over
+//!   `DOORWARDEN_BENCH_FRAME_SECS` (300) simulated seconds, median of 5 runs,
+//!   and what that is as a share of one core for the 32 cameras.
 
 #![allow(clippy::print_stdout)]
 
@@ -86,6 +91,9 @@ fn main() {
     }
     if parts.contains("flood") {
         runtime.block_on(flood());
+    }
+    if parts.contains("core_frames") {
+        core_frames();
     }
 }
 
@@ -800,4 +808,107 @@ async fn flood() {
         println!();
     }
     let _ = home.contact.close().await;
+}
+
+// --- (f) the core's frame path (issue 15) ----------------------------------------
+
+fn core_frames() {
+    use doorwarden::core::{Core, Event, EventKind, FrameSummary, PersistedState, Stamp};
+    const CAMERAS: usize = 32;
+    const DOORS: usize = 16;
+    const FPS: u64 = 15;
+    let secs: u64 = env_or("DOORWARDEN_BENCH_FRAME_SECS", 300);
+    let mut yaml = String::from("mqtt: { url: \"mqtt://127.0.0.1:1883\" }\ncameras:\n");
+    for c in 0..CAMERAS {
+        yaml.push_str(&format!("  c{c}: {{ url: \"rtsp://127.0.0.1/c{c}\" }}\n"));
+    }
+    yaml.push_str("locks:\n");
+    for d in 0..DOORS {
+        yaml.push_str(&format!(
+            "  d{d}: {{ zigbee2mqtt: {{ topic: zigbee2mqtt/d{d} }}, cameras: [c{}, c{}] }}\n",
+            2 * d,
+            2 * d + 1
+        ));
+    }
+    yaml.push_str("deliveries:\n");
+    for d in 0..DOORS / 2 {
+        yaml.push_str(&format!(
+            "  d{d}:\n    time_zone: Europe/Berlin\n    windows: [{{ days: [mon, tue, wed, thu, fri, sat, sun], from: \"00:00\", to: \"23:59\" }}]\n"
+        ));
+    }
+    let config: doorwarden::config::Config = match serde_yaml::from_str(&yaml) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("   bench config: {e}");
+            return;
+        }
+    };
+    println!(
+        "\n== (f) core frame path: {CAMERAS} cameras, {DOORS} doors, {FPS} fps, {secs} simulated s per run"
+    );
+    let mut per_frame = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let wall =
+            jiff::Timestamp::from_second(1_790_000_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let mut now = Stamp { mono: t0, wall };
+        let Ok(mut core) = Core::new(&config, PersistedState::default(), [7; 32], now) else {
+            println!("   core failed to start");
+            return;
+        };
+        let _ = core.start(now);
+        for c in 0..CAMERAS {
+            let kind = EventKind::CameraUp {
+                camera: format!("c{c}"),
+            };
+            let _ = core.handle(Event { at: now, kind });
+        }
+        let mut busy = Duration::ZERO;
+        let mut frames = 0u64;
+        for seq in 1..=secs * FPS {
+            now = now.after(Duration::from_micros(1_000_000 / FPS));
+            if let Some((t, _)) = core.next_deadline()
+                && t <= now.mono
+            {
+                let _ = core.handle(Event {
+                    at: now,
+                    kind: EventKind::Tick,
+                });
+            }
+            let rtp = i64::try_from(seq * 6000).unwrap_or(0);
+            for c in 0..CAMERAS {
+                let keyframe = seq % 30 == 1;
+                let kind = EventKind::CameraFrame {
+                    camera: format!("c{c}"),
+                    frame: FrameSummary {
+                        rtp_ts: rtp,
+                        clock_rate: 90_000,
+                        size: if keyframe {
+                            40_000
+                        } else {
+                            6_000 + (seq % 11) as u32 * 97
+                        },
+                        keyframe,
+                        hash: seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ c as u64,
+                        lost: 0,
+                    },
+                };
+                let event = Event { at: now, kind };
+                let started = Instant::now();
+                let actions = core.handle(event);
+                busy += started.elapsed();
+                drop(actions);
+                frames += 1;
+            }
+        }
+        per_frame.push(busy.as_secs_f64() * 1e9 / frames as f64);
+    }
+    per_frame.sort_by(f64::total_cmp);
+    let median = per_frame[per_frame.len() / 2];
+    let share = median * 1e-9 * (CAMERAS as f64) * (FPS as f64) * 100.0;
+    println!(
+        "   per frame: median {median:.0} ns (runs {:.0}..{:.0} ns); {CAMERAS} cameras at {FPS} fps = {share:.3} % of a core",
+        per_frame[0],
+        per_frame[per_frame.len() - 1]
+    );
 }

@@ -167,6 +167,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::core::text;
 use crate::core::timer::{TimerKey, Timers};
 use crate::core::{CameraStatus, FrameSummary, Stamp};
 
@@ -365,22 +366,25 @@ impl Liveness {
     /// Why the camera is not live, as a sentence for the owner; `None` when
     /// it is live.
     pub fn reason(&self) -> Option<String> {
+        text::owned(|w| self.write_reason(w))
+    }
+
+    /// [`Liveness::reason`], written into `w`; `Ok(false)` when live.
+    pub fn write_reason(&self, w: &mut dyn fmt::Write) -> text::Said {
         match self {
-            Liveness::Connecting { step, .. } => Some(
-                match step {
-                    Startup::Session => "connecting to the camera",
-                    Startup::Keyframe => "waiting for the first keyframe",
-                    Startup::Checking => "checking the stream",
-                }
-                .to_string(),
-            ),
-            Liveness::Live { .. } => None,
+            Liveness::Connecting { step, .. } => w.write_str(match step {
+                Startup::Session => "connecting to the camera",
+                Startup::Keyframe => "waiting for the first keyframe",
+                Startup::Checking => "checking the stream",
+            })?,
+            Liveness::Live { .. } => return Ok(false),
             Liveness::Stalled { silent_for, .. } => {
-                Some(format!("no frame for {:.1} s", silent_for.as_secs_f64()))
+                write!(w, "no frame for {:.1} s", silent_for.as_secs_f64())?;
             }
-            Liveness::Frozen { cause, .. } => Some(cause.to_string()),
-            Liveness::Offline { reason, .. } => Some(reason.clone()),
+            Liveness::Frozen { cause, .. } => write!(w, "{cause}")?,
+            Liveness::Offline { reason, .. } => w.write_str(reason)?,
         }
+        Ok(true)
     }
 }
 

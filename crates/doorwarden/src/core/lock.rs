@@ -43,8 +43,10 @@
 //! spurious calls do nothing), and the getters to decide. Time may go
 //! backwards between calls; deadlines then simply have not passed yet.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::text;
 use super::timer::{TimerKey, Timers};
 use super::{DoorReport, LockCommand, LockDisplay, LockState, MoveSource};
 
@@ -231,29 +233,33 @@ impl LockTracker {
     /// Why the lock cannot take a delivery now, as a phrase for the owner;
     /// `None` when it is secured and ready.
     pub fn blocking_reason(&self) -> Option<String> {
+        text::owned(|w| self.write_blocking_reason(w))
+    }
+
+    /// [`LockTracker::blocking_reason`], written into `w`; `Ok(false)` when
+    /// there is none.
+    pub fn write_blocking_reason(&self, w: &mut dyn fmt::Write) -> text::Said {
         if self.available == Some(false) {
-            return Some("lock unavailable".into());
+            w.write_str("lock unavailable")?;
+        } else if self.jammed {
+            w.write_str("lock jammed")?;
+        } else if self.unresponsive {
+            w.write_str("lock unresponsive (did not confirm the last command)")?;
+        } else if let (Some(p), Some(why)) = (self.pending, &self.unsent) {
+            match p.want {
+                Want::Locked => write!(w, "relock pending: {why}")?,
+                Want::Unlocked => write!(w, "unlock not sent: {why}")?,
+            }
+        } else if let Some(p) = self.pending {
+            write!(w, "lock busy (waiting for it to {})", p.want.as_str())?;
+        } else {
+            match self.state {
+                LockState::Locked => return Ok(false),
+                LockState::Unlocked => w.write_str("lock is not locked")?,
+                LockState::Unknown => w.write_str("lock state unknown (no report yet)")?,
+            }
         }
-        if self.jammed {
-            return Some("lock jammed".into());
-        }
-        if self.unresponsive {
-            return Some("lock unresponsive (did not confirm the last command)".into());
-        }
-        if let (Some(p), Some(why)) = (self.pending, &self.unsent) {
-            return Some(match p.want {
-                Want::Locked => format!("relock pending: {why}"),
-                Want::Unlocked => format!("unlock not sent: {why}"),
-            });
-        }
-        if let Some(p) = self.pending {
-            return Some(format!("lock busy (waiting for it to {})", p.want.as_str()));
-        }
-        match self.state {
-            LockState::Locked => None,
-            LockState::Unlocked => Some("lock is not locked".into()),
-            LockState::Unknown => Some("lock state unknown (no report yet)".into()),
-        }
+        Ok(true)
     }
 
     /// The lock entity as Home Assistant should show it; `None` while unknown.

@@ -29,6 +29,7 @@
 //! `Persist`) is not another failure, storage counts as working again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -40,6 +41,7 @@ use super::{
     DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::Config;
+use crate::core::text;
 
 /// How often a probe `Persist` is sent while storage is failing.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
@@ -102,6 +104,28 @@ impl CameraEntry {
     fn status(&self, name: &str) -> CameraStatus {
         self.liveness.status(name)
     }
+
+    /// Whether `snapshot` still shows this camera as it is.
+    fn shows(&self, snapshot: &CameraSnapshot) -> bool {
+        let state = self.liveness.state();
+        snapshot.kind == state.kind()
+            && snapshot.since == state.since().wall
+            && text::same(snapshot.reason.as_deref(), |w| state.write_reason(w))
+    }
+
+    /// Whether `shown` holds this camera's state and reason as they are.
+    fn state_shown(&self, shown: &CameraStatus) -> bool {
+        let state = self.liveness.state();
+        shown.state == state.kind()
+            && text::same(shown.reason.as_deref(), |w| state.write_reason(w))
+    }
+
+    /// Whether `shown` holds this camera's rates and last frame as they are.
+    fn rates_shown(&self, shown: &CameraStatus) -> bool {
+        shown.fps == self.liveness.fps()
+            && shown.bitrate_kbps == self.liveness.bitrate_kbps()
+            && shown.last_frame == self.liveness.last_frame()
+    }
 }
 
 /// Each input the core hands a door: one [`door::Door`] call each.
@@ -133,6 +157,9 @@ enum DoorInput<'e> {
 struct DoorEntry {
     door: door::Door,
     cameras: Vec<String>,
+    /// The door's cameras as it sees them, in `cameras` order: kept in step
+    /// by [`Core::camera_changed`] so that no event has to build them.
+    snapshots: Vec<CameraSnapshot>,
     published: Option<DoorStatus>,
     published_online: Option<bool>,
 }
@@ -144,6 +171,9 @@ struct DoorEntry {
 pub struct Core {
     cameras: BTreeMap<String, CameraEntry>,
     doors: BTreeMap<String, DoorEntry>,
+    /// The keys of `doors`, shared, so that a walk over every door while
+    /// telling each one something copies no name.
+    door_names: Arc<[String]>,
     restored: Vec<SessionRecord>,
     /// Delivery codes from the store, taken up by `start`.
     restored_codes: Vec<CodeRecord>,
@@ -226,12 +256,18 @@ impl Core {
                 DoorEntry {
                     door,
                     cameras: door_cfg.cameras.clone(),
+                    snapshots: door_cfg
+                        .cameras
+                        .iter()
+                        .filter_map(|n| cameras.get(n).map(|c| c.snapshot(n)))
+                        .collect(),
                     published: None,
                     published_online: None,
                 },
             );
         }
         Ok(Core {
+            door_names: doors.keys().cloned().collect(),
             cameras,
             doors,
             restored: restored.sessions,
@@ -254,8 +290,11 @@ impl Core {
     /// What Home Assistant shows for `door` right now.
     pub fn door_status(&self, door: &str) -> Option<DoorStatus> {
         let entry = self.doors.get(door)?;
-        let cams = self.snapshots(&entry.cameras);
-        Some(entry.door.status(&cams, self.storage_problem.as_deref()))
+        Some(
+            entry
+                .door
+                .status(&entry.snapshots, self.storage_problem.as_deref()),
+        )
     }
 
     pub fn camera_status(&self, camera: &str) -> Option<CameraStatus> {
@@ -303,8 +342,8 @@ impl Core {
     pub fn start(&mut self, now: Stamp) -> Vec<Action> {
         let now = self.stamp(now);
         let mut out = Vec::new();
-        let names: Vec<String> = self.doors.keys().cloned().collect();
-        for name in &names {
+        let names = Arc::clone(&self.door_names);
+        for name in names.iter() {
             self.tell_door(name, now, &mut out, DoorInput::Start);
         }
         // A door that is no longer configured has no window or limit left
@@ -364,7 +403,7 @@ impl Core {
                 DoorInput::RestoreLimits(record),
             );
         }
-        for name in &names {
+        for name in names.iter() {
             self.tell_door(name, now, &mut out, DoorInput::Refresh);
         }
         for record in &limits {
@@ -433,8 +472,8 @@ impl Core {
                 }));
                 self.storage_problem = Some(reason);
                 self.storage_retry = Some(now.mono + STORAGE_RETRY);
-                let names: Vec<String> = self.doors.keys().cloned().collect();
-                for name in &names {
+                let names = Arc::clone(&self.door_names);
+                for name in names.iter() {
                     self.tell_door(name, now, &mut out, DoorInput::StorageFailed);
                 }
             }
@@ -454,8 +493,8 @@ impl Core {
                 self.tell_door(&door, now, &mut out, DoorInput::Sent(&command));
             }
             EventKind::LinkUp => {
-                let names: Vec<String> = self.doors.keys().cloned().collect();
-                for name in &names {
+                let names = Arc::clone(&self.door_names);
+                for name in names.iter() {
                     self.tell_door(name, now, &mut out, DoorInput::LinkUp);
                 }
             }
@@ -480,22 +519,11 @@ impl Core {
         now
     }
 
-    fn snapshots(&self, names: &[String]) -> Vec<CameraSnapshot> {
-        names
-            .iter()
-            .filter_map(|n| self.cameras.get(n).map(|c| c.snapshot(n)))
-            .collect()
-    }
-
     /// Hand `input` to door `name`, with a context holding its cameras.
     /// A `Persist` the door pushes holds its own records only; the other
     /// doors' are added here, after the call (nothing else changes them
     /// meanwhile), so they are copied only when something is persisted.
     fn tell_door(&mut self, name: &str, now: Stamp, out: &mut Vec<Action>, input: DoorInput) {
-        let Some(entry) = self.doors.get(name) else {
-            return;
-        };
-        let cams = self.snapshots(&entry.cameras);
         let Some(entry) = self.doors.get_mut(name) else {
             return;
         };
@@ -503,7 +531,7 @@ impl Core {
         let from = out.len();
         let mut ctx = Ctx {
             now,
-            cameras: &cams,
+            cameras: &entry.snapshots,
             storage_problem: self.storage_problem.as_deref(),
             out,
         };
@@ -564,8 +592,8 @@ impl Core {
         // Windows first: a lock retry due at the same instant a window
         // closed must see the window closed and relock instead.
         self.refresh_doors(now, out);
-        let names: Vec<String> = self.doors.keys().cloned().collect();
-        for name in &names {
+        let names = Arc::clone(&self.door_names);
+        for name in names.iter() {
             self.tell_door(name, now, out, DoorInput::Timeout);
         }
     }
@@ -581,8 +609,8 @@ impl Core {
     }
 
     fn refresh_doors(&mut self, now: Stamp, out: &mut Vec<Action>) {
-        let names: Vec<String> = self.doors.keys().cloned().collect();
-        for name in &names {
+        let names = Arc::clone(&self.door_names);
+        for name in names.iter() {
             self.tell_door(name, now, out, DoorInput::Refresh);
         }
     }
@@ -600,22 +628,25 @@ impl Core {
         let Some(cam) = self.cameras.get_mut(name) else {
             return;
         };
-        let status = cam.status(name);
         let shown = cam.published.as_ref();
-        let state_changed =
-            shown.is_none_or(|p| p.state != status.state || p.reason != status.reason);
+        let state_changed = shown.is_none_or(|p| !cam.state_shown(p));
         let rates_due = cam
             .rates_published_at
             .is_none_or(|t| now.mono.saturating_duration_since(t) >= RATE_INTERVAL);
-        let rates_changed = shown.is_none_or(|p| {
-            p.fps != status.fps
-                || p.bitrate_kbps != status.bitrate_kbps
-                || p.last_frame != status.last_frame
-        });
-        if state_changed || (rates_due && rates_changed) {
+        if state_changed || (rates_due && shown.is_none_or(|p| !cam.rates_shown(p))) {
+            let status = cam.status(name);
             cam.published = Some(status.clone());
             cam.rates_published_at = Some(now.mono);
             out.push(Action::CameraState(status));
+        }
+        // The doors see the camera as it is before they hear of the change.
+        let cam = &self.cameras[name];
+        for entry in self.doors.values_mut() {
+            for snapshot in &mut entry.snapshots {
+                if snapshot.name == name && !cam.shows(snapshot) {
+                    *snapshot = cam.snapshot(name);
+                }
+            }
         }
         // A new reason or startup step of the same kind is for Home
         // Assistant only.
@@ -640,19 +671,9 @@ impl Core {
     /// Publish each door's state and availability when they differ from
     /// what was last published.
     fn publish_changes(&mut self, out: &mut Vec<Action>) {
-        let storage = self.storage_problem.clone();
-        let names: Vec<String> = self.doors.keys().cloned().collect();
-        for name in &names {
-            let Some(entry) = self.doors.get(name) else {
-                continue;
-            };
-            let cams = self.snapshots(&entry.cameras);
-            let status = entry.door.status(&cams, storage.as_deref());
-            let online = entry.door.lock().available();
-            let Some(entry) = self.doors.get_mut(name) else {
-                continue;
-            };
-            if let Some(up) = online
+        let storage = self.storage_problem.as_deref();
+        for (name, entry) in &mut self.doors {
+            if let Some(up) = entry.door.lock().available()
                 && entry.published_online != Some(up)
             {
                 entry.published_online = Some(up);
@@ -661,7 +682,12 @@ impl Core {
                     online: up,
                 });
             }
-            if entry.published.as_ref() != Some(&status) {
+            let same = entry
+                .published
+                .as_ref()
+                .is_some_and(|p| entry.door.status_is(p, &entry.snapshots, storage));
+            if !same {
+                let status = entry.door.status(&entry.snapshots, storage);
                 entry.published = Some(status.clone());
                 out.push(Action::DoorState(status));
             }

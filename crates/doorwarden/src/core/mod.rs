@@ -44,6 +44,7 @@ pub mod liveness;
 pub mod lock;
 mod machine;
 pub mod schedule;
+pub(crate) mod text;
 pub mod timer;
 
 pub use machine::{Core, CoreError, RATE_INTERVAL, STORAGE_RETRY, Wake, soonest};

@@ -59,6 +59,16 @@ fn digest(salt: &[u8; 32], code: &str) -> [u8; 32] {
 }
 
 impl DeliveryCode {
+    /// The entries to write down with the code: those of its own window
+    /// only.
+    fn entries_used(&self, entries_window: Option<Timestamp>, used: u32) -> u32 {
+        if self.window.is_some() && self.window == entries_window {
+            used
+        } else {
+            0
+        }
+    }
+
     pub(super) fn matches(&self, code: &Secret) -> bool {
         let Some(check) = &self.check else {
             return false;
@@ -73,6 +83,15 @@ impl DeliveryCode {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
     }
+}
+
+/// Whether `hex` is exactly what [`to_hex`] makes of `bytes`.
+fn hex_is(hex: &str, bytes: &[u8; 32]) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    hex.len() == 64
+        && hex.as_bytes().chunks(2).zip(bytes).all(|(pair, b)| {
+            pair[0] == DIGITS[usize::from(b >> 4)] && pair[1] == DIGITS[usize::from(b & 0x0f)]
+        })
 }
 
 fn to_hex(bytes: &[u8; 32]) -> String {
@@ -158,13 +177,34 @@ impl Codes {
             hash,
             window: code.window,
             set_at: code.set_at,
-            entries_used: if code.window.is_some() && code.window == entries_window {
-                entries_used
-            } else {
-                0
-            },
+            entries_used: code.entries_used(entries_window, entries_used),
             keypad_slot,
         })
+    }
+
+    /// Whether [`Codes::record`] would return exactly `saved`. Asked on
+    /// every event, so nothing is built to answer it.
+    pub(super) fn record_is(
+        &self,
+        saved: Option<&CodeRecord>,
+        door: &str,
+        entries_window: Option<Timestamp>,
+        entries_used: u32,
+        keypad_slot: Option<u16>,
+    ) -> bool {
+        let (Some(code), Some(saved)) = (self.current.as_ref(), saved) else {
+            return self.current.is_none() && saved.is_none();
+        };
+        let check_same = match &code.check {
+            Some(c) => hex_is(&saved.salt, &c.salt) && hex_is(&saved.hash, &c.hash),
+            None => saved.salt.is_empty() && saved.hash.is_empty(),
+        };
+        check_same
+            && saved.door == door
+            && saved.window == code.window
+            && saved.set_at == code.set_at
+            && saved.entries_used == code.entries_used(entries_window, entries_used)
+            && saved.keypad_slot == keypad_slot
     }
 }
 

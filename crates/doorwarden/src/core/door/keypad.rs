@@ -214,7 +214,7 @@ impl Door {
         let Some(slot) = self.rules.code_slot else {
             return;
         };
-        let plain = self.codes.current.as_ref().and_then(|c| c.plain.clone());
+        let plain = self.codes.current.as_ref().and_then(|c| c.plain.as_ref());
         let usable = plain.is_some()
             && self.entries.window.is_some()
             && !self.entries.spent(self.rules.entries_per_window)
@@ -222,6 +222,7 @@ impl Door {
             && all_live(ctx.cameras);
         match (usable, self.keypad.in_lock, plain) {
             (true, false, Some(code)) => {
+                let code = code.clone();
                 // The store learns the slot may hold the PIN before the
                 // lock does, so that a restart clears it.
                 self.keypad.in_lock = true;

@@ -941,7 +941,14 @@ impl Door {
 
     /// Persist when this door's code differs from what the store holds.
     fn persist_code_if_changed(&mut self, ctx: &mut Ctx) {
-        if self.code_record() != self.codes.saved {
+        let same = self.codes.record_is(
+            self.codes.saved.as_ref(),
+            &self.name,
+            self.entries.counts_for(),
+            self.entries.used,
+            self.keypad.holding(self.rules.code_slot),
+        );
+        if !same {
             self.persist(ctx);
         }
     }

@@ -9,6 +9,7 @@
 //! refused request only ever leaves an audit record, an event and a reply
 //! (a granted one is handed to the door's `begin`).
 
+use std::fmt;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,6 +19,7 @@ use super::words::via_str;
 use super::{CameraSnapshot, Ctx, Door};
 use crate::config::{self, OnCameraLoss, Secret};
 use crate::core::liveness::LivenessKind;
+use crate::core::text;
 use crate::core::{Action, Decision, DeliveryEventKind, DeliveryState, RequestChannel};
 
 /// A door's delivery rules, from `locks.<door>` and `deliveries.<door>`.
@@ -56,44 +58,74 @@ impl Door {
         storage: Option<&str>,
         keypad: bool,
     ) -> Option<String> {
+        text::owned(|w| self.write_refusal(w, cameras, storage, keypad))
+    }
+
+    /// [`Door::refusal`], written into `w`; `Ok(false)` when there is none.
+    /// The door's state compares it with what Home Assistant shows on every
+    /// event, so it is rendered, never built, until it changes.
+    pub(super) fn write_refusal(
+        &self,
+        w: &mut dyn fmt::Write,
+        cameras: &[CameraSnapshot],
+        storage: Option<&str>,
+        keypad: bool,
+    ) -> text::Said {
         // A relock that has not left is the first thing the owner must know
         // about this door, whatever else holds deliveries back.
         if self.lock.unsent().is_some() {
-            return self.lock.blocking_reason();
+            return self.lock.write_blocking_reason(w);
         }
         if let Some(problem) = storage {
-            return Some(format!("storage unavailable: {problem}"));
+            write!(w, "storage unavailable: {problem}")?;
+            return Ok(true);
         }
         if self.entries.window.is_none() {
-            return Some("no delivery window is open".into());
+            w.write_str("no delivery window is open")?;
+            return Ok(true);
         }
         if self.entries.spent(self.rules.entries_per_window) {
-            return Some(format!(
+            write!(
+                w,
                 "this window's entries are used up ({} of {})",
                 self.entries.used, self.rules.entries_per_window
-            ));
+            )?;
+            return Ok(true);
         }
         if self.in_session() {
-            return Some("a delivery is already in progress".into());
+            w.write_str("a delivery is already in progress")?;
+            return Ok(true);
         }
-        if !keypad && let Some(reason) = self.lock.blocking_reason() {
-            return Some(reason);
+        if !keypad && self.lock.write_blocking_reason(w)? {
+            return Ok(true);
         }
         if cameras.is_empty() {
-            return Some("no camera watches this door".into());
+            w.write_str("no camera watches this door")?;
+            return Ok(true);
         }
-        self.cameras_not_live(cameras)
+        self.write_cameras_not_live(w, cameras)
     }
 
     /// Every camera that is not Live, described for the owner; `None` when
     /// all are.
     pub(super) fn cameras_not_live(&self, cameras: &[CameraSnapshot]) -> Option<String> {
-        let not_live: Vec<String> = cameras
-            .iter()
-            .filter(|c| c.kind != LivenessKind::Live)
-            .map(|c| self.describe_camera(c))
-            .collect();
-        (!not_live.is_empty()).then(|| not_live.join("; "))
+        text::owned(|w| self.write_cameras_not_live(w, cameras))
+    }
+
+    fn write_cameras_not_live(
+        &self,
+        w: &mut dyn fmt::Write,
+        cameras: &[CameraSnapshot],
+    ) -> text::Said {
+        let mut said = false;
+        for c in cameras.iter().filter(|c| c.kind != LivenessKind::Live) {
+            if said {
+                w.write_str("; ")?;
+            }
+            self.write_camera(w, c)?;
+            said = true;
+        }
+        Ok(said)
     }
 
     pub(super) fn courier_request(

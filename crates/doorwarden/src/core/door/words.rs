@@ -5,11 +5,14 @@
 //! anything or change the door; every rule lives with the part that owns
 //! its state.
 
+use std::fmt;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{CameraSnapshot, Ctx, Door, Phase};
 use crate::core::schedule::OpenWindow;
+use crate::core::text;
 use crate::core::{
     Action, AuditRecord, Decision, DeliveryEvent, DeliveryEventKind, DeliveryState, DoorStatus,
     LockState, MoveSource, RequestChannel,
@@ -18,6 +21,45 @@ use crate::core::{
 impl Door {
     /// What Home Assistant should show for this door.
     pub fn status(&self, cameras: &[CameraSnapshot], storage_problem: Option<&str>) -> DoorStatus {
+        DoorStatus {
+            door: self.name.clone(),
+            interlock_blocking: self.refusal(cameras, storage_problem, false),
+            schedule_warning: self.entries.clock_warning().map(|w| w.to_string()),
+            ..self.plain_status()
+        }
+    }
+
+    /// Whether [`Door::status`] would return exactly `shown`. Asked on
+    /// every event (each camera frame among them), so it renders the
+    /// sentences into a comparison instead of building them.
+    pub fn status_is(
+        &self,
+        shown: &DoorStatus,
+        cameras: &[CameraSnapshot],
+        storage_problem: Option<&str>,
+    ) -> bool {
+        let plain = self.plain_status();
+        shown.door == self.name
+            && shown.lock == plain.lock
+            && shown.lock_source == plain.lock_source
+            && shown.door_open == plain.door_open
+            && shown.delivery == plain.delivery
+            && shown.window_ends == plain.window_ends
+            && shown.entries_left == plain.entries_left
+            && shown.compromised == plain.compromised
+            && shown.backstop_armed == plain.backstop_armed
+            && shown.grant_minutes == plain.grant_minutes
+            && text::displays_as(
+                shown.schedule_warning.as_deref(),
+                self.entries.clock_warning().map(|w| w as &dyn fmt::Display),
+            )
+            && text::same(shown.interlock_blocking.as_deref(), |w| {
+                self.write_refusal(w, cameras, storage_problem, false)
+            })
+    }
+
+    /// Every field of the status that holds no text (those are left empty).
+    fn plain_status(&self) -> DoorStatus {
         let delivery = match self.delivery.session() {
             Some(s) if s.compromised => DeliveryState::Tripped,
             Some(s) if matches!(s.phase, Phase::Unlocking | Phase::Unlocked) && !s.opened_ever => {
@@ -31,11 +73,11 @@ impl Door {
             },
         };
         DoorStatus {
-            door: self.name.clone(),
+            door: String::new(),
             lock: self.lock.display(),
             lock_source: self.lock.source(),
             door_open: self.door_open,
-            interlock_blocking: self.refusal(cameras, storage_problem, false),
+            interlock_blocking: None,
             delivery,
             window_ends: self.entries.window.map(|w| w.ends),
             entries_left: match self.entries.window {
@@ -53,21 +95,31 @@ impl Door {
                     .is_some_and(|s| s.record.restore_auto_relock.is_some()),
             grant_minutes: u32::try_from(self.entries.grant_duration.as_secs() / 60)
                 .unwrap_or(u32::MAX),
-            schedule_warning: self.entries.clock_warning().map(|w| w.to_string()),
+            schedule_warning: None,
         }
     }
 
     /// "camera porch frozen since 14:02:11 (12 identical frames)", the time
     /// on the door's clock.
     pub(super) fn describe_camera(&self, c: &CameraSnapshot) -> String {
-        let since = self.local_time(c.since);
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_camera(&mut text, c);
+        text
+    }
+
+    pub(super) fn write_camera(&self, w: &mut dyn fmt::Write, c: &CameraSnapshot) -> fmt::Result {
+        let since = c.since.to_zoned_datetime(self.tz.clone());
+        write!(
+            w,
+            "camera {} {} since {}",
+            c.name,
+            c.kind.as_str(),
+            since.strftime("%H:%M:%S")
+        )?;
         match &c.reason {
-            Some(reason) => format!(
-                "camera {} {} since {since} ({reason})",
-                c.name,
-                c.kind.as_str()
-            ),
-            None => format!("camera {} {} since {since}", c.name, c.kind.as_str()),
+            Some(reason) => write!(w, " ({reason})"),
+            None => Ok(()),
         }
     }
 
