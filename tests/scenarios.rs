@@ -27,6 +27,7 @@
 //!   - command: { door: front, courier_unlock: { carrier: DHL, code: "1234", via: mqtt } }
 //!   - door: { front: open }           # contact sensor: open | closed | unavailable | available
 //!   - lock: { door: front, state: unlocked, source: manual }   # an unsolicited report
+//!   - lock: { door: front, state: locked, spoofed: true }   # a report the bolt did not make
 //!     # state: locked | unlocked | jammed | offline | online; source: keypad (with slot) | manual | rf | auto
 //!   - lock: { door: front, auto_relock: 120 }   # the lock's auto-relock read back
 //!   - fake_lock: { front: { responds: false } }
@@ -884,8 +885,11 @@ fn run_scenario(path: &Path) {
             }
             "lock" => {
                 let (door, report) = lock_report(&arg);
-                if let (Some(lock), DoorReport::Lock { state, .. }) =
-                    (h.locks.get_mut(&door), &report)
+                // A spoofed report comes from someone else on the broker:
+                // the real bolt stays where it is.
+                let spoofed = field(&arg, "spoofed").and_then(Value::as_bool) == Some(true);
+                if let (Some(lock), DoorReport::Lock { state, .. }, false) =
+                    (h.locks.get_mut(&door), &report, spoofed)
                 {
                     lock.state = *state;
                 }
@@ -1145,6 +1149,8 @@ scenarios!(
     wrong_code_lockout_survives_restart,
     relock_pending_broker_down,
     stuck_bolt,
+    spoofed_lock_flood_mid_delivery,
+    spoofed_lock_report,
     keypad_slot_cleared_on_connect,
 );
 

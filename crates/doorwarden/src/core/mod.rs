@@ -489,6 +489,9 @@ pub enum Decision {
     LockJammed,
     /// The lock was moved by someone else.
     LockMoved,
+    /// The lock's reports said it moved more often than a bolt can: they
+    /// were summed up, not taken one by one.
+    LockReportsFlapping,
     /// A lock command was sent again.
     LockRetry,
     /// The lock did not confirm even after a retry.
@@ -542,7 +545,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub const ALL: [Decision; 43] = [
+    pub const ALL: [Decision; 44] = [
         Decision::CodeCleared,
         Decision::CodeDropped,
         Decision::CodeSet,
@@ -561,6 +564,7 @@ impl Decision {
         Decision::LockAvailability,
         Decision::LockJammed,
         Decision::LockMoved,
+        Decision::LockReportsFlapping,
         Decision::LockRetry,
         Decision::LockUnresponsive,
         Decision::ManualUnlock,
@@ -608,6 +612,7 @@ impl Decision {
             Decision::LockAvailability => "lock_availability",
             Decision::LockJammed => "lock_jammed",
             Decision::LockMoved => "lock_moved",
+            Decision::LockReportsFlapping => "lock_reports_flapping",
             Decision::LockRetry => "lock_retry",
             Decision::LockUnresponsive => "lock_unresponsive",
             Decision::ManualUnlock => "manual_unlock",

@@ -10,6 +10,8 @@
 //! (it reads the open window): a keypad entry is held to `refusal.rs` and
 //! started by the door's `begin`, like any other request.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::session::{Delivery, OwedRelock, Phase};
@@ -33,7 +35,89 @@ pub(super) struct Backstop {
     pub(super) asked: Option<u32>,
 }
 
+/// More reported moves than this within [`MOVES_WINDOW`] are more than a
+/// bolt (and the hand on it) makes: someone else is publishing them.
+const MOVES_PLAUSIBLE: usize = 6;
+const MOVES_WINDOW: Duration = Duration::from_secs(10);
+/// How often moves taken as not credible are summed up in the audit log.
+const FLAPPING_SUMMARY: Duration = Duration::from_secs(60);
+
+/// The lock's reported moves that nobody asked for, as a rate: anyone on
+/// the broker can publish them on the lock's own topic, and each one
+/// otherwise costs an audit record and a Home Assistant event. Fixed
+/// size; no allocation.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ReportedMoves {
+    /// The instants of the last few moves, oldest overwritten first.
+    times: [Option<Instant>; MOVES_PLAUSIBLE],
+    next: usize,
+    /// Moves not taken one by one since the last summary.
+    unsaid: u32,
+    said_at: Option<Instant>,
+}
+
+impl ReportedMoves {
+    /// Count a move at `now`; `false` when it is one more than a bolt
+    /// makes in [`MOVES_WINDOW`].
+    fn credible(&mut self, now: Instant) -> bool {
+        let oldest = self.times[self.next];
+        self.times[self.next] = Some(now);
+        self.next = (self.next + 1) % MOVES_PLAUSIBLE;
+        oldest.is_none_or(|t| now.saturating_duration_since(t) >= MOVES_WINDOW)
+    }
+
+    /// Take one not-credible move; `Some(count)` when it is time to say how
+    /// many there were (the first at once, then at most once a minute).
+    fn unsaid(&mut self, now: Instant) -> Option<u32> {
+        self.unsaid = self.unsaid.saturating_add(1);
+        let due = self
+            .said_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= FLAPPING_SUMMARY);
+        if !due {
+            return None;
+        }
+        self.said_at = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
 impl Door {
+    /// A move nobody asked for, reported by the lock (or by someone on the
+    /// broker in its name). `false` when it came faster than a bolt moves:
+    /// then it is summed up (at most once a minute) instead of taken one
+    /// by one, and a delivery in progress is tripped and relocked: nobody
+    /// can say where this door's bolt is.
+    fn move_credible(&mut self, ctx: &mut Ctx) -> bool {
+        if self.moves.credible(ctx.now.mono) {
+            return true;
+        }
+        if let Some(count) = self.moves.unsaid(ctx.now.mono) {
+            let reason = format!(
+                "lock reports flapping: {count} reported moves faster than a bolt moves \
+                 (more than {MOVES_PLAUSIBLE} in {} s); they may be spoofed",
+                MOVES_WINDOW.as_secs()
+            );
+            self.audit(
+                ctx,
+                Decision::LockReportsFlapping,
+                &reason,
+                json!({ "moves": count }),
+            );
+        }
+        if let Some(s) = self.delivery.session_mut()
+            && !s.compromised
+        {
+            s.compromised = true;
+            let reason = "lock reports flapping faster than a bolt moves during a delivery";
+            let mut ev = self.delivery_event(DeliveryEventKind::InterlockTripped, reason);
+            ev.compromised = Some(true);
+            ctx.out.push(Action::DeliveryEvent(ev));
+            self.audit(ctx, Decision::Tripped, reason, json!({}));
+            self.relock_when_shut(ctx, "the lock's reports are not credible");
+        }
+        false
+    }
+
     /// The shell could not hand `command` to the broker link (`why`: for
     /// the owner). A relock is held by the shell until the reconnect: it
     /// is pending, not a lock fault, so no deadline runs. An unlock is
@@ -113,6 +197,7 @@ impl Door {
                 );
             }
             LockNote::Confirmed(Want::Locked) => self.relock_confirmed(ctx),
+            LockNote::Moved { .. } if !self.move_credible(ctx) => {}
             LockNote::Moved {
                 state: LockState::Unlocked,
                 source,
@@ -121,9 +206,26 @@ impl Door {
                 let by = source.map(|s| s.as_str()).unwrap_or("unknown");
                 let reason = format!("lock moved to {} by {by}", lock_word(state));
                 self.audit(ctx, Decision::LockMoved, &reason, json!({ "source": by }));
-                if state == LockState::Locked && self.in_session() {
+                if state == LockState::Locked && self.in_session() && self.door_open == Some(true) {
+                    // A bolt thrown with the door open only jams, and the
+                    // report may not even be the lock's: the delivery goes
+                    // on and doorwarden relocks itself once the door shuts.
+                    self.relock_when_shut(ctx, &format!("lock reported locked by {by}"));
+                } else if state == LockState::Locked && self.in_session() {
                     self.event(ctx, DeliveryEventKind::Relocked, &reason, None, None);
                     self.finish(ctx, &format!("locked by {by} during the delivery"));
+                    // The report is only a claim: anyone on the broker can
+                    // publish it. doorwarden's own LOCK costs nothing when
+                    // the bolt is already thrown, and throws it when it is
+                    // not. Not tracked as pending: an echo of LOCKED is not
+                    // owed, and the report that follows says where it is.
+                    ctx.out.push(self.lock_action(LockCommand::Lock));
+                    self.audit(
+                        ctx,
+                        Decision::Relocking,
+                        "sending LOCK after the delivery ended on a reported lock",
+                        json!({ "source": by }),
+                    );
                 }
             }
             LockNote::Jammed { pending } => self.lock_jammed(ctx, pending, source),

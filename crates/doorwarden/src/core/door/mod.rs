@@ -85,7 +85,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use self::bolt::Backstop;
+use self::bolt::{Backstop, ReportedMoves};
 use self::code::Codes;
 use self::entries::Entries;
 use self::keypad::Keypad;
@@ -179,6 +179,7 @@ pub struct Door {
     codes: Codes,
     keypad: Keypad,
     backstop: Backstop,
+    moves: ReportedMoves,
     /// What the last finished delivery or refused request came to, shown
     /// until the window changes.
     last_outcome: Option<DeliveryState>,
@@ -205,6 +206,7 @@ impl Door {
             codes: Codes::new(seed),
             keypad: Keypad::default(),
             backstop: Backstop::default(),
+            moves: ReportedMoves::default(),
             last_outcome: None,
             timers: Timers::default(),
         }
