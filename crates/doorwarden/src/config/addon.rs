@@ -170,6 +170,19 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// The config key for an option's `name`; an error at `at("name")` when
+/// the name has nothing a key can be made of.
+fn named_key(name: &str, at: &dyn Fn(&str) -> String) -> Result<String, AddonError> {
+    let key = key_for(name);
+    if key.is_empty() {
+        return Err(option_error(
+            at("name"),
+            "needs at least one letter or digit",
+        ));
+    }
+    Ok(key)
+}
+
 /// The config-file key for a friendly name: "Front door" -> `front_door`.
 ///
 /// Home Assistant derives entity ids the same way from the device name, so
@@ -456,13 +469,7 @@ fn from_options(
     let mut camera_keys = BTreeSet::new();
     for (i, camera) in options.cameras.iter().enumerate() {
         let at = |field: &str| format!("cameras[{i}].{field}");
-        let key = key_for(&camera.name);
-        if key.is_empty() {
-            return Err(option_error(
-                at("name"),
-                "needs at least one letter or digit",
-            ));
-        }
+        let key = named_key(&camera.name, &at)?;
         if !camera_keys.insert(key.clone()) {
             return Err(option_error(
                 at("name"),
@@ -501,13 +508,7 @@ fn from_options(
     let mut door_keys = Vec::new();
     for (i, door) in options.doors.iter().enumerate() {
         let at = |field: &str| format!("doors[{i}].{field}");
-        let key = key_for(&door.name);
-        if key.is_empty() {
-            return Err(option_error(
-                at("name"),
-                "needs at least one letter or digit",
-            ));
-        }
+        let key = named_key(&door.name, &at)?;
         if key == "bridge" || key == "camera" {
             return Err(option_error(
                 at("name"),
