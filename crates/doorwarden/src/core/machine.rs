@@ -61,6 +61,9 @@ pub enum Wake {
     WindowEdge,
     /// Time to probe failing storage again.
     StorageRetry,
+    /// A lock's reports have calmed down after flapping: ask it where its
+    /// bolt really is.
+    LockRefresh,
 }
 
 /// The earlier of two deadlines, keeping the reason of the one chosen.

@@ -54,6 +54,9 @@ pub(super) struct ReportedMoves {
     /// Moves not taken one by one since the last summary.
     unsaid: u32,
     said_at: Option<Instant>,
+    /// When the reports will have been calm for [`MOVES_WINDOW`]: the last
+    /// one believed may have been spoofed, so the lock is asked again.
+    refresh_at: Option<Instant>,
 }
 
 impl ReportedMoves {
@@ -66,10 +69,24 @@ impl ReportedMoves {
         oldest.is_none_or(|t| now.saturating_duration_since(t) >= MOVES_WINDOW)
     }
 
+    pub(super) fn refresh_at(&self) -> Option<Instant> {
+        self.refresh_at
+    }
+
+    /// Whether the calm after a flapping spell has come (once).
+    pub(super) fn refresh_due(&mut self, now: Instant) -> bool {
+        let due = self.refresh_at.is_some_and(|t| t <= now);
+        if due {
+            self.refresh_at = None;
+        }
+        due
+    }
+
     /// Take one not-credible move; `Some(count)` when it is time to say how
     /// many there were (the first at once, then at most once a minute).
     fn unsaid(&mut self, now: Instant) -> Option<u32> {
         self.unsaid = self.unsaid.saturating_add(1);
+        self.refresh_at = Some(now + MOVES_WINDOW);
         let due = self
             .said_at
             .is_none_or(|t| now.saturating_duration_since(t) >= FLAPPING_SUMMARY);

@@ -287,6 +287,7 @@ impl Door {
                 .poll_timeout()
                 .map(|t| (t, Wake::LockConfirmation)),
             self.timers.next().map(|t| (t, Wake::Delivery)),
+            self.moves.refresh_at().map(|t| (t, Wake::LockRefresh)),
             edge,
         ]
         .into_iter()
@@ -490,6 +491,9 @@ impl Door {
 
     /// Deadlines due by `ctx.now`. Early or spurious calls do nothing.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx) {
+        if self.moves.refresh_due(ctx.now.mono) {
+            ctx.out.push(self.lock_action(LockCommand::Refresh));
+        }
         if let Some(note) = self.lock.handle_timeout(ctx.now.mono) {
             self.on_lock_note(ctx, note, None);
         }
