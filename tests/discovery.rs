@@ -269,7 +269,7 @@ fn camera_entities_field_by_field() {
     );
     assert_eq!(
         liveness["json_attributes_template"],
-        "{{ {'reason': value_json.reason, 'since': value_json.since} | tojson }}"
+        "{{ {'reason': value_json.reason, 'since': value_json.since, 'last_frame': value_json.last_frame} | tojson }}"
     );
 
     let fps = entity(&all, "sensor", "doorwarden_camera_porch_fps");
@@ -282,9 +282,12 @@ fn camera_entities_field_by_field() {
     assert_eq!(bitrate["unit_of_measurement"], "kbit/s");
     assert_eq!(bitrate["value_template"], "{{ value_json.bitrate_kbps }}");
 
-    let last = entity(&all, "sensor", "doorwarden_camera_porch_last_frame");
-    assert_eq!(last["device_class"], "timestamp");
-    assert_eq!(last["value_template"], "{{ value_json.last_frame }}");
+    // The last frame is an attribute of the liveness sensor (above), not a
+    // timestamp sensor that would change state with every frame.
+    assert!(
+        !all.contains_key("homeassistant/sensor/doorwarden_camera_porch_last_frame/config"),
+        "last_frame must not be an entity of its own"
+    );
 
     // A camera without a name is named after its key.
     let drive = entity(&all, "binary_sensor", "doorwarden_camera_drive_live");
@@ -544,7 +547,7 @@ fn invariants_over_every_entity() {
     // One device per door and camera, plus the bridge.
     assert_eq!(devices.len(), 1 + 2 + 2);
     // Door (contact only for front), camera and bridge entities, all there.
-    assert_eq!(all.len(), 3 + (10 + 9) + 6 * 2);
+    assert_eq!(all.len(), 3 + (10 + 9) + 5 * 2);
 }
 
 #[test]
@@ -663,7 +666,7 @@ fn entities_removed_from_the_config_are_cleared_and_others_left_alone() {
             removed.push(clear.topic);
         }
     }
-    let expected: Vec<String> = ["bitrate", "fps", "frozen", "last_frame", "live", "liveness"]
+    let expected: Vec<String> = ["bitrate", "fps", "frozen", "live", "liveness"]
         .iter()
         .map(|k| {
             let component = if matches!(*k, "frozen" | "live") {
@@ -1251,7 +1254,7 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
             cleared += 1;
         }
     }
-    assert_eq!(cleared, 6, "the six entities of the removed camera");
+    assert_eq!(cleared, 5, "the five entities of the removed camera");
 
     let mut ha = TestClient::connect(&broker).await;
     ha.subscribe("homeassistant/#").await;
@@ -1264,4 +1267,54 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     assert!(left.iter().all(|t| !t.contains("camera_side")), "{left:?}");
     assert!(left.contains("homeassistant/lock/0x1234_lock/config"));
     assert!(left.contains("homeassistant/lock/doorwarden_front_lock/config"));
+}
+
+/// Home Assistant logs "Invalid state message" (and keeps warning) for a
+/// timestamp sensor whose template renders anything but a time. Every
+/// timestamp sensor must read a field that holds a time in every state
+/// doorwarden can publish on its topic, including before a camera's first
+/// frame and a door's first window.
+#[test]
+fn no_timestamp_sensor_ever_reads_a_null() {
+    let config = home();
+    let all = discovered(&config);
+    let mut mirror = Mirror::new(&config);
+    let mut states: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut keep = |m: Message| {
+        let v: Value = serde_json::from_str(&m.payload).expect("state is JSON");
+        states.entry(m.topic).or_default().push(v);
+    };
+    for camera in config.cameras.keys() {
+        let mut first = camera_status(camera);
+        first.state = LivenessKind::Connecting;
+        first.last_frame = None;
+        for m in mirror.from_action(&Action::CameraState(first)) {
+            keep(m);
+        }
+        for m in mirror.from_action(&Action::CameraState(camera_status(camera))) {
+            keep(m);
+        }
+    }
+    for door in config.locks.keys() {
+        for m in mirror.from_action(&Action::DoorState(door_status(door))) {
+            keep(m);
+        }
+    }
+    for (topic, entity) in &all {
+        if entity["device_class"] != "timestamp" {
+            continue;
+        }
+        let template = entity["value_template"].as_str().unwrap_or_default();
+        let field = template
+            .trim_start_matches("{{ value_json.")
+            .trim_end_matches(" }}");
+        let state_topic = entity["state_topic"].as_str().unwrap_or_default();
+        for state in states.get(state_topic).into_iter().flatten() {
+            assert!(
+                state[field].is_string(),
+                "{topic} reads `{field}`, which is {} in {state}",
+                state[field]
+            );
+        }
+    }
 }

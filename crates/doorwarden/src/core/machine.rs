@@ -43,7 +43,8 @@ use crate::config::Config;
 
 /// How often a probe `Persist` is sent while storage is failing.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
-/// Camera rates (fps, bitrate) are published at most this often.
+/// Camera rates (fps, bitrate) that left their band are published at most
+/// this often.
 pub const RATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the core wants to be woken (str0m's `Reason`): for logs and tests.
@@ -587,9 +588,10 @@ impl Core {
         }
     }
 
-    /// After any input to a camera: publish a state change at once (rates
-    /// at most once a second) and hand its doors the `change` liveness
-    /// returned when the camera's kind changed.
+    /// After any input to a camera: publish a state change at once, rates
+    /// that left their band (`camera_band`) at most once a second, and hand
+    /// its doors the `change` liveness returned when the camera's kind
+    /// changed.
     fn camera_changed(
         &mut self,
         name: &str,
@@ -607,12 +609,8 @@ impl Core {
         let rates_due = cam
             .rates_published_at
             .is_none_or(|t| now.mono.saturating_duration_since(t) >= RATE_INTERVAL);
-        let rates_changed = shown.is_none_or(|p| {
-            p.fps != status.fps
-                || p.bitrate_kbps != status.bitrate_kbps
-                || p.last_frame != status.last_frame
-        });
-        if state_changed || (rates_due && rates_changed) {
+        let rates_moved = shown.is_none_or(|p| super::camera_band::rates_moved(p, &status));
+        if state_changed || (rates_due && rates_moved) {
             cam.published = Some(status.clone());
             cam.rates_published_at = Some(now.mono);
             out.push(Action::CameraState(status));

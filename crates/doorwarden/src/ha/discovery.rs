@@ -325,7 +325,15 @@ pub const CAMERA: &[EntitySpec] = &[
         icon: Some("mdi:cctv"),
         state_topic: Some(STATE),
         value_template: Some("{{ value_json.state }}"),
-        attributes: Some("{{ {'reason': value_json.reason, 'since': value_json.since} | tojson }}"),
+        // The time of the last good frame is an attribute, not a timestamp
+        // sensor of its own: it is null until the first frame (which a
+        // timestamp sensor rejects with a warning), and as a state of its
+        // own it would be a recorder row per frame. It is as fresh as the
+        // camera's last published state: the moment a camera stops being
+        // live, it says when its last good picture came.
+        attributes: Some(
+            "{{ {'reason': value_json.reason, 'since': value_json.since, 'last_frame': value_json.last_frame} | tojson }}",
+        ),
         extra: Extra::LivenessOptions,
         ..row("liveness", Component::Sensor)
     },
@@ -352,14 +360,6 @@ pub const CAMERA: &[EntitySpec] = &[
             precision: 0,
         },
         ..row("bitrate", Component::Sensor)
-    },
-    EntitySpec {
-        name: Some("Last frame"),
-        device_class: Some("timestamp"),
-        state_topic: Some(STATE),
-        // A null renders as `None`: unknown until the first frame.
-        value_template: Some("{{ value_json.last_frame }}"),
-        ..row("last_frame", Component::Sensor)
     },
 ];
 
