@@ -1195,6 +1195,17 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     for m in Mirror::new(&old).discovery() {
         publisher.publish(&m.topic, m.payload, m.retain).await;
     }
+    // Their last states, retained: the removed camera's must go, the
+    // remaining camera's must stay.
+    for camera in ["side", "porch"] {
+        publisher
+            .publish(
+                &format!("doorwarden/camera/{camera}/state"),
+                r#"{"state":"live"}"#,
+                true,
+            )
+            .await;
+    }
     // Another integration's config must survive.
     publisher
         .publish(
@@ -1229,7 +1240,7 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     assert_eq!(held.len(), planted, "the broker holds the old configs");
 
     let config = config_for(&broker);
-    let mirror = Mirror::new(&config);
+    let mut mirror = Mirror::new(&config);
     let mut link = BrokerLink::start(
         &config.mqtt,
         vec![mirror.config_filter()],
@@ -1246,15 +1257,19 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
             payload,
             retain,
         } = incoming
-            && let Some(m) = mirror.stale_config(&topic, &payload, retain)
         {
-            link.handle
-                .publish(&m.topic, m.payload, m.retain)
-                .expect("queued");
-            cleared += 1;
+            for m in mirror.stale(&topic, &payload, retain) {
+                link.handle
+                    .publish(&m.topic, m.payload, m.retain)
+                    .expect("queued");
+                cleared += 1;
+            }
         }
     }
-    assert_eq!(cleared, 5, "the five entities of the removed camera");
+    assert_eq!(
+        cleared, 6,
+        "the five entities of the removed camera and its state topic"
+    );
 
     let mut ha = TestClient::connect(&broker).await;
     ha.subscribe("homeassistant/#").await;
@@ -1267,6 +1282,19 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     assert!(left.iter().all(|t| !t.contains("camera_side")), "{left:?}");
     assert!(left.contains("homeassistant/lock/0x1234_lock/config"));
     assert!(left.contains("homeassistant/lock/doorwarden_front_lock/config"));
+
+    let mut states = TestClient::connect(&broker).await;
+    states.subscribe("doorwarden/camera/+/state").await;
+    let held: BTreeSet<String> = states
+        .collect(Duration::from_millis(500))
+        .await
+        .into_iter()
+        .map(|m| m.topic)
+        .collect();
+    assert_eq!(
+        held,
+        BTreeSet::from(["doorwarden/camera/porch/state".to_string()])
+    );
 }
 
 /// Home Assistant logs "Invalid state message" (and keeps warning) for a
@@ -1317,4 +1345,108 @@ fn no_timestamp_sensor_ever_reads_a_null() {
             );
         }
     }
+}
+
+/// Every key in every discovery payload says which Home Assistant release
+/// reads it (`ha::keys`), and docs/mqtt.md carries the same table.
+#[test]
+fn every_discovery_key_names_the_release_that_reads_it() {
+    use doorwarden::ha::keys::{KEYS, OLDEST_SUPPORTED, find};
+    let mut sent = BTreeSet::new();
+    for (topic, payload) in discovered(&home()) {
+        let Some(object) = payload.as_object() else {
+            panic!("{topic}: not an object");
+        };
+        for key in object.keys() {
+            assert!(
+                find(key).is_some(),
+                "{topic}: key `{key}` is not in ha::keys::KEYS"
+            );
+            sent.insert(key.clone());
+        }
+    }
+    // And the table lists nothing that is never sent.
+    for k in KEYS {
+        assert!(
+            sent.contains(k.name),
+            "`{}` is listed but never sent",
+            k.name
+        );
+    }
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mqtt.md"))
+        .expect("docs/mqtt.md");
+    let expected: Vec<String> = KEYS
+        .iter()
+        .map(|k| {
+            format!(
+                "| `{}` | {} | {} | {} |",
+                k.name,
+                k.on,
+                k.since,
+                if k.note.is_empty() { "" } else { k.note }
+            )
+            .replace("|  |", "| |")
+        })
+        .collect();
+    let documented: Vec<String> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("### Discovery keys and the Home Assistant release"))
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        documented,
+        expected,
+        "docs/mqtt.md's key table differs from ha::keys; it should read:\n{}",
+        expected.join("\n")
+    );
+    // The claim the issue found untrue: 2024.3 drops the enum options.
+    assert!(find("options").is_some_and(|k| k.since > OLDEST_SUPPORTED));
+    assert!(
+        !doc.contains("only 2024.3 keys"),
+        "docs still claim only 2024.3 keys"
+    );
+}
+
+/// A removed camera or door leaves nothing retained behind: with its
+/// discovery configs go its retained state and availability topics, and
+/// nothing a remaining door, camera or the bridge uses.
+#[test]
+fn a_removed_camera_and_door_take_their_retained_topics_with_them() {
+    // Yesterday's config had a side camera and a shed door.
+    let old = config_from(&format!(
+        "{}  side:\n    url: rtsp://side.lan/s\n",
+        HOME.replace(
+            "cameras:\n  porch:",
+            "  shed:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/shed_lock\n    cameras: [side]\ncameras:\n  porch:"
+        )
+    ));
+    assert!(old.locks.contains_key("shed") && old.cameras.contains_key("side"));
+    let mut mirror = Mirror::new(&home());
+    let mut cleared = BTreeSet::new();
+    for m in Mirror::new(&old).discovery() {
+        for clear in mirror.stale(&m.topic, m.payload.as_bytes(), true) {
+            assert_eq!(clear.payload, "");
+            assert!(clear.retain);
+            assert!(cleared.insert(clear.topic.clone()), "{} twice", clear.topic);
+        }
+    }
+    let states: BTreeSet<&str> = cleared
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.ends_with("/config"))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from([
+            "doorwarden/camera/side/state",
+            "doorwarden/shed/availability",
+            "doorwarden/shed/state",
+        ])
+    );
+    // The configs went too (5 camera entities, 9 door entities).
+    assert_eq!(cleared.len() - states.len(), 5 + 9);
 }

@@ -8,9 +8,12 @@
 //! shares: full topics, `unique_id`, the `device` block, `origin` and the
 //! availability list. Supporting a new entity is one table row.
 //!
-//! Only per-component topics and options that Home Assistant 2024.3 knows
-//! are used (no device-based `cmps` discovery, no lock `open`, no
-//! `object_id`); newer Home Assistant releases read the same payloads.
+//! Only per-component discovery topics are used (no device-based `cmps`
+//! discovery, no lock `open`, no `object_id`), so every entity appears on
+//! Home Assistant 2024.3 and later. Every key is read by 2024.3 except the
+//! enum sensors' `options` (2024.9; older releases drop it):
+//! [`super::keys::KEYS`] lists each key with the release that reads it, and
+//! a test keeps that list complete.
 
 use serde_json::{Map, Value, json};
 
@@ -567,6 +570,8 @@ fn add_extra(p: &mut Map<String, Value>, extra: Extra) {
             put("payload_on", on.into());
             put("payload_off", off.into());
         }
+        // Read from 2024.9 on (see `keys`); earlier releases drop it and
+        // show the sensor without its list of states.
         Extra::Options(options) => put("options", json!(options)),
         Extra::LivenessOptions => put(
             "options",

@@ -6,6 +6,7 @@
 //!
 //! - [`discovery`]: the entities of every door, camera and the bridge, from
 //!   one table per device kind and one renderer ([`discovery::configs`]).
+//! - [`keys`]: the Home Assistant release that reads each discovery key.
 //! - [`state`]: the JSON published on state, event and response topics.
 //! - [`commands`]: what arrives on command topics, turned into
 //!   [`crate::core::Command`]s ([`CommandTopics`]).
@@ -26,13 +27,14 @@
 //! // For every core action:
 //! for m in mirror.from_action(&action) { link.publish(&m.topic, m.payload, m.retain)?; }
 //! // For every incoming message that is not a command:
-//! if let Some(m) = mirror.stale_config(&topic, &payload, retain) {
+//! for m in mirror.stale(&topic, &payload, retain) {
 //!     link.publish(&m.topic, m.payload, m.retain)?;
 //! }
 //! ```
 
 pub mod commands;
 pub mod discovery;
+pub mod keys;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,6 +148,33 @@ fn is_topic_level(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '+', '#', '\0'])
 }
 
+/// A topic with no wildcard or NUL, that can be published to.
+fn is_plain_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
+/// The topics a discovery config makes Home Assistant read: its state and
+/// attributes topics and every availability topic.
+fn topics_read(config: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["state_topic", "json_attributes_topic"] {
+        if let Some(t) = config.get(key).and_then(|t| t.as_str()) {
+            out.push(t.to_string());
+        }
+    }
+    if let Some(list) = config.get("availability").and_then(|a| a.as_array()) {
+        out.extend(
+            list.iter()
+                .filter_map(|a| a.get("topic").and_then(|t| t.as_str()))
+                .map(str::to_string),
+        );
+    }
+    if let Some(t) = config.get("availability_topic").and_then(|t| t.as_str()) {
+        out.push(t.to_string());
+    }
+    out
+}
+
 /// What Home Assistant has been told: the discovery configs of the current
 /// config, and the last payload of every retained state topic.
 ///
@@ -160,6 +189,10 @@ pub struct Mirror {
     bridge_info: Message,
     /// Retained state topic -> last payload sent.
     last: BTreeMap<String, String>,
+    /// Every topic an entity of the current config reads.
+    topics_read: BTreeSet<String>,
+    /// Topics of removed entities already cleared.
+    cleared: BTreeSet<String>,
 }
 
 impl Mirror {
@@ -170,6 +203,10 @@ impl Mirror {
             .map(|c| c.message())
             .collect();
         let config_topics = configs.iter().map(|m| m.topic.clone()).collect();
+        let topics_read = discovery::configs(config)
+            .iter()
+            .flat_map(|c| topics_read(&c.payload))
+            .collect();
         let bridge_info = Message::retained(
             topics.bridge_info(),
             state::bridge_info(config.locks.len(), config.cameras.len()),
@@ -180,6 +217,8 @@ impl Mirror {
             config_topics,
             bridge_info,
             last: BTreeMap::new(),
+            topics_read,
+            cleared: BTreeSet::new(),
         }
     }
 
@@ -263,6 +302,40 @@ impl Mirror {
                 .iter()
                 .map(|(topic, payload)| Message::retained(topic.clone(), payload.clone())),
         );
+        out
+    }
+
+    /// Everything to clear for a message seen on [`Mirror::config_filter`]:
+    /// the removal of a stale config ([`Mirror::stale_config`]), then the
+    /// retained state and availability topics that config read, unless an
+    /// entity of the current config reads them too (a removed contact
+    /// sensor leaves its door's state alone) or they were cleared already.
+    /// Without this, a removed camera's last state stays on the broker for
+    /// every client that subscribes later.
+    pub fn stale(&mut self, topic: &str, payload: &[u8], retain: bool) -> Vec<Message> {
+        let Some(removal) = self.stale_config(topic, payload, retain) else {
+            return Vec::new();
+        };
+        let mut out = vec![removal];
+        let Ok(config) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return out;
+        };
+        let own = format!("{}/", self.topics.base);
+        for read in topics_read(&config) {
+            // Only what doorwarden itself leaves retained below its base
+            // topic: never a topic of another program, never an event or
+            // command topic (an empty message there would reach live
+            // subscribers as a message).
+            let retained_kind = read.ends_with("/state") || read.ends_with("/availability");
+            if read.starts_with(&own)
+                && retained_kind
+                && is_plain_topic(&read)
+                && !self.topics_read.contains(&read)
+                && self.cleared.insert(read.clone())
+            {
+                out.push(Message::retained(read, ""));
+            }
+        }
         out
     }
 
