@@ -1450,3 +1450,33 @@ fn a_removed_camera_and_door_take_their_retained_topics_with_them() {
     // The configs went too (5 camera entities, 9 door entities).
     assert_eq!(cleared.len() - states.len(), 5 + 9);
 }
+
+/// Every retained message of `config`'s discovery, one `topic payload` line
+/// each, with the version written as `{VERSION}` so a release does not
+/// change it.
+fn discovery_text(config: &Config) -> String {
+    Mirror::new(config)
+        .discovery()
+        .iter()
+        .map(|m| format!("{} {}\n", m.topic, m.payload.replace(VERSION, "{VERSION}")))
+        .collect()
+}
+
+/// A config without `instance` keeps every topic, unique id, device id and
+/// payload exactly as before instances existed: nobody's entities are
+/// renamed by the upgrade. The fixture was written from the code before
+/// `instance` was added.
+#[test]
+fn without_an_instance_discovery_is_byte_for_byte_what_it_was() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/discovery/home_without_instance.txt"
+    );
+    let now = discovery_text(&home());
+    let before = std::fs::read_to_string(path).expect("fixture");
+    assert!(before.lines().count() > 30, "fixture too short");
+    for (i, (a, b)) in before.lines().zip(now.lines()).enumerate() {
+        assert_eq!(a, b, "line {} differs", i + 1);
+    }
+    assert_eq!(before, now);
+}
