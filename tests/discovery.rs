@@ -720,7 +720,9 @@ fn entities_removed_from_the_config_are_cleared_and_others_left_alone() {
             )
             .is_none()
     );
-    let ours = r#"{"origin":{"name":"doorwarden"}}"#;
+    // Ours: doorwarden's origin and a device of this bridge (a config of
+    // another doorwarden instance hangs from another bridge).
+    let ours = r#"{"origin":{"name":"doorwarden"},"device":{"via_device":"doorwarden_bridge"}}"#;
     assert!(
         mirror
             .stale_config("homeassistant/sensor/doorwarden_gone/config", b"", true)
@@ -1479,4 +1481,129 @@ fn without_an_instance_discovery_is_byte_for_byte_what_it_was() {
         assert_eq!(a, b, "line {} differs", i + 1);
     }
     assert_eq!(before, now);
+}
+
+/// A second bridge (another building) names its `instance`: it goes into
+/// every unique id, device id and, unless set, the base topic and client id,
+/// so two bridges on one Home Assistant never collide, and neither takes the
+/// other's entities for stale ones of its own.
+#[test]
+fn an_instance_name_keeps_two_bridges_apart() {
+    let north = config_from(&format!("instance: north\n{HOME}"));
+    assert_eq!(north.mqtt.base_topic, "doorwarden_north");
+    assert_eq!(north.mqtt.client_id, "doorwarden_north");
+    let all = discovered(&north);
+    let lock = entity(&all, "lock", "doorwarden_north_front_lock");
+    assert_eq!(lock["unique_id"], "doorwarden_north_front_lock");
+    assert_eq!(
+        lock["device"]["identifiers"],
+        json!(["doorwarden_north_door_front"])
+    );
+    assert_eq!(lock["device"]["via_device"], "doorwarden_north_bridge");
+    assert_eq!(lock["command_topic"], "doorwarden_north/front/lock/set");
+    assert_eq!(
+        lock["availability"],
+        json!([
+            {"topic": "doorwarden_north/bridge/availability"},
+            {"topic": "doorwarden_north/front/availability"}
+        ])
+    );
+    let live = entity(&all, "binary_sensor", "doorwarden_north_camera_porch_live");
+    assert_eq!(live["state_topic"], "doorwarden_north/camera/porch/state");
+    assert_eq!(
+        live["device"]["identifiers"],
+        json!(["doorwarden_north_camera_porch"])
+    );
+    let bridge = entity(
+        &all,
+        "binary_sensor",
+        "doorwarden_north_bridge_connectivity",
+    );
+    assert_eq!(
+        bridge["device"]["identifiers"],
+        json!(["doorwarden_north_bridge"])
+    );
+    // The device names shown in Home Assistant say which bridge.
+    assert_eq!(bridge["device"]["name"], "doorwarden north");
+
+    // No topic or id of one bridge is the other's.
+    let default_topics: BTreeSet<String> = discovered(&home()).into_keys().collect();
+    assert!(all.keys().all(|t| !default_topics.contains(t)));
+    let north_commands = CommandTopics::new(&north).subscriptions();
+    let default_commands = CommandTopics::new(&home()).subscriptions();
+    for filter in &north_commands {
+        // Both listen to Home Assistant's birth message, nothing else.
+        if filter != "homeassistant/status" {
+            assert!(!default_commands.contains(filter), "{filter} shared");
+        }
+    }
+    assert!(
+        north_commands
+            .iter()
+            .any(|f| f.starts_with("doorwarden_north/"))
+    );
+
+    // Each bridge leaves the other's retained configs alone, and still
+    // clears its own removed ones.
+    let mut north_mirror = Mirror::new(&north);
+    let mut default_mirror = Mirror::new(&home());
+    for m in Mirror::new(&home()).discovery() {
+        assert!(
+            north_mirror
+                .stale(&m.topic, m.payload.as_bytes(), true)
+                .is_empty()
+        );
+    }
+    for m in Mirror::new(&north).discovery() {
+        assert!(
+            default_mirror
+                .stale(&m.topic, m.payload.as_bytes(), true)
+                .is_empty(),
+            "the default bridge would remove {}",
+            m.topic
+        );
+    }
+    let north_yesterday = config_from(&format!(
+        "instance: north\n{HOME}  side:\n    url: rtsp://side.lan/s\n"
+    ));
+    let side: Vec<Message> = Mirror::new(&north_yesterday)
+        .discovery()
+        .into_iter()
+        .flat_map(|m| north_mirror.stale(&m.topic, m.payload.as_bytes(), true))
+        .collect();
+    assert_eq!(side.len(), 5 + 1, "{side:?}");
+    assert!(
+        side.iter()
+            .any(|m| m.topic == "doorwarden_north/camera/side/state")
+    );
+}
+
+#[test]
+fn an_instance_name_must_be_a_plain_word() {
+    for bad in [
+        "North",
+        "no rth",
+        "a/b",
+        "\"\"",
+        "x123456789012345678901234567890123",
+    ] {
+        let Err(errors) =
+            doorwarden::config::load_str(&format!("instance: {bad}\n{HOME}"), "test.yaml")
+        else {
+            panic!("instance `{bad}` accepted");
+        };
+        let shown = errors.to_string();
+        assert!(shown.starts_with("test.yaml:1:11: instance"), "{shown}");
+    }
+    // An explicit base topic and client id win over the instance's.
+    let c = config_from(&format!(
+        "instance: north\n{}",
+        HOME.replace(
+            "  url: mqtt://127.0.0.1:1883",
+            "  url: mqtt://127.0.0.1:1883\n  base_topic: gate\n  client_id: gate-bridge"
+        )
+    ));
+    assert_eq!(c.mqtt.base_topic, "gate");
+    assert_eq!(c.mqtt.client_id, "gate-bridge");
+    assert_eq!(c.instance.as_deref(), Some("north"));
 }

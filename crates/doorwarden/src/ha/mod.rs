@@ -47,9 +47,11 @@ use crate::core::Action;
 /// The name doorwarden gives itself in every discovery `origin` block, and
 /// the manufacturer of its devices.
 pub const ORIGIN_NAME: &str = "doorwarden";
-/// Every unique id and device identifier starts with this.
+/// Every unique id and device identifier starts with this (then the
+/// instance name and `_`, when the config names one: [`Topics::ids`]).
 pub const ID_PREFIX: &str = "doorwarden_";
-/// The bridge device's identifier, the `via_device` of every other device.
+/// The bridge device's identifier without an instance name, the
+/// `via_device` of every other device ([`Topics::bridge_id`]).
 pub const BRIDGE_ID: &str = "doorwarden_bridge";
 
 /// One MQTT message to publish (QoS 1). An empty payload on a retained
@@ -85,10 +87,19 @@ impl Message {
 pub struct Topics {
     pub base: String,
     pub prefix: String,
+    /// What every unique id and device identifier starts with:
+    /// `doorwarden_`, or `doorwarden_<instance>_`.
+    pub ids: String,
+    /// The config's `instance`, if any.
+    pub instance: Option<String>,
 }
 
 impl Topics {
     pub fn new(config: &Config) -> Topics {
+        let ids = match &config.instance {
+            Some(instance) => format!("{ID_PREFIX}{instance}_"),
+            None => ID_PREFIX.to_string(),
+        };
         Topics {
             base: config.mqtt.base_topic.trim_end_matches('/').to_string(),
             prefix: config
@@ -96,7 +107,14 @@ impl Topics {
                 .discovery_prefix
                 .trim_end_matches('/')
                 .to_string(),
+            ids,
+            instance: config.instance.clone(),
         }
+    }
+
+    /// The bridge device's identifier: [`BRIDGE_ID`] without an instance.
+    pub fn bridge_id(&self) -> String {
+        format!("{}bridge", self.ids)
     }
 
     pub fn bridge(&self) -> String {
@@ -146,6 +164,21 @@ impl Topics {
 /// (a bug) from ever turning into a wildcard or an extra level.
 fn is_topic_level(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '+', '#', '\0'])
+}
+
+/// Whether a discovery config is of the bridge `bridge_id` or one of its
+/// doors and cameras (full or abbreviated keys).
+fn belongs_to(config: &serde_json::Value, bridge_id: &str) -> bool {
+    let Some(device) = config.get("device").or_else(|| config.get("dev")) else {
+        return false;
+    };
+    let via = device.get("via_device").and_then(|v| v.as_str());
+    let is_bridge = device
+        .get("identifiers")
+        .or_else(|| device.get("ids"))
+        .and_then(|ids| ids.as_array())
+        .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(bridge_id)));
+    via == Some(bridge_id) || is_bridge
 }
 
 /// A topic with no wildcard or NUL, that can be published to.
@@ -347,8 +380,9 @@ impl Mirror {
 
     /// Given a message seen on [`Mirror::config_filter`], the empty retained
     /// message that removes it from Home Assistant, when it is a retained
-    /// discovery config of doorwarden's (its object id starts with
-    /// [`ID_PREFIX`] and its `origin` names doorwarden) that the current
+    /// discovery config of this doorwarden's (its object id starts with
+    /// [`Topics::ids`], its `origin` names doorwarden and its device is this
+    /// bridge or hangs from it) that the current
     /// config no longer produces: a door, camera or contact sensor that was
     /// removed. Anything else, other integrations' configs included, gives
     /// `None`.
@@ -359,12 +393,18 @@ impl Mirror {
         let rest = topic.strip_prefix(&self.topics.prefix)?.strip_prefix('/')?;
         let mut levels = rest.split('/');
         let (_component, object_id, last) = (levels.next()?, levels.next()?, levels.next()?);
-        if last != "config" || levels.next().is_some() || !object_id.starts_with(ID_PREFIX) {
+        if last != "config" || levels.next().is_some() || !object_id.starts_with(&self.topics.ids) {
             return None;
         }
         let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
         let origin = json.get("origin").or_else(|| json.get("o"))?;
         if origin.get("name").and_then(|n| n.as_str()) != Some(ORIGIN_NAME) {
+            return None;
+        }
+        // Another doorwarden on the same broker (another instance) is also
+        // "doorwarden" with ids under `doorwarden_`: only configs of this
+        // bridge's own devices are its to remove.
+        if !belongs_to(&json, &self.topics.bridge_id()) {
             return None;
         }
         Some(Message::retained(topic, ""))
