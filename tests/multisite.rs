@@ -60,10 +60,45 @@ fn bridge_section(site: &str, central: &Mosquitto) -> String {
     )
 }
 
-async fn start_site(name: &'static str, central: &Mosquitto) -> Site {
-    let broker = Mosquitto::builder()
-        .extra(&bridge_section(name, central))
-        .start();
+/// The same bridge for a central broker that does not take Mosquitto's
+/// bridge mode (`try_private false`): without it the central broker would
+/// echo a `both` topic back and the message would loop, so no topic crosses
+/// both ways: states, events and responses out, commands in.
+fn split_bridge_section(site: &str, central: &Mosquitto) -> String {
+    let mut text = format!(
+        "connection {site}_to_central\n\
+         address 127.0.0.1:{port}\n\
+         clientid site_{site}\n\
+         cleansession true\n\
+         try_private false\n\
+         notifications false\n\
+         restart_timeout 1\n\
+         topic homeassistant/+/+/config out 1\n\
+         topic homeassistant/status in 1\n",
+        port = central.port()
+    );
+    for out in [
+        "bridge/#",
+        "+/state",
+        "+/availability",
+        "+/delivery/event",
+        "+/delivery/response",
+        "camera/+/state",
+    ] {
+        text.push_str(&format!("topic doorwarden_{site}/{out} out 1\n"));
+    }
+    for command in ["+/lock/set", "+/delivery/+/set", "+/delivery/request"] {
+        text.push_str(&format!("topic doorwarden_{site}/{command} in 1\n"));
+    }
+    text
+}
+
+async fn start_site(
+    name: &'static str,
+    central: &Mosquitto,
+    section: fn(&str, &Mosquitto) -> String,
+) -> Site {
+    let broker = Mosquitto::builder().extra(&section(name, central)).start();
     let dir = tempfile::tempdir().expect("tempdir");
     let storage: PathBuf = dir.path().join("storage");
     std::fs::create_dir_all(&storage).expect("storage dir");
@@ -106,13 +141,22 @@ async fn start_site(name: &'static str, central: &Mosquitto) -> Site {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sites_bridged_into_one_broker_each_command_reaches_only_its_own_lock() {
+    two_sites(bridge_section).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_without_bridge_mode_with_one_direction_per_topic() {
+    two_sites(split_bridge_section).await;
+}
+
+async fn two_sites(section: fn(&str, &Mosquitto) -> String) {
     let central = Mosquitto::start();
     let mut ha = TestClient::connect(&central).await;
     ha.subscribe("homeassistant/#").await;
     ha.subscribe("doorwarden_north/#").await;
     ha.subscribe("doorwarden_south/#").await;
-    let north = start_site("north", &central).await;
-    let south = start_site("south", &central).await;
+    let north = start_site("north", &central, section).await;
+    let south = start_site("south", &central, section).await;
     let sites = [&north, &south];
 
     // Home Assistant sees both sets of entities, whole, and nothing else of
