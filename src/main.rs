@@ -104,9 +104,20 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
+    let level = cli.log_level.as_deref().unwrap_or(default_level);
+    // The demo's embedded broker logs through the same `tracing` as the
+    // bridge; its lines (a probe connection closing, a client leaving) are
+    // routine for a broker but read like failures in the middle of the
+    // demo's story, so they go to a file in the demo's folder instead.
+    let demo_dirs = match &cli.command {
+        Command::Demo { broker: None, .. } => Some(demo_paths()),
+        _ => None,
+    };
     init_logging(
-        cli.log_level.as_deref().unwrap_or(default_level),
+        level,
         cli.log_format,
+        demo_dirs.as_ref().map(|(_, log)| log.as_path()),
+        matches!(cli.command, Command::Demo { .. }),
     );
     match cli.command {
         Command::CheckConfig { path } => match config::load(&path) {
@@ -147,7 +158,8 @@ fn main() -> ExitCode {
             port,
             interactive,
             exit_after_story,
-            storage: None,
+            storage: demo_dirs.as_ref().map(|(storage, _)| storage.clone()),
+            broker_log: demo_dirs.map(|(_, log)| log),
         }),
         Command::Run { config: path } => {
             let cfg = match config::load(&path) {
@@ -167,17 +179,52 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
+/// The demo's folder (state, audit log) and its embedded broker's log file.
+fn demo_paths() -> (PathBuf, PathBuf) {
+    let storage = std::env::temp_dir().join(format!("doorwarden-demo-{}", std::process::id()));
+    let log = storage.join("broker.log");
+    (storage, log)
+}
+
+/// Log lines to stderr at `level` (or as RUST_LOG says). For the demo,
+/// the embedded broker's own lines (`rumqttd`) never reach the terminal:
+/// they go to `broker_log` when one is given and can be created.
+fn init_logging(level: &str, format: LogFormat, broker_log: Option<&Path>, demo: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let mut console_filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    if demo && let Ok(off) = "rumqttd=off".parse() {
+        console_filter = console_filter.add_directive(off);
     }
+    let console = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(console_filter);
+    let file = broker_log.and_then(|path| {
+        let dir = path.parent()?;
+        std::fs::create_dir_all(dir).ok()?;
+        let file = std::fs::File::create(path).ok()?;
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Arc::new(file))
+                .with_filter(EnvFilter::new("rumqttd=info")),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(console)
+        .with(file)
+        .init();
 }
 
 /// One thread is plenty for a bridge that moves small messages and frame

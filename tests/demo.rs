@@ -127,3 +127,48 @@ async fn interactive_commands_act_on_the_simulated_home() {
         "{stdout}"
     );
 }
+
+/// With its embedded broker (what a newcomer runs first), the demo prints
+/// its story and nothing from the broker library: no ERROR line from
+/// rumqttd on stdout or stderr. The broker's own lines go to a file the
+/// demo names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_keeps_its_log_lines_out_of_the_story() {
+    let storage = tempfile::tempdir().expect("tempdir");
+    let child = tokio::process::Command::new(DOORWARDEN)
+        .args(["demo", "--exit-after-story"])
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", storage.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start doorwarden demo");
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the demo ends within two minutes")
+        .expect("demo output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("story complete"), "{stdout}");
+    let log = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("broker log:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("the demo does not say where the broker log is:\n{stdout}"));
+    assert!(
+        std::path::Path::new(log).starts_with(storage.path())
+            && std::path::Path::new(log).is_file(),
+        "broker log {log}"
+    );
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for line in text.lines() {
+            assert!(
+                !(line.contains("ERROR") || line.contains("rumqttd")),
+                "the demo's {name} has a broker library line: {line}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+            );
+        }
+    }
+}

@@ -269,7 +269,7 @@ fn camera_entities_field_by_field() {
     );
     assert_eq!(
         liveness["json_attributes_template"],
-        "{{ {'reason': value_json.reason, 'since': value_json.since} | tojson }}"
+        "{{ {'reason': value_json.reason, 'since': value_json.since, 'last_frame': value_json.last_frame} | tojson }}"
     );
 
     let fps = entity(&all, "sensor", "doorwarden_camera_porch_fps");
@@ -282,9 +282,12 @@ fn camera_entities_field_by_field() {
     assert_eq!(bitrate["unit_of_measurement"], "kbit/s");
     assert_eq!(bitrate["value_template"], "{{ value_json.bitrate_kbps }}");
 
-    let last = entity(&all, "sensor", "doorwarden_camera_porch_last_frame");
-    assert_eq!(last["device_class"], "timestamp");
-    assert_eq!(last["value_template"], "{{ value_json.last_frame }}");
+    // The last frame is an attribute of the liveness sensor (above), not a
+    // timestamp sensor that would change state with every frame.
+    assert!(
+        !all.contains_key("homeassistant/sensor/doorwarden_camera_porch_last_frame/config"),
+        "last_frame must not be an entity of its own"
+    );
 
     // A camera without a name is named after its key.
     let drive = entity(&all, "binary_sensor", "doorwarden_camera_drive_live");
@@ -544,7 +547,7 @@ fn invariants_over_every_entity() {
     // One device per door and camera, plus the bridge.
     assert_eq!(devices.len(), 1 + 2 + 2);
     // Door (contact only for front), camera and bridge entities, all there.
-    assert_eq!(all.len(), 3 + (10 + 9) + 6 * 2);
+    assert_eq!(all.len(), 3 + (10 + 9) + 5 * 2);
 }
 
 #[test]
@@ -663,7 +666,7 @@ fn entities_removed_from_the_config_are_cleared_and_others_left_alone() {
             removed.push(clear.topic);
         }
     }
-    let expected: Vec<String> = ["bitrate", "fps", "frozen", "last_frame", "live", "liveness"]
+    let expected: Vec<String> = ["bitrate", "fps", "frozen", "live", "liveness"]
         .iter()
         .map(|k| {
             let component = if matches!(*k, "frozen" | "live") {
@@ -717,7 +720,9 @@ fn entities_removed_from_the_config_are_cleared_and_others_left_alone() {
             )
             .is_none()
     );
-    let ours = r#"{"origin":{"name":"doorwarden"}}"#;
+    // Ours: doorwarden's origin and a device of this bridge (a config of
+    // another doorwarden instance hangs from another bridge).
+    let ours = r#"{"origin":{"name":"doorwarden"},"device":{"via_device":"doorwarden_bridge"}}"#;
     assert!(
         mirror
             .stale_config("homeassistant/sensor/doorwarden_gone/config", b"", true)
@@ -1192,6 +1197,17 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     for m in Mirror::new(&old).discovery() {
         publisher.publish(&m.topic, m.payload, m.retain).await;
     }
+    // Their last states, retained: the removed camera's must go, the
+    // remaining camera's must stay.
+    for camera in ["side", "porch"] {
+        publisher
+            .publish(
+                &format!("doorwarden/camera/{camera}/state"),
+                r#"{"state":"live"}"#,
+                true,
+            )
+            .await;
+    }
     // Another integration's config must survive.
     publisher
         .publish(
@@ -1226,7 +1242,7 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     assert_eq!(held.len(), planted, "the broker holds the old configs");
 
     let config = config_for(&broker);
-    let mirror = Mirror::new(&config);
+    let mut mirror = Mirror::new(&config);
     let mut link = BrokerLink::start(
         &config.mqtt,
         vec![mirror.config_filter()],
@@ -1243,15 +1259,19 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
             payload,
             retain,
         } = incoming
-            && let Some(m) = mirror.stale_config(&topic, &payload, retain)
         {
-            link.handle
-                .publish(&m.topic, m.payload, m.retain)
-                .expect("queued");
-            cleared += 1;
+            for m in mirror.stale(&topic, &payload, retain) {
+                link.handle
+                    .publish(&m.topic, m.payload, m.retain)
+                    .expect("queued");
+                cleared += 1;
+            }
         }
     }
-    assert_eq!(cleared, 6, "the six entities of the removed camera");
+    assert_eq!(
+        cleared, 6,
+        "the five entities of the removed camera and its state topic"
+    );
 
     let mut ha = TestClient::connect(&broker).await;
     ha.subscribe("homeassistant/#").await;
@@ -1264,4 +1284,326 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
     assert!(left.iter().all(|t| !t.contains("camera_side")), "{left:?}");
     assert!(left.contains("homeassistant/lock/0x1234_lock/config"));
     assert!(left.contains("homeassistant/lock/doorwarden_front_lock/config"));
+
+    let mut states = TestClient::connect(&broker).await;
+    states.subscribe("doorwarden/camera/+/state").await;
+    let held: BTreeSet<String> = states
+        .collect(Duration::from_millis(500))
+        .await
+        .into_iter()
+        .map(|m| m.topic)
+        .collect();
+    assert_eq!(
+        held,
+        BTreeSet::from(["doorwarden/camera/porch/state".to_string()])
+    );
+}
+
+/// Home Assistant logs "Invalid state message" (and keeps warning) for a
+/// timestamp sensor whose template renders anything but a time. Every
+/// timestamp sensor must read a field that holds a time in every state
+/// doorwarden can publish on its topic, including before a camera's first
+/// frame and a door's first window.
+#[test]
+fn no_timestamp_sensor_ever_reads_a_null() {
+    let config = home();
+    let all = discovered(&config);
+    let mut mirror = Mirror::new(&config);
+    let mut states: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut keep = |m: Message| {
+        let v: Value = serde_json::from_str(&m.payload).expect("state is JSON");
+        states.entry(m.topic).or_default().push(v);
+    };
+    for camera in config.cameras.keys() {
+        let mut first = camera_status(camera);
+        first.state = LivenessKind::Connecting;
+        first.last_frame = None;
+        for m in mirror.from_action(&Action::CameraState(first)) {
+            keep(m);
+        }
+        for m in mirror.from_action(&Action::CameraState(camera_status(camera))) {
+            keep(m);
+        }
+    }
+    for door in config.locks.keys() {
+        for m in mirror.from_action(&Action::DoorState(door_status(door))) {
+            keep(m);
+        }
+    }
+    for (topic, entity) in &all {
+        if entity["device_class"] != "timestamp" {
+            continue;
+        }
+        let template = entity["value_template"].as_str().unwrap_or_default();
+        let field = template
+            .trim_start_matches("{{ value_json.")
+            .trim_end_matches(" }}");
+        let state_topic = entity["state_topic"].as_str().unwrap_or_default();
+        for state in states.get(state_topic).into_iter().flatten() {
+            assert!(
+                state[field].is_string(),
+                "{topic} reads `{field}`, which is {} in {state}",
+                state[field]
+            );
+        }
+    }
+}
+
+/// Every key in every discovery payload says which Home Assistant release
+/// reads it (`ha::keys`), and docs/mqtt.md carries the same table.
+#[test]
+fn every_discovery_key_names_the_release_that_reads_it() {
+    use doorwarden::ha::keys::{KEYS, OLDEST_SUPPORTED, find};
+    let mut sent = BTreeSet::new();
+    for (topic, payload) in discovered(&home()) {
+        let Some(object) = payload.as_object() else {
+            panic!("{topic}: not an object");
+        };
+        for key in object.keys() {
+            assert!(
+                find(key).is_some(),
+                "{topic}: key `{key}` is not in ha::keys::KEYS"
+            );
+            sent.insert(key.clone());
+        }
+    }
+    // And the table lists nothing that is never sent.
+    for k in KEYS {
+        assert!(
+            sent.contains(k.name),
+            "`{}` is listed but never sent",
+            k.name
+        );
+    }
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mqtt.md"))
+        .expect("docs/mqtt.md");
+    let expected: Vec<String> = KEYS
+        .iter()
+        .map(|k| {
+            format!(
+                "| `{}` | {} | {} | {} |",
+                k.name,
+                k.on,
+                k.since,
+                if k.note.is_empty() { "" } else { k.note }
+            )
+            .replace("|  |", "| |")
+        })
+        .collect();
+    let documented: Vec<String> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("### Discovery keys and the Home Assistant release"))
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        documented,
+        expected,
+        "docs/mqtt.md's key table differs from ha::keys; it should read:\n{}",
+        expected.join("\n")
+    );
+    // The claim the issue found untrue: 2024.3 drops the enum options.
+    assert!(find("options").is_some_and(|k| k.since > OLDEST_SUPPORTED));
+    assert!(
+        !doc.contains("only 2024.3 keys"),
+        "docs still claim only 2024.3 keys"
+    );
+}
+
+/// A removed camera or door leaves nothing retained behind: with its
+/// discovery configs go its retained state and availability topics, and
+/// nothing a remaining door, camera or the bridge uses.
+#[test]
+fn a_removed_camera_and_door_take_their_retained_topics_with_them() {
+    // Yesterday's config had a side camera and a shed door.
+    let old = config_from(&format!(
+        "{}  side:\n    url: rtsp://side.lan/s\n",
+        HOME.replace(
+            "cameras:\n  porch:",
+            "  shed:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/shed_lock\n    cameras: [side]\ncameras:\n  porch:"
+        )
+    ));
+    assert!(old.locks.contains_key("shed") && old.cameras.contains_key("side"));
+    let mut mirror = Mirror::new(&home());
+    let mut cleared = BTreeSet::new();
+    for m in Mirror::new(&old).discovery() {
+        for clear in mirror.stale(&m.topic, m.payload.as_bytes(), true) {
+            assert_eq!(clear.payload, "");
+            assert!(clear.retain);
+            assert!(cleared.insert(clear.topic.clone()), "{} twice", clear.topic);
+        }
+    }
+    let states: BTreeSet<&str> = cleared
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.ends_with("/config"))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from([
+            "doorwarden/camera/side/state",
+            "doorwarden/shed/availability",
+            "doorwarden/shed/state",
+        ])
+    );
+    // The configs went too (5 camera entities, 9 door entities).
+    assert_eq!(cleared.len() - states.len(), 5 + 9);
+}
+
+/// Every retained message of `config`'s discovery, one `topic payload` line
+/// each, with the version written as `{VERSION}` so a release does not
+/// change it.
+fn discovery_text(config: &Config) -> String {
+    Mirror::new(config)
+        .discovery()
+        .iter()
+        .map(|m| format!("{} {}\n", m.topic, m.payload.replace(VERSION, "{VERSION}")))
+        .collect()
+}
+
+/// A config without `instance` keeps every topic, unique id, device id and
+/// payload exactly as before instances existed: nobody's entities are
+/// renamed by the upgrade. The fixture was written from the code before
+/// `instance` was added.
+#[test]
+fn without_an_instance_discovery_is_byte_for_byte_what_it_was() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/discovery/home_without_instance.txt"
+    );
+    let now = discovery_text(&home());
+    let before = std::fs::read_to_string(path).expect("fixture");
+    assert!(before.lines().count() > 30, "fixture too short");
+    for (i, (a, b)) in before.lines().zip(now.lines()).enumerate() {
+        assert_eq!(a, b, "line {} differs", i + 1);
+    }
+    assert_eq!(before, now);
+}
+
+/// A second bridge (another building) names its `instance`: it goes into
+/// every unique id, device id and, unless set, the base topic and client id,
+/// so two bridges on one Home Assistant never collide, and neither takes the
+/// other's entities for stale ones of its own.
+#[test]
+fn an_instance_name_keeps_two_bridges_apart() {
+    let north = config_from(&format!("instance: north\n{HOME}"));
+    assert_eq!(north.mqtt.base_topic, "doorwarden_north");
+    assert_eq!(north.mqtt.client_id, "doorwarden_north");
+    let all = discovered(&north);
+    let lock = entity(&all, "lock", "doorwarden_north_front_lock");
+    assert_eq!(lock["unique_id"], "doorwarden_north_front_lock");
+    assert_eq!(
+        lock["device"]["identifiers"],
+        json!(["doorwarden_north_door_front"])
+    );
+    assert_eq!(lock["device"]["via_device"], "doorwarden_north_bridge");
+    assert_eq!(lock["command_topic"], "doorwarden_north/front/lock/set");
+    assert_eq!(
+        lock["availability"],
+        json!([
+            {"topic": "doorwarden_north/bridge/availability"},
+            {"topic": "doorwarden_north/front/availability"}
+        ])
+    );
+    let live = entity(&all, "binary_sensor", "doorwarden_north_camera_porch_live");
+    assert_eq!(live["state_topic"], "doorwarden_north/camera/porch/state");
+    assert_eq!(
+        live["device"]["identifiers"],
+        json!(["doorwarden_north_camera_porch"])
+    );
+    let bridge = entity(
+        &all,
+        "binary_sensor",
+        "doorwarden_north_bridge_connectivity",
+    );
+    assert_eq!(
+        bridge["device"]["identifiers"],
+        json!(["doorwarden_north_bridge"])
+    );
+    // The device names shown in Home Assistant say which bridge.
+    assert_eq!(bridge["device"]["name"], "doorwarden north");
+
+    // No topic or id of one bridge is the other's.
+    let default_topics: BTreeSet<String> = discovered(&home()).into_keys().collect();
+    assert!(all.keys().all(|t| !default_topics.contains(t)));
+    let north_commands = CommandTopics::new(&north).subscriptions();
+    let default_commands = CommandTopics::new(&home()).subscriptions();
+    for filter in &north_commands {
+        // Both listen to Home Assistant's birth message, nothing else.
+        if filter != "homeassistant/status" {
+            assert!(!default_commands.contains(filter), "{filter} shared");
+        }
+    }
+    assert!(
+        north_commands
+            .iter()
+            .any(|f| f.starts_with("doorwarden_north/"))
+    );
+
+    // Each bridge leaves the other's retained configs alone, and still
+    // clears its own removed ones.
+    let mut north_mirror = Mirror::new(&north);
+    let mut default_mirror = Mirror::new(&home());
+    for m in Mirror::new(&home()).discovery() {
+        assert!(
+            north_mirror
+                .stale(&m.topic, m.payload.as_bytes(), true)
+                .is_empty()
+        );
+    }
+    for m in Mirror::new(&north).discovery() {
+        assert!(
+            default_mirror
+                .stale(&m.topic, m.payload.as_bytes(), true)
+                .is_empty(),
+            "the default bridge would remove {}",
+            m.topic
+        );
+    }
+    let north_yesterday = config_from(&format!(
+        "instance: north\n{HOME}  side:\n    url: rtsp://side.lan/s\n"
+    ));
+    let side: Vec<Message> = Mirror::new(&north_yesterday)
+        .discovery()
+        .into_iter()
+        .flat_map(|m| north_mirror.stale(&m.topic, m.payload.as_bytes(), true))
+        .collect();
+    assert_eq!(side.len(), 5 + 1, "{side:?}");
+    assert!(
+        side.iter()
+            .any(|m| m.topic == "doorwarden_north/camera/side/state")
+    );
+}
+
+#[test]
+fn an_instance_name_must_be_a_plain_word() {
+    for bad in [
+        "North",
+        "no rth",
+        "a/b",
+        "\"\"",
+        "x123456789012345678901234567890123",
+    ] {
+        let Err(errors) =
+            doorwarden::config::load_str(&format!("instance: {bad}\n{HOME}"), "test.yaml")
+        else {
+            panic!("instance `{bad}` accepted");
+        };
+        let shown = errors.to_string();
+        assert!(shown.starts_with("test.yaml:1:11: instance"), "{shown}");
+    }
+    // An explicit base topic and client id win over the instance's.
+    let c = config_from(&format!(
+        "instance: north\n{}",
+        HOME.replace(
+            "  url: mqtt://127.0.0.1:1883",
+            "  url: mqtt://127.0.0.1:1883\n  base_topic: gate\n  client_id: gate-bridge"
+        )
+    ));
+    assert_eq!(c.mqtt.base_topic, "gate");
+    assert_eq!(c.mqtt.client_id, "gate-bridge");
+    assert_eq!(c.instance.as_deref(), Some("north"));
 }

@@ -32,9 +32,20 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(10);
 pub struct MosquittoBuilder {
     users: Vec<(String, String)>,
     tls: bool,
+    extra: String,
 }
 
 impl MosquittoBuilder {
+    /// Appends these lines to the generated mosquitto.conf (a bridge
+    /// `connection` section, say).
+    pub fn extra(mut self, lines: &str) -> Self {
+        self.extra.push_str(lines);
+        if !self.extra.ends_with('\n') {
+            self.extra.push('\n');
+        }
+        self
+    }
+
     /// Adds a user to a password file and turns anonymous access off.
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.to_string(), password.to_string()));
@@ -107,6 +118,9 @@ impl MosquittoBuilder {
             ca_file = Some(certs.ca);
         }
 
+        // Sections such as a bridge's `connection` come last: every line
+        // after `connection` belongs to it.
+        conf.push_str(&self.extra);
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).expect("write mosquitto.conf");
 

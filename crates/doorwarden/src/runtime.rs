@@ -726,10 +726,10 @@ impl Shell<'_> {
                 Parsed::NotMine => {}
             }
         }
-        if let Some(removal) = self.mirror.stale_config(&topic, &payload, retain) {
+        for removal in self.mirror.stale(&topic, &payload, retain) {
             info!(
                 topic = removal.topic,
-                "removing an entity that left the config"
+                "removing what an entity that left the config left behind"
             );
             if let Err(e) = self.link.publish(&removal.topic, removal.payload, true) {
                 warn!("{e}");

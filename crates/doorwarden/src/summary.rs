@@ -15,6 +15,12 @@ use crate::redact;
 pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
     let mut out = String::new();
     let m = &cfg.mqtt;
+    if let Some(instance) = &cfg.instance {
+        let _ = writeln!(
+            out,
+            "Instance `{instance}`: unique ids and device ids start with doorwarden_{instance}_"
+        );
+    }
     let _ = writeln!(
         out,
         "MQTT broker {} as client `{}`",

@@ -41,6 +41,9 @@ pub struct DemoOptions {
     pub exit_after_story: bool,
     /// Where the demo bridge keeps its state and audit log.
     pub storage: Option<PathBuf>,
+    /// Where the embedded broker's own log lines go (the caller's logging
+    /// sends them there); named in the header so they can be found.
+    pub broker_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +235,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     match &options.broker {
         Some(_) => println!("MQTT broker: mqtt://127.0.0.1:{port} (given with --broker)"),
         None => println!("MQTT broker: embedded, mqtt://127.0.0.1:{port}"),
+    }
+    if let (None, Some(log)) = (&options.broker, &options.broker_log) {
+        println!("broker log:  {}", log.display());
     }
     println!(
         "watch along:  mosquitto_sub -h 127.0.0.1 -p {port} -t 'doorwarden/#' -t 'zigbee2mqtt/#' -v\n"

@@ -18,6 +18,13 @@ use super::duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Which bridge this is, when one Home Assistant has several (another
+    /// building, another gate): `[a-z0-9_]`, up to 32. It goes into every
+    /// unique id and device id, and is the default of `mqtt.base_topic` and
+    /// `mqtt.client_id` (`doorwarden_<instance>`). Without it, ids and
+    /// topics are what they always were.
+    #[serde(default)]
+    pub instance: Option<String>,
     pub mqtt: Mqtt,
     #[serde(default)]
     pub cameras: BTreeMap<String, Camera>,

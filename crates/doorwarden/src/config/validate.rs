@@ -122,6 +122,28 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         Some(v) => typed::<Storage>(v, &p(&["storage"]), &mut report),
         None => Some(Storage::default()),
     };
+    let instance = get("instance").and_then(|v| {
+        typed::<String>(v, &p(&["instance"]), &mut report)
+            .filter(|name| check_instance(name, &mut report))
+    });
+    // An instance names the base topic and client id unless the file does:
+    // two bridges on one broker must not share either.
+    let mqtt_has = |key: &str| {
+        top.get(Value::String("mqtt".into()))
+            .and_then(|m| m.get(Value::String(key.into())))
+            .is_some()
+    };
+    let mqtt = mqtt.map(|mut m| {
+        if let Some(name) = &instance {
+            if !mqtt_has("base_topic") {
+                m.base_topic = format!("doorwarden_{name}");
+            }
+            if !mqtt_has("client_id") {
+                m.client_id = format!("doorwarden_{name}");
+            }
+        }
+        m
+    });
 
     // Pass 3: rules across fields, on whatever parsed.
     if let Some(m) = &mqtt {
@@ -139,6 +161,7 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 
     match (mqtt, storage) {
         (Some(mqtt), Some(storage)) if report.errors.is_empty() => Ok(Config {
+            instance,
             mqtt,
             cameras,
             locks,
@@ -294,6 +317,28 @@ fn check_mqtt(m: &Mqtt, r: &mut Report) {
             "mqtt.keep_alive must be at least 5s".into(),
         );
     }
+}
+
+/// Longest `instance` name: it is repeated in every unique id and topic.
+const MAX_INSTANCE_LEN: usize = 32;
+
+/// An instance name goes into ids and topics as one word.
+fn check_instance(name: &str, r: &mut Report) -> bool {
+    let plain = !name.is_empty()
+        && name.len() <= MAX_INSTANCE_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        r.value(
+            &p(&["instance"]),
+            format!(
+                "instance `{name}` must be 1 to {MAX_INSTANCE_LEN} of a-z, 0-9 and _ (it goes into \
+                 Home Assistant's ids and the MQTT topics)"
+            ),
+        );
+    }
+    plain
 }
 
 fn check_camera(name: &str, cam: &Camera, r: &mut Report) {
@@ -604,6 +649,7 @@ mod schema {
 
     pub fn root() -> Shape {
         Struct(vec![
+            ("instance", Leaf),
             (
                 "mqtt",
                 Struct(leaves(&[

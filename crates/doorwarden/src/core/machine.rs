@@ -45,7 +45,8 @@ use crate::core::text;
 
 /// How often a probe `Persist` is sent while storage is failing.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
-/// Camera rates (fps, bitrate) are published at most this often.
+/// Camera rates (fps, bitrate) that left their band are published at most
+/// this often.
 pub const RATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the core wants to be woken (str0m's `Reason`): for logs and tests.
@@ -121,13 +122,6 @@ impl CameraEntry {
         let state = self.liveness.state();
         shown.state == state.kind()
             && text::same(shown.reason.as_deref(), |w| state.write_reason(w))
-    }
-
-    /// Whether `shown` holds this camera's rates and last frame as they are.
-    fn rates_shown(&self, shown: &CameraStatus) -> bool {
-        shown.fps == self.liveness.fps()
-            && shown.bitrate_kbps == self.liveness.bitrate_kbps()
-            && shown.last_frame == self.liveness.last_frame()
     }
 }
 
@@ -618,9 +612,10 @@ impl Core {
         }
     }
 
-    /// After any input to a camera: publish a state change at once (rates
-    /// at most once a second) and hand its doors the `change` liveness
-    /// returned when the camera's kind changed.
+    /// After any input to a camera: publish a state change at once, rates
+    /// that left their band (`camera_band`) at most once a second, and hand
+    /// its doors the `change` liveness returned when the camera's kind
+    /// changed.
     fn camera_changed(
         &mut self,
         name: &str,
@@ -636,7 +631,10 @@ impl Core {
         let rates_due = cam
             .rates_published_at
             .is_none_or(|t| now.mono.saturating_duration_since(t) >= RATE_INTERVAL);
-        if state_changed || (rates_due && shown.is_none_or(|p| !cam.rates_shown(p))) {
+        let rates_moved = shown.is_none_or(|p| {
+            super::camera_band::rates_moved(p, cam.liveness.fps(), cam.liveness.bitrate_kbps())
+        });
+        if state_changed || (rates_due && rates_moved) {
             let status = cam.status(name);
             cam.published = Some(status.clone());
             cam.rates_published_at = Some(now.mono);

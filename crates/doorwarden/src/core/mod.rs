@@ -39,6 +39,7 @@
 //! - `timer`: the deadline table that doors, cameras and locks each keep,
 //!   indexed by their own small timer enum.
 
+pub mod camera_band;
 pub mod door;
 pub mod liveness;
 pub mod lock;

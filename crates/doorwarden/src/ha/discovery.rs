@@ -8,13 +8,16 @@
 //! shares: full topics, `unique_id`, the `device` block, `origin` and the
 //! availability list. Supporting a new entity is one table row.
 //!
-//! Only per-component topics and options that Home Assistant 2024.3 knows
-//! are used (no device-based `cmps` discovery, no lock `open`, no
-//! `object_id`); newer Home Assistant releases read the same payloads.
+//! Only per-component discovery topics are used (no device-based `cmps`
+//! discovery, no lock `open`, no `object_id`), so every entity appears on
+//! Home Assistant 2024.3 and later. Every key is read by 2024.3 except the
+//! enum sensors' `options` (2024.9; older releases drop it):
+//! [`super::keys::KEYS`] lists each key with the release that reads it, and
+//! a test keeps that list complete.
 
 use serde_json::{Map, Value, json};
 
-use super::{BRIDGE_ID, ID_PREFIX, Message, ORIGIN_NAME, Topics};
+use super::{Message, ORIGIN_NAME, Topics};
 use crate::config::{Config, Door};
 use crate::core::DeliveryEventKind;
 use crate::core::liveness::LivenessKind;
@@ -325,7 +328,15 @@ pub const CAMERA: &[EntitySpec] = &[
         icon: Some("mdi:cctv"),
         state_topic: Some(STATE),
         value_template: Some("{{ value_json.state }}"),
-        attributes: Some("{{ {'reason': value_json.reason, 'since': value_json.since} | tojson }}"),
+        // The time of the last good frame is an attribute, not a timestamp
+        // sensor of its own: it is null until the first frame (which a
+        // timestamp sensor rejects with a warning), and as a state of its
+        // own it would be a recorder row per frame. It is as fresh as the
+        // camera's last published state: the moment a camera stops being
+        // live, it says when its last good picture came.
+        attributes: Some(
+            "{{ {'reason': value_json.reason, 'since': value_json.since, 'last_frame': value_json.last_frame} | tojson }}",
+        ),
         extra: Extra::LivenessOptions,
         ..row("liveness", Component::Sensor)
     },
@@ -353,14 +364,6 @@ pub const CAMERA: &[EntitySpec] = &[
         },
         ..row("bitrate", Component::Sensor)
     },
-    EntitySpec {
-        name: Some("Last frame"),
-        device_class: Some("timestamp"),
-        state_topic: Some(STATE),
-        // A null renders as `None`: unknown until the first frame.
-        value_template: Some("{{ value_json.last_frame }}"),
-        ..row("last_frame", Component::Sensor)
-    },
 ];
 
 const LIVENESS_STATES: [LivenessKind; 5] = [
@@ -376,7 +379,8 @@ const LIVENESS_STATES: [LivenessKind; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     /// The device registry identifier (`doorwarden_bridge`,
-    /// `doorwarden_door_<door>`, `doorwarden_camera_<camera>`).
+    /// `doorwarden_door_<door>`, `doorwarden_camera_<camera>`; with an
+    /// instance, `doorwarden_<instance>_` instead of `doorwarden_`).
     pub identifier: String,
     /// Unique ids are `<stem>_<key>`.
     pub id_stem: String,
@@ -408,10 +412,16 @@ impl DiscoveryConfig {
 
 /// The bridge device.
 pub fn bridge_device(topics: &Topics) -> Device {
+    // With several bridges on one Home Assistant, the device list says
+    // which is which.
+    let name = match &topics.instance {
+        Some(instance) => format!("{ORIGIN_NAME} {instance}"),
+        None => ORIGIN_NAME.to_string(),
+    };
     Device {
-        identifier: BRIDGE_ID.to_string(),
-        id_stem: BRIDGE_ID.to_string(),
-        name: "doorwarden".to_string(),
+        identifier: topics.bridge_id(),
+        id_stem: topics.bridge_id(),
+        name,
         model: "doorwarden bridge".to_string(),
         topic: topics.bridge(),
         lock_availability: None,
@@ -428,8 +438,8 @@ pub fn door_device(topics: &Topics, key: &str, door: &Door) -> Device {
         "Door"
     };
     Device {
-        identifier: format!("{ID_PREFIX}door_{key}"),
-        id_stem: format!("{ID_PREFIX}{key}"),
+        identifier: format!("{}door_{key}", topics.ids),
+        id_stem: format!("{}{key}", topics.ids),
         name: door.name.clone().unwrap_or_else(|| key.to_string()),
         model: backend.to_string(),
         topic: topics.door(key),
@@ -440,8 +450,8 @@ pub fn door_device(topics: &Topics, key: &str, door: &Door) -> Device {
 
 pub fn camera_device(topics: &Topics, key: &str, name: Option<&str>) -> Device {
     Device {
-        identifier: format!("{ID_PREFIX}camera_{key}"),
-        id_stem: format!("{ID_PREFIX}camera_{key}"),
+        identifier: format!("{}camera_{key}", topics.ids),
+        id_stem: format!("{}camera_{key}", topics.ids),
         name: name.unwrap_or(key).to_string(),
         model: "RTSP camera".to_string(),
         topic: topics.camera(key),
@@ -483,7 +493,7 @@ pub fn render(topics: &Topics, device: &Device, spec: &EntitySpec) -> DiscoveryC
 
     p.insert("name".into(), spec.name.map_or(Value::Null, Value::from));
     p.insert("unique_id".into(), Value::from(unique_id.clone()));
-    p.insert("device".into(), device_block(device));
+    p.insert("device".into(), device_block(topics, device));
     p.insert(
         "origin".into(),
         json!({ "name": ORIGIN_NAME, "sw_version": env!("CARGO_PKG_VERSION") }),
@@ -534,7 +544,7 @@ pub fn render(topics: &Topics, device: &Device, spec: &EntitySpec) -> DiscoveryC
     }
 }
 
-fn device_block(device: &Device) -> Value {
+fn device_block(topics: &Topics, device: &Device) -> Value {
     let mut d = Map::new();
     d.insert("identifiers".into(), json!([device.identifier]));
     d.insert("name".into(), Value::from(device.name.clone()));
@@ -542,7 +552,7 @@ fn device_block(device: &Device) -> Value {
     d.insert("model".into(), Value::from(device.model.clone()));
     d.insert("sw_version".into(), Value::from(env!("CARGO_PKG_VERSION")));
     if device.via_bridge {
-        d.insert("via_device".into(), Value::from(BRIDGE_ID));
+        d.insert("via_device".into(), Value::from(topics.bridge_id()));
     }
     Value::Object(d)
 }
@@ -567,6 +577,8 @@ fn add_extra(p: &mut Map<String, Value>, extra: Extra) {
             put("payload_on", on.into());
             put("payload_off", off.into());
         }
+        // Read from 2024.9 on (see `keys`); earlier releases drop it and
+        // show the sensor without its list of states.
         Extra::Options(options) => put("options", json!(options)),
         Extra::LivenessOptions => put(
             "options",

@@ -6,6 +6,7 @@
 //!
 //! - [`discovery`]: the entities of every door, camera and the bridge, from
 //!   one table per device kind and one renderer ([`discovery::configs`]).
+//! - [`keys`]: the Home Assistant release that reads each discovery key.
 //! - [`state`]: the JSON published on state, event and response topics.
 //! - [`commands`]: what arrives on command topics, turned into
 //!   [`crate::core::Command`]s ([`CommandTopics`]).
@@ -26,13 +27,14 @@
 //! // For every core action:
 //! for m in mirror.from_action(&action) { link.publish(&m.topic, m.payload, m.retain)?; }
 //! // For every incoming message that is not a command:
-//! if let Some(m) = mirror.stale_config(&topic, &payload, retain) {
+//! for m in mirror.stale(&topic, &payload, retain) {
 //!     link.publish(&m.topic, m.payload, m.retain)?;
 //! }
 //! ```
 
 pub mod commands;
 pub mod discovery;
+pub mod keys;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,9 +47,11 @@ use crate::core::Action;
 /// The name doorwarden gives itself in every discovery `origin` block, and
 /// the manufacturer of its devices.
 pub const ORIGIN_NAME: &str = "doorwarden";
-/// Every unique id and device identifier starts with this.
+/// Every unique id and device identifier starts with this (then the
+/// instance name and `_`, when the config names one: [`Topics::ids`]).
 pub const ID_PREFIX: &str = "doorwarden_";
-/// The bridge device's identifier, the `via_device` of every other device.
+/// The bridge device's identifier without an instance name, the
+/// `via_device` of every other device ([`Topics::bridge_id`]).
 pub const BRIDGE_ID: &str = "doorwarden_bridge";
 
 /// One MQTT message to publish (QoS 1). An empty payload on a retained
@@ -83,10 +87,19 @@ impl Message {
 pub struct Topics {
     pub base: String,
     pub prefix: String,
+    /// What every unique id and device identifier starts with:
+    /// `doorwarden_`, or `doorwarden_<instance>_`.
+    pub ids: String,
+    /// The config's `instance`, if any.
+    pub instance: Option<String>,
 }
 
 impl Topics {
     pub fn new(config: &Config) -> Topics {
+        let ids = match &config.instance {
+            Some(instance) => format!("{ID_PREFIX}{instance}_"),
+            None => ID_PREFIX.to_string(),
+        };
         Topics {
             base: config.mqtt.base_topic.trim_end_matches('/').to_string(),
             prefix: config
@@ -94,7 +107,14 @@ impl Topics {
                 .discovery_prefix
                 .trim_end_matches('/')
                 .to_string(),
+            ids,
+            instance: config.instance.clone(),
         }
+    }
+
+    /// The bridge device's identifier: [`BRIDGE_ID`] without an instance.
+    pub fn bridge_id(&self) -> String {
+        format!("{}bridge", self.ids)
     }
 
     pub fn bridge(&self) -> String {
@@ -146,6 +166,48 @@ fn is_topic_level(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '+', '#', '\0'])
 }
 
+/// Whether a discovery config is of the bridge `bridge_id` or one of its
+/// doors and cameras (full or abbreviated keys).
+fn belongs_to(config: &serde_json::Value, bridge_id: &str) -> bool {
+    let Some(device) = config.get("device").or_else(|| config.get("dev")) else {
+        return false;
+    };
+    let via = device.get("via_device").and_then(|v| v.as_str());
+    let is_bridge = device
+        .get("identifiers")
+        .or_else(|| device.get("ids"))
+        .and_then(|ids| ids.as_array())
+        .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(bridge_id)));
+    via == Some(bridge_id) || is_bridge
+}
+
+/// A topic with no wildcard or NUL, that can be published to.
+fn is_plain_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
+/// The topics a discovery config makes Home Assistant read: its state and
+/// attributes topics and every availability topic.
+fn topics_read(config: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["state_topic", "json_attributes_topic"] {
+        if let Some(t) = config.get(key).and_then(|t| t.as_str()) {
+            out.push(t.to_string());
+        }
+    }
+    if let Some(list) = config.get("availability").and_then(|a| a.as_array()) {
+        out.extend(
+            list.iter()
+                .filter_map(|a| a.get("topic").and_then(|t| t.as_str()))
+                .map(str::to_string),
+        );
+    }
+    if let Some(t) = config.get("availability_topic").and_then(|t| t.as_str()) {
+        out.push(t.to_string());
+    }
+    out
+}
+
 /// What Home Assistant has been told: the discovery configs of the current
 /// config, and the last payload of every retained state topic.
 ///
@@ -160,6 +222,10 @@ pub struct Mirror {
     bridge_info: Message,
     /// Retained state topic -> last payload sent.
     last: BTreeMap<String, String>,
+    /// Every topic an entity of the current config reads.
+    topics_read: BTreeSet<String>,
+    /// Topics of removed entities already cleared.
+    cleared: BTreeSet<String>,
 }
 
 impl Mirror {
@@ -170,6 +236,10 @@ impl Mirror {
             .map(|c| c.message())
             .collect();
         let config_topics = configs.iter().map(|m| m.topic.clone()).collect();
+        let topics_read = discovery::configs(config)
+            .iter()
+            .flat_map(|c| topics_read(&c.payload))
+            .collect();
         let bridge_info = Message::retained(
             topics.bridge_info(),
             state::bridge_info(config.locks.len(), config.cameras.len()),
@@ -180,6 +250,8 @@ impl Mirror {
             config_topics,
             bridge_info,
             last: BTreeMap::new(),
+            topics_read,
+            cleared: BTreeSet::new(),
         }
     }
 
@@ -266,6 +338,40 @@ impl Mirror {
         out
     }
 
+    /// Everything to clear for a message seen on [`Mirror::config_filter`]:
+    /// the removal of a stale config ([`Mirror::stale_config`]), then the
+    /// retained state and availability topics that config read, unless an
+    /// entity of the current config reads them too (a removed contact
+    /// sensor leaves its door's state alone) or they were cleared already.
+    /// Without this, a removed camera's last state stays on the broker for
+    /// every client that subscribes later.
+    pub fn stale(&mut self, topic: &str, payload: &[u8], retain: bool) -> Vec<Message> {
+        let Some(removal) = self.stale_config(topic, payload, retain) else {
+            return Vec::new();
+        };
+        let mut out = vec![removal];
+        let Ok(config) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return out;
+        };
+        let own = format!("{}/", self.topics.base);
+        for read in topics_read(&config) {
+            // Only what doorwarden itself leaves retained below its base
+            // topic: never a topic of another program, never an event or
+            // command topic (an empty message there would reach live
+            // subscribers as a message).
+            let retained_kind = read.ends_with("/state") || read.ends_with("/availability");
+            if read.starts_with(&own)
+                && retained_kind
+                && is_plain_topic(&read)
+                && !self.topics_read.contains(&read)
+                && self.cleared.insert(read.clone())
+            {
+                out.push(Message::retained(read, ""));
+            }
+        }
+        out
+    }
+
     /// The filter to subscribe to at start to find doorwarden's own
     /// discovery configs left on the broker: `<prefix>/+/+/config`.
     pub fn config_filter(&self) -> String {
@@ -274,8 +380,9 @@ impl Mirror {
 
     /// Given a message seen on [`Mirror::config_filter`], the empty retained
     /// message that removes it from Home Assistant, when it is a retained
-    /// discovery config of doorwarden's (its object id starts with
-    /// [`ID_PREFIX`] and its `origin` names doorwarden) that the current
+    /// discovery config of this doorwarden's (its object id starts with
+    /// [`Topics::ids`], its `origin` names doorwarden and its device is this
+    /// bridge or hangs from it) that the current
     /// config no longer produces: a door, camera or contact sensor that was
     /// removed. Anything else, other integrations' configs included, gives
     /// `None`.
@@ -286,12 +393,18 @@ impl Mirror {
         let rest = topic.strip_prefix(&self.topics.prefix)?.strip_prefix('/')?;
         let mut levels = rest.split('/');
         let (_component, object_id, last) = (levels.next()?, levels.next()?, levels.next()?);
-        if last != "config" || levels.next().is_some() || !object_id.starts_with(ID_PREFIX) {
+        if last != "config" || levels.next().is_some() || !object_id.starts_with(&self.topics.ids) {
             return None;
         }
         let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
         let origin = json.get("origin").or_else(|| json.get("o"))?;
         if origin.get("name").and_then(|n| n.as_str()) != Some(ORIGIN_NAME) {
+            return None;
+        }
+        // Another doorwarden on the same broker (another instance) is also
+        // "doorwarden" with ids under `doorwarden_`: only configs of this
+        // bridge's own devices are its to remove.
+        if !belongs_to(&json, &self.topics.bridge_id()) {
             return None;
         }
         Some(Message::retained(topic, ""))
