@@ -289,7 +289,30 @@ fn every_schema_key_options() -> Json {
     let mut options = home_options();
     // Empty: the Supervisor's UI leaves an emptied optional text like this.
     options["config_file"] = json!("");
+    options["instance"] = json!("north");
     options
+}
+
+#[test]
+fn the_instance_option_names_this_bridge_and_is_left_out_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = home_options();
+    options["instance"] = json!("north");
+    let prepared = prepare(&options, &service(false, "1883"), &paths(dir.path())).unwrap();
+    let cfg = doorwarden::config::load_str(&prepared.yaml, "doorwarden.yaml")
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", prepared.yaml));
+    assert_eq!(cfg.instance.as_deref(), Some("north"));
+
+    for empty in [json!(""), Json::Null] {
+        let mut options = home_options();
+        options["instance"] = empty;
+        let prepared = prepare(&options, &service(false, "1883"), &paths(dir.path())).unwrap();
+        assert!(
+            !prepared.yaml.contains("instance"),
+            "no instance key for a single bridge:\n{}",
+            prepared.yaml
+        );
+    }
 }
 
 fn json_keys(path: &str, node: &Json, keys: &mut BTreeSet<String>) {

@@ -105,6 +105,9 @@ struct Options {
     /// this struct agree.
     #[serde(default, rename = "log_level")]
     _log_level: Option<serde::de::IgnoredAny>,
+    /// This bridge's name when several share one Home Assistant.
+    #[serde(default)]
+    instance: Option<String>,
     #[serde(default)]
     time_zone: Option<String>,
     #[serde(default)]
@@ -408,6 +411,8 @@ struct WindowEntry {
 
 #[derive(Serialize)]
 struct AddonFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
     mqtt: MqttSection,
     cameras: Keyed<CameraEntry>,
     locks: Keyed<DoorEntry>,
@@ -620,6 +625,7 @@ fn from_options(
         .collect();
 
     let file = AddonFile {
+        instance: non_empty(&options.instance).map(str::to_string),
         mqtt: mqtt_section(mqtt, paths, secrets),
         cameras: Keyed(cameras),
         locks: Keyed(locks),
