@@ -129,7 +129,7 @@ fn broken_configs_are_reported_with_line_and_column() {
             "lock with two backends",
             "mqtt:\n  url: mqtt://broker.local\nlocks:\n  front:\n    zigbee2mqtt: {topic: zigbee2mqtt/front}\n    zwave_js: {node: 4}\n",
             &[
-                "home.yaml:6:5: locks.front: a lock has one backend; give zigbee2mqtt or zwave_js, not both",
+                "home.yaml:6:5: locks.front: a lock has one backend; give one of zigbee2mqtt, zwave_js or zwave_js_server",
             ],
         ),
         (
