@@ -60,6 +60,14 @@ const CHECK_EVERY: Duration = Duration::from_millis(700);
 /// only bounds the polling.
 const CHECK_FOR: Duration = Duration::from_secs(45);
 
+/// How long a bare `currentMode` update waits for the Access Control
+/// notification that may explain it. zwave-js updates `currentMode` from a
+/// lock's (manual, keypad, RF) notification *before* it passes the
+/// notification on, so taken at once the bolt would count as moved by
+/// nobody knows whom, and the source that follows a moment later would be
+/// lost. The two leave the server back to back.
+const EXPLAIN_WITHIN: Duration = Duration::from_millis(150);
+
 /// The owner's words for a command that could not reach the server.
 pub const UNREACHABLE: &str = "Z-Wave JS server unreachable";
 
@@ -173,6 +181,7 @@ impl ServerDevice {
                 requests: HashMap::new(),
                 node_ready: false,
                 check: None,
+                held: None,
             };
             let why = session.run(&mut rx).await;
             ready.store(false, Ordering::Relaxed);
@@ -234,6 +243,9 @@ struct Session<'a> {
     requests: HashMap<String, Req>,
     node_ready: bool,
     check: Option<Check>,
+    /// A bolt position from a bare `currentMode` update, waiting
+    /// [`EXPLAIN_WITHIN`] for its notification.
+    held: Option<(LockState, Instant)>,
 }
 
 impl Session<'_> {
@@ -262,6 +274,10 @@ impl Session<'_> {
                 .map(|c| c.next)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let idle_at = last_heard + if pinged { 2 * IDLE_PING } else { IDLE_PING };
+            let held_at = self
+                .held
+                .map(|(_, at)| at)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 frame = ws.next() => {
                     last_heard = Instant::now();
@@ -287,6 +303,11 @@ impl Session<'_> {
                 _ = sleep_until(check_at) => {
                     if let Err(why) = self.ask_lock(&mut ws).await {
                         return why;
+                    }
+                }
+                _ = sleep_until(held_at) => {
+                    if let Some((state, _)) = self.held.take() {
+                        self.emit(vec![DoorReport::Lock { state, source: None }]).await;
                     }
                 }
                 _ = sleep_until(idle_at) => {
@@ -624,12 +645,31 @@ impl Session<'_> {
                 }
                 let args = body.get("args").unwrap_or(&Value::Null);
                 match node.value_event(args, self.check.is_none()) {
-                    Ok(reports) => self.emit(reports).await,
+                    Ok(reports) => {
+                        let mut now = Vec::new();
+                        for r in reports {
+                            match r {
+                                DoorReport::Lock {
+                                    state,
+                                    source: None,
+                                } => self.held = Some((state, Instant::now() + EXPLAIN_WITHIN)),
+                                other => now.push(other),
+                            }
+                        }
+                        self.emit(now).await;
+                    }
                     Err(why) => debug!(door = %self.dev.door, "skipping a value: {why}"),
                 }
             }
             "notification" if self.node_ready => {
                 let reports = node.notification(body);
+                let explained = reports.iter().any(|r| {
+                    matches!(r, DoorReport::Lock { state, source: Some(_) }
+                        if self.held.is_some_and(|(held, _)| held == *state))
+                });
+                if explained {
+                    self.held = None;
+                }
                 self.emit(reports).await;
             }
             "ready" => {
