@@ -407,6 +407,26 @@ impl ServerNode {
     }
 }
 
+/// Whether a value update is one only a Door Lock Operation Report from the
+/// lock carries (handles, duration, bolt/latch/door status). zwave-js's own
+/// optimistic update after a set touches `currentMode` and `targetMode`
+/// alone, so these say the lock has spoken; what it said is still read
+/// with [`ServerNode::get_lock_status`].
+pub fn is_operation_report_value(args: &Value) -> bool {
+    args.get("commandClass").and_then(Value::as_u64) == Some(CC_DOOR_LOCK)
+        && matches!(
+            args.get("property").and_then(Value::as_str),
+            Some(
+                "duration"
+                    | "insideHandlesCanOpenDoor"
+                    | "outsideHandlesCanOpenDoor"
+                    | "boltStatus"
+                    | "latchStatus"
+                    | "doorStatus"
+            )
+        )
+}
+
 /// The lock's answer to [`ServerNode::get_lock_status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockStatus {

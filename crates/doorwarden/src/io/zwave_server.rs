@@ -644,6 +644,14 @@ impl Session<'_> {
                     return Ok(());
                 }
                 let args = body.get("args").unwrap_or(&Value::Null);
+                if zwave_server::is_operation_report_value(args)
+                    && let Some(check) = self.check.as_mut()
+                {
+                    // The lock just sent an Operation Report (the values
+                    // only a report carries changed): ask it now rather
+                    // than at the next scheduled check.
+                    check.next = Instant::now();
+                }
                 match node.value_event(args, self.check.is_none()) {
                     Ok(reports) => {
                         let mut now = Vec::new();
