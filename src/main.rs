@@ -168,9 +168,17 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The WebSocket library traces every frame with its payload, and the
+    // frames to a Z-Wave JS server carry keypad codes: nothing below info,
+    // whatever level was asked for.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -51,6 +51,10 @@ fn config(broker: &Mosquitto, camera: &str, zwave: &str, storage: &Path) -> Stri
 }
 
 async fn home(broker: &Mosquitto) -> Home {
+    home_logging(broker, "debug").await
+}
+
+async fn home_logging(broker: &Mosquitto, level: &str) -> Home {
     let stack = ZwaveStack::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = dir.path().join("storage");
@@ -64,7 +68,7 @@ async fn home(broker: &Mosquitto) -> Home {
     let path = dir.path().join("doorwarden.yaml");
     std::fs::write(&path, config(broker, &camera.url(), &stack.url(), &storage))
         .expect("write config");
-    let bridge = Bridge::start(&path, &dir.path().join("logs"), LogFormat::Text, "debug");
+    let bridge = Bridge::start(&path, &dir.path().join("logs"), LogFormat::Text, level);
     Home {
         stack,
         contact,
@@ -241,7 +245,9 @@ async fn a_manual_turn_a_keypad_entry_and_a_jam_are_reported_from_the_lock() {
 async fn a_full_delivery_sets_the_code_in_the_slot_unlocks_and_relocks() {
     let broker = Mosquitto::start();
     let mut obs = observer(&broker).await;
-    let mut home = home(&broker).await;
+    // At the most talkative log level, so the check below covers every
+    // library's logging of the WebSocket frames that carry the code.
+    let mut home = home_logging(&broker, "trace").await;
     wait_lock_shown(&mut obs, DOOR, "LOCKED").await;
     wait_live(&mut obs).await;
 
@@ -279,6 +285,17 @@ async fn a_full_delivery_sets_the_code_in_the_slot_unlocks_and_relocks() {
         home.stack.code_slot(SLOT).0 == 0
     })
     .await;
+    // The code went to the lock inside a WebSocket frame: it is in no log
+    // line, neither as text nor as the frame's bytes.
+    let out = home.bridge.output();
+    let hex: String = "482913".bytes().map(|b| format!("{b:02x}")).collect();
+    for (i, line) in out.lines().enumerate() {
+        assert!(
+            !line.contains("482913") && !line.to_lowercase().contains(&hex),
+            "the delivery code is in the bridge's log, line {}: {line}",
+            i + 1
+        );
+    }
     drop(home);
 }
 
