@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::mosquitto::{Mosquitto, TestClient};
-use process_home::{Bridge, LONG, LogFormat, door_topic, is_state, wait_until};
+use process_home::{Bridge, LONG, LogFormat, collect_until, door_topic, is_state, wait_until};
 
 const DOOR: &str = "front_door";
 const NODE: u64 = 2;
@@ -46,13 +46,23 @@ async fn serve(stream: tokio::net::TcpStream, n: usize) {
                 let _ = ws.send(Message::text(ok.to_string())).await;
             }
             Some("start_listening") => {
+                // On the second connection the lock is still being
+                // interviewed: its stored values (an old "unsecured") are
+                // not news until its `ready` event.
+                let ready = n != 2;
+                let mode = if ready { 255 } else { 0 };
                 let state = json!({"type":"result","success":true,"messageId":id,"result":{"state":{
-                "driver":{},"controller":{},"nodes":[{"nodeId":NODE,"ready":true,"status":4,"values":[
-                    {"commandClass":98,"endpoint":0,"property":"currentMode","value":255},
+                "driver":{},"controller":{},"nodes":[{"nodeId":NODE,"ready":ready,"status":4,"values":[
+                    {"commandClass":98,"endpoint":0,"property":"currentMode","value":mode},
                     {"commandClass":128,"endpoint":0,"property":"level","value":"lots"}
                 ]}]}}});
                 let _ = ws.send(Message::text(state.to_string())).await;
                 if n == 2 {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let ready = json!({"type":"event","event":{"source":"node","event":"ready","nodeId":NODE,
+                        "nodeState":{"nodeId":NODE,"ready":true,"status":4,"values":[
+                            {"commandClass":98,"endpoint":0,"property":"currentMode","value":255}]}}});
+                    let _ = ws.send(Message::text(ready.to_string())).await;
                     // Garbage, each of which must be skipped without
                     // ending the connection…
                     for junk in [
@@ -131,16 +141,29 @@ async fn a_hostile_zwave_server_is_refused_skipped_and_cut_off_at_the_size_cap()
 
     // Second: the lock is known LOCKED (the malformed battery level beside
     // it skipped), the garbage is skipped, and the thumb-turn still counts.
-    obs.wait_for(
+    // The lock is shown LOCKED once interviewed, never the stale
+    // "unsecured" from before its ready event.
+    let seen = collect_until(
+        &mut obs,
         |m| {
             is_state(m, DOOR)
                 && m.json()["lock"] == "UNLOCKED"
                 && m.json()["lock_source"] == "manual"
         },
-        LONG,
         "the manual unlock after the garbage",
     )
     .await;
+    let shown: Vec<String> = seen
+        .iter()
+        .filter(|m| is_state(m, DOOR))
+        .filter_map(|m| m.json()["lock"].as_str().map(str::to_string))
+        .collect();
+    let first_locked = shown.iter().position(|w| w == "LOCKED");
+    let first_unlocked = shown.iter().position(|w| w == "UNLOCKED");
+    assert!(
+        first_locked.is_some() && first_locked < first_unlocked,
+        "the stale value of a lock not yet interviewed was shown: {shown:?}"
+    );
     assert_eq!(
         connections.load(Ordering::SeqCst),
         2,

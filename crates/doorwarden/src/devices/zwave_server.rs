@@ -542,6 +542,30 @@ mod tests {
     }
 
     #[test]
+    fn a_contact_sensor_node_reports_the_door_and_nothing_of_a_lock() {
+        let contact = ServerNode {
+            node: 9,
+            role: Role::Contact,
+        };
+        let door = json!({"commandClass":113,"endpoint":0,"property":"Access Control","propertyKey":"Door state","newValue":22});
+        assert_eq!(
+            contact.value_event(&door, true),
+            Ok(vec![DoorReport::Contact { open: true }])
+        );
+        let binary =
+            json!({"commandClass":48,"endpoint":0,"property":"Door-Window","newValue":false});
+        assert_eq!(
+            contact.value_event(&binary, true),
+            Ok(vec![DoorReport::Contact { open: false }])
+        );
+        let mode = json!({"commandClass":98,"endpoint":0,"property":"currentMode","newValue":0});
+        assert_eq!(contact.value_event(&mode, true), Ok(vec![]));
+        // A lock's own door sensor is silent when the door has a separate
+        // contact sensor.
+        assert_eq!(lock().value_event(&door, true), Ok(vec![]));
+    }
+
+    #[test]
     fn malformed_frames_are_errors_not_panics() {
         assert!(parse("{").is_err());
         assert!(parse(r#"{"type":"result"}"#).is_err());
