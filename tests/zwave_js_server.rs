@@ -78,6 +78,24 @@ async fn home_logging(broker: &Mosquitto, level: &str) -> Home {
     }
 }
 
+impl Drop for Home {
+    fn drop(&mut self) {
+        // A failing test shows what the bridge said about the server (the
+        // bridge's own drop shows only its last lines).
+        if std::thread::panicking() {
+            let out = self.bridge.output();
+            let lines: Vec<&str> = out
+                .lines()
+                .filter(|l| l.contains("zwave_server") || l.contains("lock command"))
+                .collect();
+            eprintln!(
+                "--- the bridge on the Z-Wave JS server ---\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+}
+
 async fn observer(broker: &Mosquitto) -> TestClient {
     let mut obs = TestClient::connect(broker).await;
     obs.subscribe("doorwarden/#").await;

@@ -23,6 +23,13 @@ use process_home::{Bridge, LONG, LogFormat, collect_until, door_topic, is_state,
 const DOOR: &str = "front_door";
 const NODE: u64 = 2;
 
+/// The lock's answer to a Door Lock get: secured.
+fn bolt_answer(id: &Value) -> String {
+    json!({"type":"result","success":true,"messageId":id,"result":{"response":{
+        "currentMode":255,"targetMode":255,"duration":{"value":0,"unit":"seconds"}}}})
+    .to_string()
+}
+
 /// What the hostile server does on its n-th connection (from 1).
 async fn serve(stream: tokio::net::TcpStream, n: usize) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
@@ -63,6 +70,16 @@ async fn serve(stream: tokio::net::TcpStream, n: usize) {
                         "nodeState":{"nodeId":NODE,"ready":true,"status":4,"values":[
                             {"commandClass":98,"endpoint":0,"property":"currentMode","value":255}]}}});
                     let _ = ws.send(Message::text(ready.to_string())).await;
+                    // Now ready, the lock is asked where its bolt is.
+                    while let Some(Ok(Message::Text(text))) = ws.next().await {
+                        let Ok(ask) = serde_json::from_str::<Value>(text.as_str()) else {
+                            continue;
+                        };
+                        if ask["command"] == "endpoint.invoke_cc_api" && ask["commandClass"] == 98 {
+                            let _ = ws.send(Message::text(bolt_answer(&ask["messageId"]))).await;
+                            break;
+                        }
+                    }
                     // Garbage, each of which must be skipped without
                     // ending the connection…
                     for junk in [
@@ -91,6 +108,10 @@ async fn serve(stream: tokio::net::TcpStream, n: usize) {
                     );
                     let _ = ws.send(Message::text(huge)).await;
                 }
+            }
+            // The lock's own answer to "where is your bolt?".
+            Some("endpoint.invoke_cc_api") if req["commandClass"] == 98 => {
+                let _ = ws.send(Message::text(bolt_answer(&id))).await;
             }
             _ => {}
         }

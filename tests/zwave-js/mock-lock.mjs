@@ -53,6 +53,14 @@ const TRAVEL_MS = Number(process.env.LOCK_TRAVEL_MS ?? 400);
 // Key the stock Door Lock mock behaviour keeps the bolt under.
 const BOLT = "DoorLock_currentMode";
 
+// zwave-server killed in the middle of an exchange leaves the mock
+// controller waiting for an ACK that never comes, and the mock rejects a
+// promise nobody awaits; Node would end the process over it. A real Z-Wave
+// stick just waits for the next host, and so does this one.
+process.on("unhandledRejection", (e) => {
+	console.error("mock: ignored after the host went away:", String(e?.message ?? e));
+});
+
 const SOF = 0x01;
 const ACK = 0x06;
 const NAK = 0x15;

@@ -43,7 +43,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Short: a relock that fell due while the server was away waits for the
+/// reconnect, and a connection attempt to a LAN server costs nothing.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A connection that lasted this long starts the next backoff afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Silence after which a ping is sent, and after which (twice that) the
@@ -71,10 +73,18 @@ const EXPLAIN_WITHIN: Duration = Duration::from_millis(150);
 /// The owner's words for a command that could not reach the server.
 pub const UNREACHABLE: &str = "Z-Wave JS server unreachable";
 
+/// A command on its way to the connection task, and whether the runtime was
+/// told it left (`accepted`) or that it did not.
+#[derive(Debug, Clone)]
+struct Queued {
+    cmd: LockCommand,
+    accepted: bool,
+}
+
 /// The runtime's side of one connection task.
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
-    tx: mpsc::Sender<LockCommand>,
+    tx: mpsc::Sender<Queued>,
     ready: Arc<AtomicBool>,
 }
 
@@ -93,7 +103,10 @@ impl ServerHandle {
             return Err(UNREACHABLE.into());
         }
         self.tx
-            .try_send(cmd.clone())
+            .try_send(Queued {
+                cmd: cmd.clone(),
+                accepted: ready,
+            })
             .map_err(|_| "Z-Wave JS server command queue full".to_string())?;
         if ready {
             Ok(())
@@ -154,6 +167,26 @@ impl ServerDevice {
         }
     }
 
+    /// A command the connection cannot carry now. A lock is kept for the
+    /// next time the node is ready. The core is told only of a lock or
+    /// unlock it believes left (the handle accepted it while the node was
+    /// ready, and the connection fell before it went out): for the core
+    /// exactly a command the link refused.
+    fn not_carried(&self, q: Queued, relock: &mut bool) -> Option<Event> {
+        if q.cmd == LockCommand::Lock {
+            *relock = true;
+        }
+        let tell = q.accepted && matches!(q.cmd, LockCommand::Lock | LockCommand::Unlock);
+        tell.then(|| Event {
+            at: now(),
+            kind: EventKind::LockCommandUnsent {
+                door: self.door.clone(),
+                command: q.cmd,
+                reason: UNREACHABLE.into(),
+            },
+        })
+    }
+
     fn availability(&self, up: bool) -> DoorReport {
         match self.node.role {
             Role::Lock { .. } => DoorReport::LockAvailable(up),
@@ -163,7 +196,7 @@ impl ServerDevice {
 
     async fn run(
         self,
-        mut rx: mpsc::Receiver<LockCommand>,
+        mut rx: mpsc::Receiver<Queued>,
         ready: Arc<AtomicBool>,
         events: mpsc::Sender<Event>,
     ) {
@@ -196,9 +229,12 @@ impl ServerDevice {
             loop {
                 tokio::select! {
                     _ = sleep_until(until) => break,
-                    cmd = rx.recv() => match cmd {
-                        Some(LockCommand::Lock) => relock = true,
-                        Some(_) => {}
+                    queued = rx.recv() => match queued {
+                        Some(q) => {
+                            if let Some(ev) = self.not_carried(q, &mut relock) {
+                                let _ = events.send(ev).await;
+                            }
+                        }
                         None => return,
                     },
                 }
@@ -250,7 +286,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Runs the connection; returns why it ended.
-    async fn run(&mut self, rx: &mut mpsc::Receiver<LockCommand>) -> String {
+    async fn run(&mut self, rx: &mut mpsc::Receiver<Queued>) -> String {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
@@ -293,11 +329,26 @@ impl Session<'_> {
                         Some(Err(e)) => return format!("connection failed: {}", redact::text(&e.to_string())),
                     }
                 }
-                cmd = rx.recv() => {
-                    let Some(cmd) = cmd else { return "shutting down".into() };
-                    if let Err(why) = self.command(&mut ws, &cmd).await {
-                        self.unsent(&cmd).await;
+                queued = rx.recv() => {
+                    let Some(q) = queued else { return "shutting down".into() };
+                    if !self.node_ready {
+                        // Connected, the node still in its interview.
+                        if let Some(ev) = self.dev.not_carried(q, self.relock) {
+                            let _ = self.events.send(ev).await;
+                        }
+                        continue;
+                    }
+                    if let Err(why) = self.command(&mut ws, &q.cmd).await {
+                        if let Some(ev) = self.dev.not_carried(q, self.relock) {
+                            let _ = self.events.send(ev).await;
+                        }
                         return why;
+                    }
+                    if !q.accepted && q.cmd == LockCommand::Lock {
+                        // The core was told this relock did not leave; it
+                        // has now, and its deadline starts.
+                        *self.relock = false;
+                        self.sent_relock().await;
                     }
                 }
                 _ = sleep_until(check_at) => {
@@ -432,22 +483,27 @@ impl Session<'_> {
         reports: Vec<DoorReport>,
     ) -> Result<(), String> {
         self.node_ready = true;
-        self.emit(reports).await;
+        // The dump is the driver's cache, not the lock: after a server
+        // restart it can hold the bolt and the keypad slots as they were
+        // before the last unflushed change. Where the bolt is comes from
+        // the lock itself (asked below); the slots from the core's own
+        // retry on link-up, confirmed by the lock.
+        let cached = reports
+            .into_iter()
+            .filter(|r| !matches!(r, DoorReport::Lock { .. } | DoorReport::CodeSlot { .. }))
+            .collect();
+        self.emit(cached).await;
         self.emit(vec![self.dev.availability(alive)]).await;
         self.ready.store(true, Ordering::Relaxed);
+        if self.dev.node.role != Role::Contact {
+            let id = self.id(Req::LockStatus);
+            let text = self.dev.node.get_lock_status(&id);
+            self.send(ws, text).await?;
+        }
         if std::mem::take(self.relock) {
             info!(door = %self.dev.door, "sending the relock held while the Z-Wave JS server was away");
             self.command(ws, &LockCommand::Lock).await?;
-            let _ = self
-                .events
-                .send(Event {
-                    at: now(),
-                    kind: EventKind::LockCommandSent {
-                        door: self.dev.door.clone(),
-                        command: LockCommand::Lock,
-                    },
-                })
-                .await;
+            self.sent_relock().await;
         }
         // Keypad slots and the like: the core decides what must reach the
         // lock again now that it can be reached.
@@ -461,23 +517,15 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// A command that did not go out because the connection failed under
-    /// it: for the core exactly a command the link refused.
-    async fn unsent(&mut self, cmd: &LockCommand) {
-        if !matches!(cmd, LockCommand::Lock | LockCommand::Unlock) {
-            return;
-        }
-        if *cmd == LockCommand::Lock {
-            *self.relock = true;
-        }
+    /// A relock the core was told had not left has now gone out.
+    async fn sent_relock(&mut self) {
         let _ = self
             .events
             .send(Event {
                 at: now(),
-                kind: EventKind::LockCommandUnsent {
+                kind: EventKind::LockCommandSent {
                     door: self.dev.door.clone(),
-                    command: cmd.clone(),
-                    reason: UNREACHABLE.into(),
+                    command: LockCommand::Lock,
                 },
             })
             .await;
@@ -485,11 +533,6 @@ impl Session<'_> {
 
     async fn command(&mut self, ws: &mut Socket, cmd: &LockCommand) -> Result<(), String> {
         if self.dev.node.role == Role::Contact {
-            return Ok(());
-        }
-        if !self.node_ready {
-            // Raced the readiness flag: treat as not sent.
-            self.unsent(cmd).await;
             return Ok(());
         }
         let node = self.dev.node.clone();
