@@ -202,6 +202,7 @@ impl ServerDevice {
     ) {
         let mut backoff = BACKOFF_MIN;
         let mut relock = false;
+        let mut failures: u32 = 0;
         let url = redact::text(&self.url);
         loop {
             let started = Instant::now();
@@ -217,8 +218,19 @@ impl ServerDevice {
                 held: None,
             };
             let why = session.run(&mut rx).await;
-            ready.store(false, Ordering::Relaxed);
-            warn!(door = %self.door, server = %url, node = self.node.node, "Z-Wave JS server: {why}");
+            let was_ready = ready.swap(false, Ordering::Relaxed);
+            // Every attempt of a long outage would be a warning every few
+            // seconds: the first says it, then one a minute or so.
+            failures = if was_ready {
+                1
+            } else {
+                failures.wrapping_add(1)
+            };
+            if failures % 12 == 1 {
+                warn!(door = %self.door, server = %url, node = self.node.node, "Z-Wave JS server: {why}");
+            } else {
+                debug!(door = %self.door, server = %url, node = self.node.node, "Z-Wave JS server: {why}");
+            }
             let _ = events.send(self.report(self.availability(false))).await;
             if started.elapsed() >= STABLE_AFTER {
                 backoff = BACKOFF_MIN;
