@@ -508,6 +508,30 @@ mod tests {
     }
 
     #[test]
+    fn battery_and_code_slots_are_read_and_a_bad_level_is_an_error() {
+        let level = json!({"commandClass":128,"endpoint":0,"property":"level","newValue":5});
+        assert_eq!(
+            lock().value_event(&level, true),
+            Ok(vec![DoorReport::Battery(5)])
+        );
+        let bad = json!({"commandClass":128,"endpoint":0,"property":"level","newValue":"lots"});
+        assert!(lock().value_event(&bad, true).is_err());
+        let slot = json!({"commandClass":99,"endpoint":0,"property":"userIdStatus","propertyKey":3,"newValue":1});
+        assert_eq!(
+            lock().value_event(&slot, true),
+            Ok(vec![DoorReport::CodeSlot { slot: 3, set: true }])
+        );
+        let answer = json!({"response":{"userIdStatus":0,"userCode":"1234"}});
+        assert_eq!(
+            code_slot(3, &answer),
+            vec![DoorReport::CodeSlot {
+                slot: 3,
+                set: false
+            }]
+        );
+    }
+
+    #[test]
     fn jam_arrives_as_a_value_update() {
         let args = json!({"commandClass":113,"endpoint":0,"property":"Access Control","propertyKey":"Lock state","newValue":11,"prevValue":0});
         assert_eq!(
