@@ -33,6 +33,9 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The real Z-Wave JS driver and server (tests/zwave-js) run on Node.js.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing test peers: ${missing[*]}"
@@ -41,6 +44,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# zwave-js and @zwave-js/server, exactly as package-lock.json pins them
+# (npm warns that one dependency wants Node 22; Debian's Node 20 runs it).
+# Skipped when node_modules was installed from this very lockfile.
+if ! cmp -s tests/zwave-js/package-lock.json tests/zwave-js/node_modules/.installed-from-lock; then
+  echo "== npm ci (tests/zwave-js)"
+  (cd tests/zwave-js && npm ci --no-audit --no-fund \
+     && cp package-lock.json node_modules/.installed-from-lock)
 fi
 
 echo "== cargo fmt --check"

@@ -197,6 +197,14 @@ fn init_logging(level: &str, format: LogFormat, broker_log: Option<&Path>, demo:
     let mut console_filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The WebSocket library traces every frame with its payload, and the
+    // frames to a Z-Wave JS server carry keypad codes: nothing below info,
+    // whatever level was asked for.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            console_filter = console_filter.add_directive(directive);
+        }
+    }
     if demo && let Ok(off) = "rumqttd=off".parse() {
         console_filter = console_filter.add_directive(off);
     }

@@ -129,7 +129,29 @@ fn broken_configs_are_reported_with_line_and_column() {
             "lock with two backends",
             "mqtt:\n  url: mqtt://broker.local\nlocks:\n  front:\n    zigbee2mqtt: {topic: zigbee2mqtt/front}\n    zwave_js: {node: 4}\n",
             &[
-                "home.yaml:6:5: locks.front: a lock has one backend; give zigbee2mqtt or zwave_js, not both",
+                "home.yaml:6:5: locks.front: a lock has one backend; give one of zigbee2mqtt, zwave_js or zwave_js_server",
+            ],
+        ),
+        (
+            "Z-Wave JS server over wss://",
+            "mqtt:\n  url: mqtt://broker.local\nlocks:\n  front:\n    zwave_js_server: {url: \"wss://ha.local:3000\", node: 5}\n",
+            &[
+                "home.yaml:5:28: locks.front.zwave_js_server.url: wss:// is not supported; the Z-Wave JS server speaks plain ws:// (e.g. `ws://homeassistant.local:3000`)",
+            ],
+        ),
+        (
+            "Z-Wave JS server node id 0 and an http url",
+            "mqtt:\n  url: mqtt://broker.local\nlocks:\n  front:\n    zwave_js_server:\n      url: http://ha.local:3000\n      node: 0\n",
+            &[
+                "home.yaml:6:12: locks.front.zwave_js_server.url must be the server's WebSocket address, e.g. `ws://homeassistant.local:3000`",
+                "home.yaml:7:13: locks.front.zwave_js_server.node 0 is not a Z-Wave node id (1-232, or 256-4000 for Long Range)",
+            ],
+        ),
+        (
+            "lock on the gateway and the server at once",
+            "mqtt:\n  url: mqtt://broker.local\nlocks:\n  front:\n    zwave_js: {node: 4}\n    zwave_js_server: {url: \"ws://ha.local:3000\", node: 4}\n",
+            &[
+                "home.yaml:6:5: locks.front: a lock has one backend; give one of zigbee2mqtt, zwave_js or zwave_js_server",
             ],
         ),
         (

@@ -398,9 +398,13 @@ pub fn camera_state_topic() -> String {
     format!("doorwarden/camera/{CAMERA}/state")
 }
 
-/// Waits for the camera to be reported live.
+/// Waits for the camera to be reported live. The camera's state goes out
+/// only when it changes, so the retained state is asked for again (a new
+/// SUBSCRIBE makes the broker send it): a camera that went live before the
+/// call is seen at once.
 pub async fn wait_live(client: &mut TestClient) {
     let topic = camera_state_topic();
+    client.subscribe(&topic).await;
     client
         .wait_for(
             |m| m.topic == topic && m.json()["live"] == true,

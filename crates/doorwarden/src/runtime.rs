@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::core::{
     Action, AuditRecord, Core, CoreError, Event, EventKind, LockCommand, PersistedState, Stamp,
 };
+use crate::devices::zwave_server::Role;
 use crate::devices::{DoorDevices, Parsed};
 use crate::ha::{CommandParse, CommandTopics, Mirror};
 use crate::intake::{Intake, Why};
@@ -46,6 +47,7 @@ use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
 use crate::io::outbox::Lane;
 use crate::io::rtsp::CameraTask;
 use crate::io::store::Store;
+use crate::io::zwave_server::{ServerDevice, ServerHandle};
 use crate::redact;
 
 /// Why the bridge could not run.
@@ -64,6 +66,9 @@ pub enum RuntimeError {
 /// Camera events waiting for the core; at 32 cameras and 15 fps this is
 /// several seconds of frames.
 const CAMERA_QUEUE: usize = 4096;
+/// Reports from Z-Wave JS server connections waiting for the core (a
+/// node's whole state arrives at once on every connect).
+const ZWAVE_SERVER_QUEUE: usize = 512;
 /// How long a clean shutdown waits for camera teardowns and the MQTT link.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Messages from the broker handled in one turn of the loop, at most.
@@ -160,6 +165,37 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .collect();
     drop(cam_tx);
 
+    // Locks and contact sensors on a Z-Wave JS server: one connection each.
+    let (zw_tx, mut zw_rx) = mpsc::channel::<Event>(ZWAVE_SERVER_QUEUE);
+    let mut server_locks: BTreeMap<String, ServerHandle> = BTreeMap::new();
+    let mut server_tasks = Vec::new();
+    for (name, door) in &cfg.locks {
+        let contact = door.contact.as_ref();
+        let has_contact = contact.is_some_and(|c| {
+            c.zigbee2mqtt.is_some() || c.zwave_js.is_some() || c.zwave_js_server.is_some()
+        });
+        if door.zigbee2mqtt.is_none()
+            && door.zwave_js.is_none()
+            && let Some(server) = &door.zwave_js_server
+        {
+            let role = Role::Lock {
+                door_sensor: !has_contact,
+            };
+            let (handle, task) = ServerDevice::new(name, server, role)
+                .spawn(zw_tx.clone(), stopped(stop_rx.clone()));
+            server_locks.insert(name.clone(), handle);
+            server_tasks.push(task);
+        }
+        if let Some(c) = contact.filter(|c| c.zigbee2mqtt.is_none() && c.zwave_js.is_none())
+            && let Some(server) = &c.zwave_js_server
+        {
+            let (_, task) = ServerDevice::new(name, server, Role::Contact)
+                .spawn(zw_tx.clone(), stopped(stop_rx.clone()));
+            server_tasks.push(task);
+        }
+    }
+    drop(zw_tx);
+
     info!(
         doors = cfg.locks.len(),
         cameras = cfg.cameras.len(),
@@ -172,6 +208,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         cfg: &cfg,
         link,
         devices,
+        server_locks,
         commands,
         mirror: &mut mirror,
         store: store.as_mut(),
@@ -202,6 +239,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         let events = tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = cam_rx.recv() => vec![ev],
+            Some(ev) = zw_rx.recv() => vec![ev],
             Some(msg) = mqtt_rx.recv() => {
                 // Under a flood, take what is already waiting in one turn
                 // of the loop rather than pay for a deadline and a timer per
@@ -242,9 +280,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         // Not sent is logged; the persisted session relocks at the next start.
         let _ = shell.send_lock(&door, &LockCommand::Lock);
     }
+    if !shell.server_locks.is_empty() {
+        // The Z-Wave JS server connections take their relocks from a
+        // queue: give them a moment to send before they are stopped.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         for t in camera_tasks {
+            let _ = t.await;
+        }
+        for t in server_tasks {
             let _ = t.await;
         }
         let _ = link_task.await;
@@ -319,6 +365,10 @@ struct Shell<'a> {
     cfg: &'a Config,
     link: LinkHandle,
     devices: BTreeMap<String, DoorDevices>,
+    /// Doors whose lock is a node of a Z-Wave JS server: commands go to its
+    /// connection task, which also keeps a relock the server was not
+    /// there for.
+    server_locks: BTreeMap<String, ServerHandle>,
     commands: CommandTopics,
     mirror: &'a mut Mirror,
     store: Option<&'a mut Store>,
@@ -472,6 +522,20 @@ impl Shell<'_> {
     /// Why the command was not handed to the broker link (for the owner:
     /// "broker unreachable"); it then certainly did not reach the lock.
     fn send_lock(&mut self, door: &str, command: &LockCommand) -> Result<(), String> {
+        if let Some(server) = self.server_locks.get(door) {
+            let sent = server.send(command);
+            if let Err(e) = &sent {
+                match command {
+                    LockCommand::Lock => warn!(
+                        door,
+                        "relock not sent yet ({e}); will send it when the Z-Wave JS server is back"
+                    ),
+                    LockCommand::Refresh => debug!(door, "refresh not sent: {e}"),
+                    _ => warn!(door, "lock command not sent: {e}"),
+                }
+            }
+            return sent;
+        }
         let Some(devices) = self.devices.get(door) else {
             warn!(door, "lock command for a door that is not configured");
             return Err("door not configured".into());

@@ -61,16 +61,26 @@ pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
 
     let _ = writeln!(out, "\nDoors ({}):", cfg.locks.len());
     for (key, door) in &cfg.locks {
-        let lock = match (&door.zigbee2mqtt, &door.zwave_js) {
-            (Some(z), _) => format!("Zigbee2MQTT lock `{}`", z.topic),
-            (None, Some(z)) => format!("Z-Wave JS UI lock `{}`", z.node_topic()),
-            (None, None) => "no lock".to_string(),
+        let lock = match (&door.zigbee2mqtt, &door.zwave_js, &door.zwave_js_server) {
+            (Some(z), _, _) => format!("Zigbee2MQTT lock `{}`", z.topic),
+            (None, Some(z), _) => format!("Z-Wave JS UI lock `{}`", z.node_topic()),
+            (None, None, Some(s)) => format!(
+                "Z-Wave JS server lock, node {} on `{}`",
+                s.node,
+                crate::redact::text(&s.url)
+            ),
+            (None, None, None) => "no lock".to_string(),
         };
         let contact = match &door.contact {
-            Some(c) => match (&c.zigbee2mqtt, &c.zwave_js) {
-                (Some(z), _) => format!(", contact sensor `{}`", z.topic),
-                (None, Some(z)) => format!(", contact sensor `{}`", z.node_topic()),
-                (None, None) => String::new(),
+            Some(c) => match (&c.zigbee2mqtt, &c.zwave_js, &c.zwave_js_server) {
+                (Some(z), _, _) => format!(", contact sensor `{}`", z.topic),
+                (None, Some(z), _) => format!(", contact sensor `{}`", z.node_topic()),
+                (None, None, Some(s)) => format!(
+                    ", contact sensor node {} on `{}`",
+                    s.node,
+                    crate::redact::text(&s.url)
+                ),
+                (None, None, None) => String::new(),
             },
             None => ", no contact sensor".to_string(),
         };

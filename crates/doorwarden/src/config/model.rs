@@ -152,6 +152,10 @@ pub struct Door {
     pub zigbee2mqtt: Option<Zigbee2Mqtt>,
     #[serde(default)]
     pub zwave_js: Option<ZwaveJs>,
+    /// The lock as a node of a Z-Wave JS server (the WebSocket API Home
+    /// Assistant's Z-Wave integration uses), without any MQTT gateway.
+    #[serde(default)]
+    pub zwave_js_server: Option<ZwaveJsServer>,
     /// The door's contact sensor, if it has one.
     #[serde(default)]
     pub contact: Option<Contact>,
@@ -224,6 +228,18 @@ pub struct Contact {
     pub zigbee2mqtt: Option<Zigbee2Mqtt>,
     #[serde(default)]
     pub zwave_js: Option<ZwaveJs>,
+    #[serde(default)]
+    pub zwave_js_server: Option<ZwaveJsServer>,
+}
+
+/// A node of a Z-Wave JS server (`zwave-server`, the Z-Wave JS add-on, or
+/// Z-Wave JS UI's built-in server): its WebSocket URL (`ws://host:3000`)
+/// and the node id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZwaveJsServer {
+    pub url: String,
+    pub node: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -434,10 +434,15 @@ fn check_door(
             format!("door name `{name}` is reserved for doorwarden's own topics; pick another"),
         );
     }
-    match (&door.zigbee2mqtt, &door.zwave_js) {
-        (None, None) => r.key(&base, format!("locks.{name}: say how to reach the lock: `zigbee2mqtt: {{topic: ...}}` or `zwave_js: {{node: ...}}`")),
-        (Some(_), Some(_)) => r.key(&with(&base, &["zwave_js"]), format!("locks.{name}: a lock has one backend; give zigbee2mqtt or zwave_js, not both")),
-        _ => {}
+    let backends = [
+        door.zigbee2mqtt.is_some(),
+        door.zwave_js.is_some(),
+        door.zwave_js_server.is_some(),
+    ];
+    match backends.iter().filter(|b| **b).count() {
+        0 => r.key(&base, format!("locks.{name}: say how to reach the lock: `zigbee2mqtt: {{topic: ...}}`, `zwave_js: {{node: ...}}` or `zwave_js_server: {{url: ..., node: ...}}`")),
+        1 => {}
+        _ => r.key(&with(&base, &[second_backend(&backends)]), format!("locks.{name}: a lock has one backend; give one of zigbee2mqtt, zwave_js or zwave_js_server")),
     }
     if let Some(z) = &door.zigbee2mqtt {
         check_z2m(z, &with(&base, &["zigbee2mqtt"]), r);
@@ -445,18 +450,29 @@ fn check_door(
     if let Some(z) = &door.zwave_js {
         check_zwave(z, &with(&base, &["zwave_js"]), r);
     }
+    if let Some(z) = &door.zwave_js_server {
+        check_zwave_server(z, &with(&base, &["zwave_js_server"]), r);
+    }
     if let Some(c) = &door.contact {
         let cbase = with(&base, &["contact"]);
-        match (&c.zigbee2mqtt, &c.zwave_js) {
-            (None, None) => r.key(&cbase, format!("locks.{name}.contact: give `zigbee2mqtt: {{topic: ...}}` or `zwave_js: {{...}}`")),
-            (Some(_), Some(_)) => r.key(&cbase, format!("locks.{name}.contact: give zigbee2mqtt or zwave_js, not both")),
-            _ => {}
+        let backends = [
+            c.zigbee2mqtt.is_some(),
+            c.zwave_js.is_some(),
+            c.zwave_js_server.is_some(),
+        ];
+        match backends.iter().filter(|b| **b).count() {
+            0 => r.key(&cbase, format!("locks.{name}.contact: give `zigbee2mqtt: {{topic: ...}}`, `zwave_js: {{...}}` or `zwave_js_server: {{url: ..., node: ...}}`")),
+            1 => {}
+            _ => r.key(&with(&cbase, &[second_backend(&backends)]), format!("locks.{name}.contact: give one of zigbee2mqtt, zwave_js or zwave_js_server")),
         }
         if let Some(z) = &c.zigbee2mqtt {
             check_z2m(z, &with(&cbase, &["zigbee2mqtt"]), r);
         }
         if let Some(z) = &c.zwave_js {
             check_zwave(z, &with(&cbase, &["zwave_js"]), r);
+        }
+        if let Some(z) = &c.zwave_js_server {
+            check_zwave_server(z, &with(&cbase, &["zwave_js_server"]), r);
         }
     }
     for (i, cam) in door.cameras.iter().enumerate() {
@@ -494,6 +510,52 @@ fn check_z2m(z: &Zigbee2Mqtt, at: &[Seg], r: &mut Report) {
                 "{}.topic `{}` is not a usable topic",
                 show_path(at),
                 z.topic
+            ),
+        );
+    }
+}
+
+/// The key of the second backend given, where a "one backend" error points.
+fn second_backend(given: &[bool; 3]) -> &'static str {
+    const NAMES: [&str; 3] = ["zigbee2mqtt", "zwave_js", "zwave_js_server"];
+    given
+        .iter()
+        .zip(NAMES)
+        .filter(|(g, _)| **g)
+        .nth(1)
+        .map_or(NAMES[2], |(_, n)| n)
+}
+
+/// Z-Wave node ids: 1-232 on a classic network, 256-4000 on Long Range.
+fn valid_node_id(node: u32) -> bool {
+    (1..=232).contains(&node) || (256..=4000).contains(&node)
+}
+
+fn check_zwave_server(z: &ZwaveJsServer, at: &[Seg], r: &mut Report) {
+    match url::Url::parse(&z.url) {
+        Ok(u) if u.scheme() == "ws" && u.host_str().is_some() => {}
+        Ok(u) if u.scheme() == "wss" => r.value(
+            &with(at, &["url"]),
+            format!(
+                "{}.url: wss:// is not supported; the Z-Wave JS server speaks plain ws:// (e.g. `ws://homeassistant.local:3000`)",
+                show_path(at)
+            ),
+        ),
+        _ => r.value(
+            &with(at, &["url"]),
+            format!(
+                "{}.url must be the server's WebSocket address, e.g. `ws://homeassistant.local:3000`",
+                show_path(at)
+            ),
+        ),
+    }
+    if !valid_node_id(z.node) {
+        r.value(
+            &with(at, &["node"]),
+            format!(
+                "{}.node {} is not a Z-Wave node id (1-232, or 256-4000 for Long Range)",
+                show_path(at),
+                z.node
             ),
         );
     }
@@ -646,6 +708,9 @@ mod schema {
     fn zwave() -> Shape {
         Struct(leaves(&["topic", "node", "prefix", "gateway"]))
     }
+    fn zwave_server() -> Shape {
+        Struct(leaves(&["url", "node"]))
+    }
 
     pub fn root() -> Shape {
         Struct(vec![
@@ -686,9 +751,14 @@ mod schema {
                     ("name", Leaf),
                     ("zigbee2mqtt", z2m()),
                     ("zwave_js", zwave()),
+                    ("zwave_js_server", zwave_server()),
                     (
                         "contact",
-                        Struct(vec![("zigbee2mqtt", z2m()), ("zwave_js", zwave())]),
+                        Struct(vec![
+                            ("zigbee2mqtt", z2m()),
+                            ("zwave_js", zwave()),
+                            ("zwave_js_server", zwave_server()),
+                        ]),
                     ),
                     ("cameras", Leaf),
                     ("confirm_timeout", Leaf),

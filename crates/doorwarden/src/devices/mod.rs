@@ -7,6 +7,10 @@
 //! - [`zigbee2mqtt`]: a lock or contact sensor exposed by Zigbee2MQTT 1.x/2.x.
 //! - [`zwave_js`]: a node of Z-Wave JS UI's MQTT gateway in ValueId topic
 //!   mode (the default), in any of its three payload styles.
+//! - [`zwave_server`]: a node of a Z-Wave JS server, over its WebSocket API
+//!   (the messages only; the connection is `io::zwave_server`'s).
+//! - [`zwave_meaning`]: what Door Lock / Notification / User Code values
+//!   mean, shared by both Z-Wave transports.
 //!
 //! A door has at most one lock and at most one contact sensor; each may live
 //! on either backend. The lock's own door sensor (Zigbee `door_state`,
@@ -15,6 +19,8 @@
 
 pub mod zigbee2mqtt;
 pub mod zwave_js;
+mod zwave_meaning;
+pub mod zwave_server;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -67,7 +73,8 @@ enum ContactLink {
     Zwave(zwave_js::ZwaveContact),
 }
 
-/// The devices of one door (its lock and contact sensor) as seen on MQTT.
+/// The devices of one door (its lock and contact sensor) as seen on MQTT. A
+/// device on a Z-Wave JS server is not here: `io::zwave_server` talks to it.
 #[derive(Debug, Clone)]
 pub struct DoorDevices {
     door: String,
@@ -79,10 +86,9 @@ impl DoorDevices {
     /// Build from the door's config. A door with both a `zigbee2mqtt` and a
     /// `zwave_js` lock (rejected by validation) uses the Zigbee one.
     pub fn from_config(door: &str, cfg: &config::Door) -> DoorDevices {
-        let has_contact = cfg
-            .contact
-            .as_ref()
-            .is_some_and(|c| c.zigbee2mqtt.is_some() || c.zwave_js.is_some());
+        let has_contact = cfg.contact.as_ref().is_some_and(|c| {
+            c.zigbee2mqtt.is_some() || c.zwave_js.is_some() || c.zwave_js_server.is_some()
+        });
         let lock = match (&cfg.zigbee2mqtt, &cfg.zwave_js) {
             (Some(z), _) => Some(LockLink::Zigbee(zigbee2mqtt::ZigbeeLock::new(
                 &z.topic,

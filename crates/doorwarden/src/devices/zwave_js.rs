@@ -43,18 +43,10 @@
 use serde_json::{Map, Value, json};
 
 use super::zigbee2mqtt::whole_number;
+use super::zwave_meaning::{self, current_mode, door_state, event, uint, user_id_status};
 use super::{Outgoing, Parsed, Reachability, payload_text};
 use crate::config;
-use crate::core::{DoorReport, LockCommand, LockState, MoveSource};
-
-/// Door Lock mode that means "secured".
-const MODE_SECURED: u64 = 255;
-/// Door Lock mode that means "unknown".
-const MODE_UNKNOWN: u64 = 254;
-/// Notification CC Access Control: "Lock jammed" state.
-const LOCK_STATE_JAMMED: u64 = 11;
-/// Notification CC Access Control: "Window/door is closed" state.
-const DOOR_STATE_CLOSED: u64 = 23;
+use crate::core::{DoorReport, LockCommand};
 
 /// Access Control state variables (retained values); every other
 /// `Access_Control/<x>` topic is a stateless event.
@@ -213,12 +205,7 @@ impl ZwaveLock {
                 Some("closed") => Ok(vec![DoorReport::Contact { open: false }]),
                 _ => Err("not \"open\" or \"closed\"".into()),
             },
-            ["113", "0", "Access_Control", "Lock_state"] => match uint(&value, u64::MAX) {
-                Ok(LOCK_STATE_JAMMED) => Ok(vec![DoorReport::Jammed]),
-                Ok(0) => Ok(Vec::new()),
-                Ok(_) => Err("unknown lock state".into()),
-                Err(e) => Err(e),
-            },
+            ["113", "0", "Access_Control", "Lock_state"] => zwave_meaning::lock_state(&value),
             ["113", "0", "Access_Control", "Door_state"] => {
                 door_state(&value).map(|open| match open {
                     Some(open) if self.door_sensor => vec![DoorReport::Contact { open }],
@@ -458,94 +445,31 @@ fn as_bool(v: &Value) -> Result<Option<bool>, String> {
     }
 }
 
-fn uint(v: &Value, max: u64) -> Result<u64, String> {
-    match whole_number(v) {
-        Some(n) if n <= max => Ok(n),
-        Some(_) => Err("number out of range".into()),
-        None => Err("not a whole number".into()),
-    }
-}
-
 fn node_status(v: &Value) -> Result<bool, String> {
     as_bool(v)?.ok_or_else(|| "status without a value".to_string())
 }
 
-fn current_mode(v: &Value) -> Result<LockState, String> {
-    Ok(match uint(v, 255)? {
-        MODE_SECURED => LockState::Locked,
-        MODE_UNKNOWN => LockState::Unknown,
-        _ => LockState::Unlocked,
-    })
-}
-
-/// `Some(open)`, or `None` for the idle value 0.
-fn door_state(v: &Value) -> Result<Option<bool>, String> {
-    match uint(v, u64::from(u32::MAX))? {
-        0 => Ok(None),
-        DOOR_STATE_CLOSED => Ok(Some(false)),
-        // 22 "open", and 22 with a regular/tilt parameter (0x1600, 0x1601).
-        22 | 0x1600 | 0x1601 => Ok(Some(true)),
-        _ => Err("unknown door state".into()),
-    }
-}
-
-/// The user slot a keypad event names: `{"userId":3}` (zwave-js's User Code
-/// Report parameters), or a bare id for the "with User Code" events.
-fn event_user(v: &Value) -> Option<u16> {
-    let id = match v {
-        Value::Object(map) => ["userId", "user ID", "userID"]
-            .iter()
-            .find_map(|k| map.get(*k))
-            .and_then(whole_number),
-        other => whole_number(other),
-    };
-    id.and_then(|n| u16::try_from(n).ok())
-}
-
-/// One Access Control event, named by its sanitized zwave-js label.
-fn access_event(event: &str, v: &Value) -> Result<Vec<DoorReport>, String> {
-    use LockState::{Locked, Unlocked};
-    let lock = |state, source| {
-        Ok(vec![DoorReport::Lock {
-            state,
-            source: Some(source),
-        }])
-    };
-    let keypad = MoveSource::Keypad {
-        slot: event_user(v),
-    };
-    match event {
-        "Manual_lock_operation" => lock(Locked, MoveSource::Manual),
-        "Manual_unlock_operation" => lock(Unlocked, MoveSource::Manual),
-        "RF_lock_operation" => lock(Locked, MoveSource::Rf),
-        "RF_unlock_operation" => lock(Unlocked, MoveSource::Rf),
-        "Keypad_lock_operation" | "Lock_operation_with_User_Code" => lock(Locked, keypad),
-        "Keypad_unlock_operation" | "Unlock_operation_with_User_Code" => lock(Unlocked, keypad),
-        "Auto_lock_locked_operation" => lock(Locked, MoveSource::Auto),
-        "Manual_not_fully_locked_operation"
-        | "RF_not_fully_locked_operation"
-        | "Auto_lock_not_fully_locked_operation" => Ok(vec![DoorReport::Jammed]),
-        "New_user_code_added" => Ok(event_user(v)
-            .map(|slot| DoorReport::CodeSlot { slot, set: true })
-            .into_iter()
-            .collect()),
-        "Single_user_code_deleted" => Ok(event_user(v)
-            .map(|slot| DoorReport::CodeSlot { slot, set: false })
-            .into_iter()
-            .collect()),
+/// One Access Control event, named by its sanitized zwave-js label (the
+/// gateway's topic segment); its meaning is shared with the server backend.
+fn access_event(label: &str, v: &Value) -> Result<Vec<DoorReport>, String> {
+    let number = match label {
+        "Manual_lock_operation" => event::MANUAL_LOCK,
+        "Manual_unlock_operation" => event::MANUAL_UNLOCK,
+        "RF_lock_operation" => event::RF_LOCK,
+        "RF_unlock_operation" => event::RF_UNLOCK,
+        "Keypad_lock_operation" => event::KEYPAD_LOCK,
+        "Keypad_unlock_operation" => event::KEYPAD_UNLOCK,
+        "Lock_operation_with_User_Code" => event::LOCK_WITH_USER_CODE,
+        "Unlock_operation_with_User_Code" => event::UNLOCK_WITH_USER_CODE,
+        "Auto_lock_locked_operation" => event::AUTO_LOCKED,
+        "Manual_not_fully_locked_operation" => event::MANUAL_NOT_FULLY_LOCKED,
+        "RF_not_fully_locked_operation" => event::RF_NOT_FULLY_LOCKED,
+        "Auto_lock_not_fully_locked_operation" => event::AUTO_NOT_FULLY_LOCKED,
+        "New_user_code_added" => event::USER_CODE_ADDED,
+        "Single_user_code_deleted" => event::USER_CODE_DELETED,
         // Keypad state, door handle state, invalid-code attempts…: nothing
         // the core acts on.
-        _ => Ok(Vec::new()),
-    }
-}
-
-fn user_id_status(slot: u16, v: &Value) -> Result<Vec<DoorReport>, String> {
-    match uint(v, 255)? {
-        0 => Ok(vec![DoorReport::CodeSlot { slot, set: false }]),
-        1 => Ok(vec![DoorReport::CodeSlot { slot, set: true }]),
-        // Disabled, messaging, passage mode, status not available: the slot
-        // holds no code a courier could use, but nothing to confirm either.
-        2 | 3 | 4 | 254 => Ok(Vec::new()),
-        _ => Err("unknown user id status".into()),
-    }
+        _ => return Ok(Vec::new()),
+    };
+    Ok(zwave_meaning::access_event(number, v))
 }

@@ -3,3 +3,4 @@ pub mod mqtt;
 pub mod outbox;
 pub mod rtsp;
 pub mod store;
+pub mod zwave_server;
