@@ -290,7 +290,33 @@ fn every_schema_key_options() -> Json {
     // Empty: the Supervisor's UI leaves an emptied optional text like this.
     options["config_file"] = json!("");
     options["instance"] = json!("north");
+    options["doors"][1]["zwave_js_server"] = json!("ws://core-zwave-js:3000");
     options
+}
+
+#[test]
+fn a_zwave_node_with_a_server_url_talks_to_the_zwave_js_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = home_options();
+    options["doors"][1]["zwave_js_server"] = json!("ws://core-zwave-js:3000");
+    let prepared = prepare(&options, &service(false, "1883"), &paths(dir.path())).unwrap();
+    let cfg = doorwarden::config::load_str(&prepared.yaml, "doorwarden.yaml")
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", prepared.yaml));
+    let garage = &cfg.locks["garage"];
+    assert!(garage.zwave_js.is_none(), "not the MQTT gateway");
+    let server = garage.zwave_js_server.as_ref().expect("the server backend");
+    assert_eq!(server.url, "ws://core-zwave-js:3000");
+    assert_eq!(server.node, 7);
+
+    // A server URL needs the node it is for.
+    let mut options = home_options();
+    options["doors"][0]["zwave_js_server"] = json!("ws://core-zwave-js:3000");
+    let err = prepare(&options, &service(false, "1883"), &paths(dir.path()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("doors[0].zwave_js_server"), "{err}");
+    assert!(err.contains("zwave_node"), "{err}");
 }
 
 #[test]

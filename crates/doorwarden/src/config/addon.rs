@@ -139,6 +139,10 @@ struct DoorOption {
     zigbee2mqtt_topic: Option<String>,
     #[serde(default)]
     zwave_node: Option<u32>,
+    /// With `zwave_node`: talk to Z-Wave JS's own server at this URL
+    /// instead of Z-Wave JS UI's MQTT gateway.
+    #[serde(default)]
+    zwave_js_server: Option<String>,
     #[serde(default)]
     contact_topic: Option<String>,
     #[serde(default)]
@@ -376,6 +380,8 @@ struct DoorEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     zwave_js: Option<NodeEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    zwave_js_server: Option<ServerEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     contact: Option<ContactEntry>,
     cameras: Vec<String>,
 }
@@ -387,6 +393,12 @@ struct TopicEntry {
 
 #[derive(Serialize)]
 struct NodeEntry {
+    node: u32,
+}
+
+#[derive(Serialize)]
+struct ServerEntry {
+    url: String,
     node: u32,
 }
 
@@ -548,6 +560,23 @@ fn from_options(
                 ));
             }
         };
+        // The same node, reached through Z-Wave JS's own server.
+        let (zwave_js, zwave_js_server) = match (non_empty(&door.zwave_js_server), zwave_js) {
+            (None, gateway) => (gateway, None),
+            (Some(url), Some(NodeEntry { node })) => (
+                None,
+                Some(ServerEntry {
+                    url: url.into(),
+                    node,
+                }),
+            ),
+            (Some(_), None) => {
+                return Err(option_error(
+                    at("zwave_js_server"),
+                    "goes with the lock's zwave_node, not a zigbee2mqtt_topic",
+                ));
+            }
+        };
         let contact = non_empty(&door.contact_topic).map(|topic| ContactEntry {
             zigbee2mqtt: TopicEntry {
                 topic: topic.into(),
@@ -572,6 +601,7 @@ fn from_options(
                 name: door.name.trim().into(),
                 zigbee2mqtt,
                 zwave_js,
+                zwave_js_server,
                 contact,
                 cameras: door_cameras,
             },

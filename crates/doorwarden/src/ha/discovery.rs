@@ -434,6 +434,8 @@ pub fn door_device(topics: &Topics, key: &str, door: &Door) -> Device {
         "Door with a Zigbee2MQTT lock"
     } else if door.zwave_js.is_some() {
         "Door with a Z-Wave JS lock"
+    } else if door.zwave_js_server.is_some() {
+        "Door with a Z-Wave JS server lock"
     } else {
         "Door"
     };
