@@ -37,13 +37,15 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::{
-    Action, AuditRecord, Core, CoreError, Event, EventKind, LockCommand, PersistedState, Stamp,
+    Action, AuditRecord, Core, CoreError, Event, EventKind, Evidence, LockCommand, PersistedState,
+    Stamp,
 };
 use crate::devices::{DoorDevices, Parsed};
 use crate::ha::{CommandParse, CommandTopics, Mirror};
 use crate::intake::{Intake, Why};
 use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
 use crate::io::outbox::Lane;
+use crate::io::record::{ClipReport, Recorders};
 use crate::io::rtsp::CameraTask;
 use crate::io::store::Store;
 use crate::redact;
@@ -150,12 +152,32 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         task: link_task,
     } = BrokerLink::start_sized(&cfg.mqtt, subscriptions, burst, stopped(stop_rx.clone()))?;
 
+    // Evidence is kept beside the decisions, never in their way: a
+    // recordings directory that cannot be used is reported and deliveries
+    // go on without clips.
+    let mut evidence_problem = None;
+    let (recorders, mut taps, mut clip_reports) = match &cfg.recordings {
+        None => (None, BTreeMap::new(), None),
+        Some(rec) => match Recorders::start(rec, cfg.cameras.keys().cloned()) {
+            Ok((r, taps, reports)) => (Some(r), taps.into_iter().collect(), Some(reports)),
+            Err(e) => {
+                let reason = redact::text(&e.to_string());
+                error!("no delivery evidence will be kept: {reason}");
+                evidence_problem = Some(reason);
+                (None, BTreeMap::new(), None)
+            }
+        },
+    };
     let (cam_tx, mut cam_rx) = mpsc::channel::<Event>(CAMERA_QUEUE);
     let camera_tasks: Vec<_> = cfg
         .cameras
         .iter()
         .map(|(name, cam)| {
-            CameraTask::new(name.clone(), cam).spawn(cam_tx.clone(), stopped(stop_rx.clone()))
+            let mut task = CameraTask::new(name.clone(), cam);
+            if let Some(tap) = taps.remove(name) {
+                task = task.recorder(tap);
+            }
+            task.spawn(cam_tx.clone(), stopped(stop_rx.clone()))
         })
         .collect();
     drop(cam_tx);
@@ -180,6 +202,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         intake: Intake::new(),
         link_failed: None,
         problem_shown: false,
+        recorders,
+        evidence_problem,
     };
     // The problem entity starts off, so Home Assistant has a state for it.
     shell.publish_health(Instant::now());
@@ -216,6 +240,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
                 events
             }
+            Some(report) = next_report(&mut clip_reports) => {
+                shell.clip_report(report);
+                Vec::new()
+            }
             _ = sleep => vec![Event { at: now(), kind: EventKind::Tick }],
             _ = health.tick() => {
                 shell.tick_health(Instant::now());
@@ -243,6 +271,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         let _ = shell.send_lock(&door, &LockCommand::Lock);
     }
     let _ = stop_tx.send(true);
+    if let Some(r) = shell.recorders.take() {
+        // Closing the clips flushes files to disk: not on the runtime's
+        // threads.
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
+    if let Some(reports) = &mut clip_reports {
+        while let Ok(report) = reports.try_recv() {
+            shell.clip_report(report);
+        }
+    }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         for t in camera_tasks {
             let _ = t.await;
@@ -253,6 +291,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     match shell.link_failed {
         Some(reason) => Err(RuntimeError::LinkFailed(reason)),
         None => Ok(()),
+    }
+}
+
+/// The next report of a recorder, or never without recorders.
+async fn next_report(
+    reports: &mut Option<mpsc::UnboundedReceiver<ClipReport>>,
+) -> Option<ClipReport> {
+    match reports {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -334,6 +382,10 @@ struct Shell<'a> {
     link_failed: Option<String>,
     /// Whether the problem entity last published was on.
     problem_shown: bool,
+    /// The delivery clip recorders, when clips are kept.
+    recorders: Option<Recorders>,
+    /// Why delivery evidence is not being kept, shown on the problem entity.
+    evidence_problem: Option<String>,
 }
 
 impl Shell<'_> {
@@ -417,6 +469,9 @@ impl Shell<'_> {
                     }
                 }
                 Action::DeliveryEvent(e) => {
+                    if let Some(r) = &self.recorders {
+                        r.delivery(e);
+                    }
                     info!(door = %e.door, event = e.kind.as_str(), reason = %redact::text(&e.reason), "delivery event");
                     // A trip or a forced door must not wait behind states
                     // and answers.
@@ -431,12 +486,82 @@ impl Shell<'_> {
                     info!(door, granted, reason = %redact::text(reason), "delivery request answered");
                     self.publish_ha(&action);
                 }
-                Action::DoorState(_) | Action::DoorAvailability { .. } | Action::CameraState(_) => {
+                Action::CameraState(status) => {
+                    if let Some(r) = &self.recorders {
+                        r.camera(status);
+                    }
                     self.publish_ha(&action)
                 }
+                Action::DoorState(_) | Action::DoorAvailability { .. } => self.publish_ha(&action),
+                Action::Evidence(e) => match &self.recorders {
+                    Some(r) => r.evidence(e),
+                    None => {
+                        if self.cfg.recordings.is_some() && matches!(e, Evidence::Start { .. }) {
+                            warn!("a delivery began and no evidence is being kept");
+                        }
+                    }
+                },
             }
         }
         follow_up
+    }
+
+    /// A recorder finished a delivery's clip of one camera, or cannot keep
+    /// it: into the audit chain, and in front of the owner if it failed.
+    fn clip_report(&mut self, report: ClipReport) {
+        let record = match report {
+            ClipReport::Done {
+                door,
+                delivery,
+                camera,
+                clips,
+                sidecar,
+                compromised,
+            } => {
+                info!(door, camera, clips = clips.len(), "delivery evidence saved");
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: crate::io::store::EVIDENCE_CLIP.into(),
+                    reason: format!("video of camera {camera} kept"),
+                    details: serde_json::json!({
+                        "camera": camera,
+                        "delivery": delivery.to_string(),
+                        "clips": clips.iter().map(|c| serde_json::json!({
+                            "file": c.name,
+                            "sha256": c.sha256,
+                            "bytes": c.bytes,
+                            "duration_s": c.duration_s,
+                        })).collect::<Vec<_>>(),
+                        "sidecar": {"file": sidecar.name, "sha256": sidecar.sha256, "bytes": sidecar.bytes},
+                        "compromised": compromised,
+                        "dir": self.recorders.as_ref().map(|r| r.dir().display().to_string()),
+                    }),
+                }
+            }
+            ClipReport::Failed {
+                door,
+                delivery,
+                camera,
+                reason,
+            } => {
+                self.evidence_problem = Some(reason.clone());
+                self.publish_health(Instant::now());
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: "evidence_failed".into(),
+                    reason: format!("no video of camera {camera} is being kept: {reason}"),
+                    details: serde_json::json!({
+                        "camera": camera,
+                        "delivery": delivery.to_string(),
+                    }),
+                }
+            }
+        };
+        if let Err(reason) = self.audit(&record) {
+            error!("cannot write the audit log: {reason}");
+        }
     }
 
     fn audit(&mut self, record: &AuditRecord) -> Result<(), String> {
@@ -637,7 +762,11 @@ impl Shell<'_> {
     }
 
     fn publish_health(&mut self, at: Instant) {
-        let health = self.intake.health(at);
+        let mut health = self.intake.health(at);
+        if let Some(reason) = &self.evidence_problem {
+            health.problem = true;
+            health.reason = format!("no delivery evidence is being kept: {reason}");
+        }
         self.problem_shown = health.problem;
         for m in self.mirror.health(&health) {
             if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {

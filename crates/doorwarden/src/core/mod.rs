@@ -254,6 +254,34 @@ pub enum Action {
     },
     /// Append a record to the audit log.
     Audit(AuditRecord),
+    /// Keep (or stop keeping) video of a door's cameras as evidence; the
+    /// shell records, the core only says when.
+    Evidence(Evidence),
+}
+
+/// When a door's cameras must be recorded. A delivery is named by its door
+/// and the moment it began (`SessionRecord::unlocked_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A delivery window opened: keep the last seconds of these cameras in
+    /// memory, so that a delivery's clip can start before its unlock.
+    Watch { door: String, cameras: Vec<String> },
+    /// The window closed: the pre-roll is no longer needed for this door.
+    Unwatch { door: String },
+    /// A delivery began: record these cameras from their pre-roll on.
+    Start {
+        door: String,
+        delivery: jiff::Timestamp,
+        cameras: Vec<String>,
+    },
+    /// The delivery ended (relocked, or given up on): record the post-roll
+    /// and close its clips. `compromised`: it ended tripped, so its clips
+    /// are kept until the owner acknowledges them.
+    Stop {
+        door: String,
+        delivery: jiff::Timestamp,
+        compromised: bool,
+    },
 }
 
 /// Commands the core sends to a lock; `crate::devices` turns them into the
