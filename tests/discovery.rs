@@ -366,6 +366,7 @@ fn event(door: &str) -> DeliveryEvent {
         duration_s: None,
         entries: Some(1),
         compromised: None,
+        clip: None,
     }
 }
 

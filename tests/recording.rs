@@ -49,10 +49,17 @@ struct Home {
 
 impl Home {
     async fn start(broker: &Mosquitto) -> Home {
+        Home::start_with(broker, |_| {}).await
+    }
+
+    /// Like [`Home::start`], letting `prepare` break the recordings path
+    /// before the bridge starts.
+    async fn start_with(broker: &Mosquitto, prepare: impl FnOnce(&Path)) -> Home {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
         let recordings = dir.path().join("recordings");
         std::fs::create_dir_all(&storage).expect("storage dir");
+        prepare(&recordings);
         let server = RtspTestServer::start();
         let lock = SimZigbeeLock::start("127.0.0.1", broker.port(), &lock_topic(DOOR))
             .await
@@ -220,6 +227,15 @@ async fn a_delivery_with_a_frozen_camera_leaves_a_playable_clip_its_sidecar_and_
     .await;
     let completed = Instant::now();
     wait_until("the relock", || home.lock.is_locked()).await;
+    // Home Assistant hears of the clip once it is on disk.
+    let saved = obs
+        .wait_for(
+            |m| is_event(m, DOOR, "evidence_saved"),
+            LONG,
+            "the clip to be announced",
+        )
+        .await
+        .json();
 
     let record = home.evidence().await;
     let details = &record["details"];
@@ -228,6 +244,13 @@ async fn a_delivery_with_a_frozen_camera_leaves_a_playable_clip_its_sidecar_and_
     let clip = home.recordings.join(clip_name);
     let (duration, codec) = ffprobe(&clip).expect("ffprobe reads the clip");
     assert_eq!(codec, "h264");
+    assert_eq!(saved["clip"], clip_name, "{saved}");
+    assert_eq!(saved["camera"], "porch", "{saved}");
+    let announced = saved["clip_duration_s"].as_f64().unwrap_or_default();
+    assert!(
+        (announced - duration).abs() < 0.2,
+        "{saved} vs ffprobe {duration}"
+    );
     let errors = decode_errors(&clip);
     assert!(errors.is_empty(), "ffmpeg found damage: {errors}");
 
@@ -316,4 +339,41 @@ async fn a_bridge_killed_mid_delivery_leaves_a_clip_that_plays_up_to_the_kill() 
     );
     let errors = decode_errors(&clips[0]);
     assert!(errors.is_empty(), "ffmpeg found damage: {errors}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_that_cannot_be_written_never_stop_a_delivery_and_the_owner_is_told() {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    // A file where the recordings folder should be: nothing can go in it.
+    let home = Home::start_with(&broker, |path| {
+        std::fs::write(path, b"not a directory").expect("block the recordings path")
+    })
+    .await;
+    let health = obs
+        .wait_for(
+            |m| m.topic == "doorwarden/bridge/health" && m.json()["problem"] == true,
+            LONG,
+            "the problem entity to turn on",
+        )
+        .await
+        .json();
+    let reason = health["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason
+            .starts_with("no delivery evidence is being kept: cannot use the recordings directory"),
+        "{health}"
+    );
+    ready(&mut obs, DOOR).await;
+    deliver(&mut obs).await;
+    home.contact.open().await.expect("open the door");
+    home.contact.close().await.expect("close the door");
+    obs.wait_for(
+        |m| is_event(m, DOOR, "completed"),
+        LONG,
+        "the delivery's end",
+    )
+    .await;
+    wait_until("the relock", || home.lock.is_locked()).await;
+    assert!(audited(&audit_records(&home.storage), DOOR, "evidence_clip").is_empty());
 }

@@ -37,8 +37,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::{
-    Action, AuditRecord, Core, CoreError, Event, EventKind, Evidence, LockCommand, PersistedState,
-    Stamp,
+    Action, AuditRecord, ClipInfo, Core, CoreError, DeliveryEvent, DeliveryEventKind, Event,
+    EventKind, Evidence, LockCommand, PersistedState, Stamp,
 };
 use crate::devices::{DoorDevices, Parsed};
 use crate::ha::{CommandParse, CommandTopics, Mirror};
@@ -519,6 +519,35 @@ impl Shell<'_> {
                 compromised,
             } => {
                 info!(door, camera, clips = clips.len(), "delivery evidence saved");
+                // Evidence is being kept again.
+                if self.evidence_problem.take().is_some() {
+                    self.publish_health(Instant::now());
+                }
+                if let Some(first) = clips.first() {
+                    let parts = if clips.len() > 1 {
+                        format!(" in {} parts (the stream's format changed)", clips.len())
+                    } else {
+                        String::new()
+                    };
+                    let event = DeliveryEvent {
+                        door: door.clone(),
+                        kind: DeliveryEventKind::EvidenceSaved,
+                        reason: format!("video of the delivery from camera {camera} saved{parts}"),
+                        camera: Some(camera.clone()),
+                        source: None,
+                        duration_s: None,
+                        entries: None,
+                        compromised: Some(compromised),
+                        clip: Some(ClipInfo {
+                            file: first.name.clone(),
+                            duration_s: clips.iter().map(|c| c.duration_s).sum(),
+                        }),
+                    };
+                    self.publish_ha(&Action::DeliveryEvent(event));
+                }
+                if let Some(r) = &self.recorders {
+                    r.sweep();
+                }
                 AuditRecord {
                     at: jiff::Timestamp::now(),
                     door: Some(door),
@@ -539,6 +568,44 @@ impl Shell<'_> {
                     }),
                 }
             }
+            ClipReport::Expired(expired) => {
+                let record = AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: None,
+                    decision: crate::io::store::EVIDENCE_DELETED.into(),
+                    reason: format!("retention: {}", expired.why),
+                    details: serde_json::json!({ "files": expired.files }),
+                };
+                // Deleted only once the chain says so: a clip gone from the
+                // disk is always explained.
+                match self.audit(&record) {
+                    Ok(()) => {
+                        info!(files = ?expired.files, "retention deletes delivery evidence: {}", expired.why);
+                        if let Some(r) = &self.recorders {
+                            r.delete(expired.files);
+                        }
+                    }
+                    Err(reason) => error!("cannot write the audit log, evidence kept: {reason}"),
+                }
+                return;
+            }
+            ClipReport::Acknowledged { door, sidecars } => {
+                info!(
+                    door,
+                    count = sidecars.len(),
+                    "the owner acknowledged the compromised deliveries' evidence"
+                );
+                if let Some(r) = &self.recorders {
+                    r.sweep();
+                }
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: "evidence_acknowledged".into(),
+                    reason: "the owner acknowledged the evidence of compromised deliveries; retention may delete it".into(),
+                    details: serde_json::json!({ "sidecars": sidecars }),
+                }
+            }
             ClipReport::Failed {
                 door,
                 delivery,
@@ -547,6 +614,20 @@ impl Shell<'_> {
             } => {
                 self.evidence_problem = Some(reason.clone());
                 self.publish_health(Instant::now());
+                let event = DeliveryEvent {
+                    door: door.clone(),
+                    kind: DeliveryEventKind::EvidenceFailed,
+                    reason: format!(
+                        "no video of the delivery from camera {camera} is being kept: {reason}"
+                    ),
+                    camera: Some(camera.clone()),
+                    source: None,
+                    duration_s: None,
+                    entries: None,
+                    compromised: None,
+                    clip: None,
+                };
+                self.publish_ha(&Action::DeliveryEvent(event));
                 AuditRecord {
                     at: jiff::Timestamp::now(),
                     door: Some(door),
@@ -784,7 +865,9 @@ impl Shell<'_> {
         // Garbage costs a parse and a count, and leaves a real courier's
         // request right after it untouched.
         if let (
-            CommandParse::Command { .. } | CommandParse::HaStatus { online: true },
+            CommandParse::Command { .. }
+            | CommandParse::EvidenceAck { .. }
+            | CommandParse::HaStatus { online: true },
             Some((source, limit)),
         ) = (&parsed, &source)
         {
@@ -801,6 +884,13 @@ impl Shell<'_> {
                     at: now(),
                     kind: EventKind::Command { door, command },
                 }];
+            }
+            CommandParse::EvidenceAck { door } => {
+                match &self.recorders {
+                    Some(r) => r.acknowledge(&door),
+                    None => warn!(door, "evidence acknowledged, but no clips are kept"),
+                }
+                return Vec::new();
             }
             CommandParse::HaStatus { online } => {
                 if online {

@@ -388,6 +388,16 @@ pub struct DeliveryEvent {
     pub duration_s: Option<u64>,
     pub entries: Option<u32>,
     pub compromised: Option<bool>,
+    /// The delivery's clip (`evidence_saved`): file name and length.
+    pub clip: Option<ClipInfo>,
+}
+
+/// A delivery clip as Home Assistant is told of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipInfo {
+    /// File name in the recordings folder (Home Assistant's media folder).
+    pub file: String,
+    pub duration_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,10 +424,16 @@ pub enum DeliveryEventKind {
     /// A delivery ended without the lock confirming its relock (lock
     /// unresponsive, jammed): the door may be unlocked. The reason says why.
     RelockFailed,
+    /// A delivery's clip of one camera is on disk (sent by the shell's
+    /// recorder, not the core), with its file name and length.
+    EvidenceSaved,
+    /// Video of a delivery is not being kept (storage full or unwritable;
+    /// sent by the shell). The delivery itself goes on.
+    EvidenceFailed,
 }
 
 impl DeliveryEventKind {
-    pub const ALL: [DeliveryEventKind; 18] = [
+    pub const ALL: [DeliveryEventKind; 20] = [
         DeliveryEventKind::WindowOpened,
         DeliveryEventKind::WindowClosed,
         DeliveryEventKind::Granted,
@@ -436,6 +452,8 @@ impl DeliveryEventKind {
         DeliveryEventKind::RestartedDuringDelivery,
         DeliveryEventKind::RelockPending,
         DeliveryEventKind::RelockFailed,
+        DeliveryEventKind::EvidenceSaved,
+        DeliveryEventKind::EvidenceFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -458,6 +476,8 @@ impl DeliveryEventKind {
             DeliveryEventKind::RestartedDuringDelivery => "restarted_during_delivery",
             DeliveryEventKind::RelockPending => "relock_pending",
             DeliveryEventKind::RelockFailed => "relock_failed",
+            DeliveryEventKind::EvidenceSaved => "evidence_saved",
+            DeliveryEventKind::EvidenceFailed => "evidence_failed",
         }
     }
 }

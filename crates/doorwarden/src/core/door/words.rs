@@ -103,6 +103,7 @@ impl Door {
             duration_s: None,
             entries: None,
             compromised: None,
+            clip: None,
         }
     }
 

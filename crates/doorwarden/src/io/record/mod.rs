@@ -16,6 +16,7 @@
 //! flushed to the disk, and a slow or full disk must stall nothing else.
 
 pub mod mp4;
+pub mod retention;
 pub mod verify;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -246,6 +247,11 @@ pub enum ClipReport {
         camera: String,
         reason: String,
     },
+    /// Retention chose these files: audit, then [`Recorders::delete`].
+    Expired(retention::Expired),
+    /// The owner acknowledged the compromised deliveries of `door`; these
+    /// sidecars' groups may now be deleted by retention.
+    Acknowledged { door: String, sidecars: Vec<String> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,10 +283,23 @@ struct Handle {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Every camera's recorder, as the shell holds them.
+/// What the retention thread is asked.
+enum Chore {
+    Sweep,
+    Delete(Vec<String>),
+    Acknowledge(String),
+    Stop,
+}
+
+/// How often retention looks at the directory when nothing asks it to.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Every camera's recorder, as the shell holds them, and retention.
 pub struct Recorders {
     cameras: Vec<(String, Handle)>,
     dir: PathBuf,
+    chores: std_mpsc::Sender<Chore>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Recorders {
@@ -357,10 +376,25 @@ impl Recorders {
                 },
             ));
         }
+        let (chores, chore_rx) = std_mpsc::channel();
+        let retention = {
+            let dir = cfg.path.clone();
+            let rules = cfg.retention.clone();
+            let reports = report_tx.clone();
+            std::thread::Builder::new()
+                .name("rec-retention".into())
+                .spawn(move || retain(&dir, &rules, &chore_rx, &reports))
+                .map_err(|source| RecordError::Thread {
+                    camera: "(retention)".into(),
+                    source,
+                })?
+        };
         Ok((
             Recorders {
                 cameras: handles,
                 dir: cfg.path.clone(),
+                chores,
+                retention: Some(retention),
             },
             taps,
             report_rx,
@@ -402,9 +436,28 @@ impl Recorders {
         }
     }
 
+    /// Asks retention to look at the directory now (a clip was added).
+    pub fn sweep(&self) {
+        let _ = self.chores.send(Chore::Sweep);
+    }
+
+    /// Deletes files retention chose, once their deletion is audited.
+    pub fn delete(&self, files: Vec<String>) {
+        let _ = self.chores.send(Chore::Delete(files));
+    }
+
+    /// The owner acknowledged `door`'s compromised deliveries.
+    pub fn acknowledge(&self, door: &str) {
+        let _ = self.chores.send(Chore::Acknowledge(door.to_string()));
+    }
+
     /// Closes every clip as it stands (no post-roll) and waits for the
     /// recorders to finish.
     pub fn stop(mut self) {
+        let _ = self.chores.send(Chore::Stop);
+        if let Some(t) = self.retention.take() {
+            let _ = t.join();
+        }
         for (_, h) in &self.cameras {
             let _ = h.commands.send(Command::Stop);
         }
@@ -413,6 +466,59 @@ impl Recorders {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// The retention thread: sweeps when asked and every [`SWEEP_EVERY`],
+/// never choosing the same files twice before the shell had them deleted.
+fn retain(
+    dir: &Path,
+    rules: &config::Retention,
+    chores: &std_mpsc::Receiver<Chore>,
+    reports: &tokio_mpsc::UnboundedSender<ClipReport>,
+) {
+    let mut asked: BTreeSet<String> = BTreeSet::new();
+    let mut chore = Some(Chore::Sweep);
+    loop {
+        match chore.take() {
+            Some(Chore::Stop) => return,
+            Some(Chore::Sweep) | None => match retention::scan(dir) {
+                Ok(groups) => {
+                    let expired =
+                        retention::plan(&groups, Timestamp::now(), rules.max_age, rules.max_size);
+                    for e in expired {
+                        if e.files.iter().any(|f| asked.contains(f)) {
+                            continue;
+                        }
+                        asked.extend(e.files.iter().cloned());
+                        let _ = reports.send(ClipReport::Expired(e));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "cannot look through the recordings directory {}: {e}",
+                    dir.display()
+                ),
+            },
+            Some(Chore::Delete(files)) => {
+                for (path, e) in retention::delete(dir, &files) {
+                    tracing::warn!("retention cannot delete {}: {e}", path.display());
+                }
+                for f in &files {
+                    asked.remove(f);
+                }
+            }
+            Some(Chore::Acknowledge(door)) => match retention::acknowledge(dir, &door) {
+                Ok(sidecars) => {
+                    let _ = reports.send(ClipReport::Acknowledged { door, sidecars });
+                }
+                Err(e) => tracing::warn!(door, "cannot mark the evidence acknowledged: {e}"),
+            },
+        }
+        chore = match chores.recv_timeout(SWEEP_EVERY) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
     }
 }
 
