@@ -49,12 +49,13 @@ struct Home {
 
 impl Home {
     async fn start(broker: &Mosquitto) -> Home {
-        Home::start_with(broker, |_| {}).await
+        Home::start_with(broker, |_| {}, "").await
     }
 
     /// Like [`Home::start`], letting `prepare` break the recordings path
     /// before the bridge starts.
-    async fn start_with(broker: &Mosquitto, prepare: impl FnOnce(&Path)) -> Home {
+    /// `retention` is added to the `recordings:` section as it is.
+    async fn start_with(broker: &Mosquitto, prepare: impl FnOnce(&Path), retention: &str) -> Home {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
         let recordings = dir.path().join("recordings");
@@ -75,6 +76,7 @@ impl Home {
             "recordings:\n  path: {:?}\n  pre_roll: {PRE_ROLL}s\n  post_roll: {POST_ROLL}s\n",
             recordings.display().to_string()
         ));
+        text.push_str(retention);
         let config = dir.path().join("doorwarden.yaml");
         std::fs::write(&config, text).expect("write config");
         let bridge = Bridge::start(&config, &dir.path().join("logs"), LogFormat::Text, "info");
@@ -92,10 +94,15 @@ impl Home {
     /// The door's clip and sidecar once the recorder put them in the
     /// audit chain.
     async fn evidence(&self) -> Value {
+        self.nth_evidence(0).await
+    }
+
+    /// The `n`th delivery's `evidence_clip` record (from 0).
+    async fn nth_evidence(&self, n: usize) -> Value {
         let mut found = None;
         wait_until("the clip's audit record", || {
             found = audited(&audit_records(&self.storage), DOOR, "evidence_clip")
-                .first()
+                .get(n)
                 .map(|r| (*r).clone());
             found.is_some()
         })
@@ -346,9 +353,11 @@ async fn recordings_that_cannot_be_written_never_stop_a_delivery_and_the_owner_i
     let broker = Mosquitto::start();
     let mut obs = observer(&broker).await;
     // A file where the recordings folder should be: nothing can go in it.
-    let home = Home::start_with(&broker, |path| {
-        std::fs::write(path, b"not a directory").expect("block the recordings path")
-    })
+    let home = Home::start_with(
+        &broker,
+        |path| std::fs::write(path, b"not a directory").expect("block the recordings path"),
+        "",
+    )
     .await;
     let health = obs
         .wait_for(
@@ -376,4 +385,181 @@ async fn recordings_that_cannot_be_written_never_stop_a_delivery_and_the_owner_i
     .await;
     wait_until("the relock", || home.lock.is_locked()).await;
     assert!(audited(&audit_records(&home.storage), DOOR, "evidence_clip").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_is_recorded_as_h265_without_re_encoding() {
+    use doorwarden::core::Evidence;
+    use doorwarden::io::record::{ClipReport, Recorders};
+    use doorwarden::io::rtsp::CameraTask;
+
+    // No H.265 clip is bundled: encode one (open GOP, CRA keyframes after
+    // the first, as x265 makes by default).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("moving.h265");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=640x360:rate=15:duration=4", "-an"])
+        .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params"])
+        .arg("keyint=15:min-keyint=15:bframes=0:repeat-headers=1:log-level=error")
+        .args(["-f", "hevc"])
+        .arg(&source)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not encode the H.265 clip");
+    let server = RtspTestServer::start_with(&["--mount", &format!("hevc={}", source.display())]);
+
+    let recordings = dir.path().join("recordings");
+    let cfg: doorwarden::config::Recordings = serde_yaml::from_str(&format!(
+        "path: {:?}\npre_roll: 1s\npost_roll: 1s\n",
+        recordings.display().to_string()
+    ))
+    .expect("recordings yaml");
+    let (recorders, taps, mut reports) =
+        Recorders::start(&cfg, ["porch".to_string()]).expect("recorders start");
+    let camera: doorwarden::config::Camera =
+        serde_yaml::from_str(&format!("url: {:?}", server.url("/hevc"))).expect("camera yaml");
+    let (events, mut rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let tap = taps.into_iter().next().expect("a tap").1;
+    let task = CameraTask::new("porch".into(), &camera)
+        .recorder(tap)
+        .spawn(events, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+
+    let delivery = jiff::Timestamp::now();
+    let cameras = vec!["porch".to_string()];
+    recorders.evidence(&Evidence::Watch {
+        door: DOOR.into(),
+        cameras: cameras.clone(),
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    recorders.evidence(&Evidence::Start {
+        door: DOOR.into(),
+        delivery,
+        cameras,
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    recorders.evidence(&Evidence::Stop {
+        door: DOOR.into(),
+        delivery,
+        compromised: false,
+    });
+    let report = tokio::time::timeout(LONG, reports.recv())
+        .await
+        .expect("a report in time")
+        .expect("a report");
+    let _ = stop.send(true);
+    let _ = task.await;
+    tokio::task::spawn_blocking(move || recorders.stop())
+        .await
+        .expect("recorders stop");
+
+    let ClipReport::Done { clips, .. } = report else {
+        panic!("expected a finished clip, got {report:?}");
+    };
+    assert_eq!(clips.len(), 1, "{clips:?}");
+    let clip = recordings.join(&clips[0].name);
+    let (duration, codec) = ffprobe(&clip).expect("ffprobe reads the clip");
+    assert_eq!(codec, "hevc");
+    // One second of pre-roll (from a keyframe up to a second earlier),
+    // three of delivery, one of post-roll.
+    assert!(duration > 4.0 && duration < 6.5, "{duration:.2} s");
+    let errors = decode_errors(&clip);
+    assert!(errors.is_empty(), "ffmpeg found damage: {errors}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_oldest_first_keeps_a_tripped_delivery_until_acknowledged_and_verify_explains_it()
+ {
+    let broker = Mosquitto::start();
+    let mut obs = observer(&broker).await;
+    // Room for no clip at all: every clip goes as soon as it is saved,
+    // unless retention must keep it.
+    let mut home = Home::start_with(&broker, |_| {}, "  retention:\n    max_size: 1B\n").await;
+    ready(&mut obs, DOOR).await;
+    let camera = camera_state_topic();
+
+    // First delivery: the picture freezes, the interlock trips.
+    deliver(&mut obs).await;
+    home.contact.open().await.expect("open the door");
+    home.server.command("still");
+    obs.wait_for(
+        |m| is_event(m, DOOR, "interlock_tripped"),
+        LONG,
+        "the interlock to trip",
+    )
+    .await;
+    home.server.command("moving");
+    obs.wait_for(
+        |m| m.topic == camera && m.json()["live"] == true,
+        LONG,
+        "the camera to be live again",
+    )
+    .await;
+    home.contact.close().await.expect("close the door");
+    let tripped = home.nth_evidence(0).await;
+    assert_eq!(tripped["details"]["compromised"], true, "{tripped}");
+    let tripped_clip = tripped["details"]["clips"][0]["file"]
+        .as_str()
+        .expect("clip")
+        .to_string();
+
+    // Second delivery, uneventful: deleted as soon as it is saved.
+    deliver(&mut obs).await;
+    home.contact.open().await.expect("open the door");
+    home.contact.close().await.expect("close the door");
+    let plain = home.nth_evidence(1).await;
+    assert_eq!(plain["details"]["compromised"], false, "{plain}");
+    let plain_clip = plain["details"]["clips"][0]["file"]
+        .as_str()
+        .expect("clip")
+        .to_string();
+    wait_until("retention to delete the plain clip", || {
+        !home.recordings.join(&plain_clip).exists()
+    })
+    .await;
+    // The tripped delivery's clip is older and over the limit, and stays.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(home.recordings.join(&tripped_clip).exists());
+    let records = audit_records(&home.storage);
+    let deletions: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["decision"] == "evidence_deleted")
+        .collect();
+    assert_eq!(deletions.len(), 1, "{deletions:#?}");
+    assert!(
+        deletions[0]["details"]["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == plain_clip.as_str())),
+        "{deletions:#?}"
+    );
+
+    // The owner looks at it and presses the button: now it may go.
+    obs.publish(
+        &door_topic(DOOR, "delivery/evidence_ack/set"),
+        "PRESS",
+        false,
+    )
+    .await;
+    wait_until("retention to delete the acknowledged clip", || {
+        !home.recordings.join(&tripped_clip).exists()
+    })
+    .await;
+    assert_eq!(
+        audited(&audit_records(&home.storage), DOOR, "evidence_acknowledged").len(),
+        1
+    );
+
+    home.bridge.kill();
+    let (ok, text) = audit_verify(&home.storage);
+    assert!(ok, "clips deleted by retention verify: {text}");
+    for clip in [&tripped_clip, &plain_clip] {
+        assert!(
+            text.contains(&format!("deleted by retention: {clip}")),
+            "{text}"
+        );
+    }
 }

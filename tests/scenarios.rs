@@ -1158,6 +1158,7 @@ scenarios!(
     relock_pending_broker_down,
     stuck_bolt,
     keypad_slot_cleared_on_connect,
+    evidence_actions,
 );
 
 #[test]

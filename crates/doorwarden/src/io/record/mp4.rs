@@ -428,3 +428,127 @@ fn fragment(sequence: u32, base: u64, samples: &[Sample], durations: &[u32]) -> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Top-level boxes of a file: (type, offset, size).
+    fn boxes(bytes: &[u8]) -> Vec<(String, usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= bytes.len() {
+            let size = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let kind = String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned();
+            assert!(
+                size >= 8 && at + size <= bytes.len(),
+                "{kind} at {at} runs past the end"
+            );
+            out.push((kind, at, size));
+            at += size;
+        }
+        assert_eq!(at, bytes.len(), "trailing bytes");
+        out
+    }
+
+    fn find(bytes: &[u8], kind: &[u8; 4]) -> usize {
+        bytes
+            .windows(4)
+            .position(|w| w == kind)
+            .expect("box present")
+    }
+
+    fn u32_at(bytes: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    #[test]
+    fn a_fragment_per_keyframe_or_second_each_sample_lasting_until_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clip.mp4");
+        let track = TrackParams {
+            codec: VideoCodec::H264,
+            width: 640,
+            height: 360,
+            config: vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0],
+            timescale: 90_000,
+        };
+        let mut w = Mp4Writer::create(&path, &track).expect("create");
+        // 15 fps from tick 1000: a keyframe at 0 and 15; then 30 frames
+        // without one (a fragment closes after a second anyway).
+        for i in 0..45u64 {
+            let sample = Sample {
+                time: 1000 + i * 6000,
+                keyframe: i == 0 || i == 15,
+                data: std::sync::Arc::from(vec![0u8, 0, 0, 1, i as u8].as_slice()),
+            };
+            w.push(sample).expect("push");
+        }
+        let ticks = w.finish().expect("finish");
+        assert_eq!(
+            ticks,
+            45 * 6000,
+            "the last sample lasts as long as the one before"
+        );
+
+        let bytes = std::fs::read(&path).expect("read");
+        let kinds: Vec<String> = boxes(&bytes).into_iter().map(|b| b.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ftyp", "moov", "moof", "mdat", "moof", "mdat", "moof", "mdat"
+            ]
+        );
+        let moov = &bytes[..boxes(&bytes)[2].1];
+        let hvcc_or_avcc = find(moov, b"avcC");
+        assert_eq!(
+            &moov[hvcc_or_avcc + 4..hvcc_or_avcc + 11],
+            track.config.as_slice()
+        );
+        // mehd holds the length in milliseconds: 3 s.
+        let mehd = find(moov, b"mehd");
+        assert_eq!(&moov[mehd + 8..mehd + 16], &3000u64.to_be_bytes());
+        // The third fragment starts a second after the second one.
+        let frags: Vec<(String, usize, usize)> = boxes(&bytes)
+            .into_iter()
+            .filter(|b| b.0 == "moof")
+            .collect();
+        let third = &bytes[frags[2].1..frags[2].1 + frags[2].2];
+        let tfdt = find(third, b"tfdt");
+        assert_eq!(&third[tfdt + 8..tfdt + 16], &(30u64 * 6000).to_be_bytes());
+        let trun = find(third, b"trun");
+        assert_eq!(u32_at(third, trun + 8), 15, "15 samples");
+        // The data offset points just past the mdat header.
+        assert_eq!(u32_at(third, trun + 12) as usize, frags[2].2 + 8);
+        assert_eq!(u32_at(third, trun + 16), 6000, "first sample's duration");
+        assert_eq!(u32_at(third, trun + 24), DELTA_FLAGS, "not a keyframe");
+    }
+
+    #[test]
+    fn a_clip_cut_short_keeps_every_whole_fragment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clip.mp4");
+        let track = TrackParams {
+            codec: VideoCodec::H265,
+            width: 640,
+            height: 360,
+            config: vec![1; 23],
+            timescale: 90_000,
+        };
+        let mut w = Mp4Writer::create(&path, &track).expect("create");
+        for i in 0..20u64 {
+            let sample = Sample {
+                time: i * 6000,
+                keyframe: i % 10 == 0,
+                data: std::sync::Arc::from(vec![0u8, 0, 0, 1, 0x26].as_slice()),
+            };
+            w.push(sample).expect("push");
+        }
+        // A crash: no finish. The first group of pictures is on disk whole.
+        drop(w);
+        let bytes = std::fs::read(&path).expect("read");
+        let kinds: Vec<String> = boxes(&bytes).into_iter().map(|b| b.0).collect();
+        assert_eq!(kinds, ["ftyp", "moov", "moof", "mdat"]);
+        assert!(find(&bytes, b"hvc1") > 0 && find(&bytes, b"hvcC") > 0);
+    }
+}
