@@ -397,7 +397,9 @@ impl CameraTask {
                         last_video = Some(received);
                         let summary = summarize(&frame, codec);
                         let at = stamp_at(received);
-                        if let Some(tap) = tap.as_mut().filter(|t| t.wanted()) {
+                        // Never waits: a recorder that falls behind loses
+                        // frames, the camera's watch loses nothing.
+                        if let Some(tap) = tap.as_mut() {
                             let params = match frames.streams().get(stream_i).and_then(|s| s.parameters()) {
                                 Some(ParametersRef::Video(v)) => Some(v),
                                 _ => None,

@@ -612,11 +612,12 @@ impl Ring {
     }
 }
 
-/// A gap in a clip: no video between `from` and `to`.
+/// A gap in a clip: no video between `from` and `to` (the keyframe the
+/// clip resumed at; `None` if it never did).
 #[derive(Debug, Clone)]
 struct Gap {
     from: Timestamp,
-    to: Timestamp,
+    to: Option<Timestamp>,
     why: &'static str,
 }
 
@@ -853,7 +854,7 @@ impl Recorder {
             {
                 c.gaps.push(Gap {
                     from: last,
-                    to: frame.wall,
+                    to: None,
                     why,
                 });
                 c.need_key = true;
@@ -880,6 +881,9 @@ impl Recorder {
             return;
         }
         c.need_key = false;
+        if let Some(gap) = c.gaps.last_mut().filter(|g| g.to.is_none()) {
+            gap.to = Some(f.wall);
+        }
         if c.writer.is_none() {
             let name = clip_name(&c.door, c.delivery, &self.camera, c.parts.len() + 1);
             match Mp4Writer::create(&self.settings.dir.join(&name), &track) {
@@ -1025,7 +1029,7 @@ impl Recorder {
             "liveness": c.timeline,
             "gaps": c.gaps.iter().map(|g| json!({
                 "from": g.from.to_string(),
-                "to": g.to.to_string(),
+                "to": g.to.map(|t| t.to_string()),
                 "why": g.why,
             })).collect::<Vec<_>>(),
             "events": c.events,
@@ -1120,4 +1124,120 @@ pub fn file_facts(path: &Path) -> std::io::Result<(String, u64)> {
     }
     let digest = hasher.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track() -> TrackParams {
+        TrackParams {
+            codec: VideoCodec::H264,
+            width: 640,
+            height: 360,
+            config: vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0],
+            timescale: TICKS as u32,
+        }
+    }
+
+    fn frame(i: u64, keyframe: bool, at: Instant) -> TapFrame {
+        TapFrame {
+            session: 0,
+            received: at + Duration::from_millis(i * 66),
+            wall: Timestamp::now(),
+            rtp: (i * 6000) as i64,
+            clock_rate: 90_000,
+            keyframe,
+            data: Arc::from(vec![0u8, 0, 0, 1, i as u8].as_slice()),
+            dropped_before: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_frames_without_waiting_and_the_next_frame_says_how_many() {
+        let (tx, rx) = std_mpsc::sync_channel(2);
+        let tap = FrameTap {
+            wanted: Arc::new(AtomicBool::new(true)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            sessions: Arc::new(AtomicU64::new(0)),
+            tx,
+        };
+        let mut session = tap.session();
+        let t0 = Instant::now();
+        // Parameters and one frame fit; three more are dropped at once.
+        for i in 0..4 {
+            session.offer_frame(&track(), frame(i, i == 0, t0));
+        }
+        assert!(matches!(rx.try_recv(), Ok(TapItem::Params { .. })));
+        assert!(matches!(rx.try_recv(), Ok(TapItem::Frame(f)) if f.dropped_before == 0));
+        session.offer_frame(&track(), frame(4, false, t0));
+        match rx.try_recv() {
+            Ok(TapItem::Frame(f)) => assert_eq!(f.dropped_before, 3),
+            _ => panic!("the frame after the drops"),
+        }
+        // Not wanted: nothing is copied or sent.
+        tap.wanted.store(false, Ordering::Relaxed);
+        session.offer_frame(&track(), frame(5, false, t0));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn dropped_frames_leave_a_gap_in_the_sidecar_and_the_clip_resumes_at_a_keyframe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (reports_tx, mut reports) = tokio_mpsc::unbounded_channel();
+        let mut rec = Recorder::new(
+            "porch".into(),
+            Settings {
+                dir: dir.path().to_path_buf(),
+                pre_roll: Duration::from_secs(1),
+                post_roll: Duration::ZERO,
+            },
+            Arc::new(AtomicBool::new(false)),
+            reports_tx,
+        );
+        let delivery = Timestamp::now();
+        rec.command(Command::Evidence(Evidence::Start {
+            door: "front".into(),
+            delivery,
+            cameras: vec!["porch".into()],
+        }));
+        assert!(rec.wanted.load(Ordering::Relaxed), "a clip wants frames");
+        rec.params(1, track());
+        let t0 = Instant::now();
+        for i in 0..30u64 {
+            let mut f = frame(i, i % 15 == 0, t0);
+            if i == 20 {
+                f.dropped_before = 2;
+            }
+            rec.frame(f);
+        }
+        rec.command(Command::Evidence(Evidence::Stop {
+            door: "front".into(),
+            delivery,
+            compromised: false,
+        }));
+        rec.on_time(Instant::now() + Duration::from_secs(1));
+        assert!(
+            !rec.wanted.load(Ordering::Relaxed),
+            "nothing left to record"
+        );
+        let Ok(ClipReport::Done { clips, sidecar, .. }) = reports.try_recv() else {
+            panic!("a finished clip");
+        };
+        let side: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(&sidecar.name)).expect("sidecar"),
+        )
+        .expect("json");
+        let gaps = side["gaps"].as_array().expect("gaps");
+        assert_eq!(gaps.len(), 1, "{side:#}");
+        assert_eq!(gaps[0]["why"], "frames dropped: the recorder fell behind");
+        // Frames 20-29 come after the drop and before any keyframe: the
+        // clip holds frames 0-19 (20 * 6000 ticks) and the gap never ends.
+        assert!(gaps[0]["to"].is_null(), "{side:#}");
+        assert_eq!(clips.len(), 1);
+        assert!(
+            (clips[0].duration_s - 20.0 * 6000.0 / 90_000.0).abs() < 1e-9,
+            "{clips:?}"
+        );
+    }
 }
