@@ -346,6 +346,58 @@ async fn a_bridge_killed_mid_delivery_leaves_a_clip_that_plays_up_to_the_kill() 
     );
     let errors = decode_errors(&clips[0]);
     assert!(errors.is_empty(), "ffmpeg found damage: {errors}");
+
+    // Started again, the bridge relocks the interrupted delivery, keeps
+    // the cut clip as it is and puts it in the chain, kept until the owner
+    // acknowledges it; the clip of the restarted session has a name of its
+    // own.
+    let cut = clips[0].clone();
+    let cut_name = cut.file_name().map(|n| n.to_string_lossy().into_owned());
+    let before = sha256_hex(&cut);
+    home.bridge.restart();
+    let mut records = Vec::new();
+    wait_until("both clips in the chain", || {
+        records = audited(&audit_records(&home.storage), DOOR, "evidence_clip")
+            .into_iter()
+            .cloned()
+            .collect();
+        records.len() >= 2
+    })
+    .await;
+    let adopted = records
+        .iter()
+        .find(|r| r["details"]["clips"][0]["file"].as_str() == cut_name.as_deref())
+        .expect("the cut clip's record");
+    assert_eq!(adopted["details"]["clips"][0]["sha256"], before.as_str());
+    assert_eq!(adopted["details"]["compromised"], true, "{adopted}");
+    let cut_seconds = adopted["details"]["clips"][0]["duration_s"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        (cut_seconds - duration).abs() < 0.5,
+        "{adopted} vs ffprobe {duration}"
+    );
+    assert_eq!(sha256_hex(&cut), before, "the cut clip was not touched");
+    let sidecar = home.recordings.join(
+        adopted["details"]["sidecar"]["file"]
+            .as_str()
+            .expect("sidecar"),
+    );
+    let side: Value =
+        serde_json::from_slice(&std::fs::read(sidecar).expect("sidecar")).expect("sidecar JSON");
+    assert!(side["cut_short"].as_str().is_some(), "{side:#}");
+    let files: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["details"]["clips"][0]["file"].as_str())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .filter(|f| Some(**f) == cut_name.as_deref())
+            .count()
+            == 1,
+        "{files:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -346,6 +346,10 @@ impl Recorders {
             post_roll: cfg.post_roll,
         };
         let (report_tx, report_rx) = tokio_mpsc::unbounded_channel();
+        // Before any recorder writes: what a killed bridge left unfinished.
+        for report in adopt_cut_clips(&cfg.path) {
+            let _ = report_tx.send(report);
+        }
         let mut handles = Vec::new();
         let mut taps = Vec::new();
         for camera in cameras {
@@ -637,6 +641,10 @@ struct Clip {
     last: Option<(Timestamp, Instant)>,
     first_wall: Option<Timestamp>,
     parts: Vec<ClipFile>,
+    /// The part number to try next, and the first part's file name (the
+    /// sidecar is named after it).
+    next_part: usize,
+    first_name: Option<String>,
     gaps: Vec<Gap>,
     timeline: Vec<Value>,
     events: Vec<Value>,
@@ -794,6 +802,8 @@ impl Recorder {
             last: None,
             first_wall: None,
             parts: Vec::new(),
+            next_part: 1,
+            first_name: None,
             gaps: Vec::new(),
             timeline: self.liveness.iter().cloned().collect(),
             events: vec![json!({
@@ -885,7 +895,7 @@ impl Recorder {
             gap.to = Some(f.wall);
         }
         if c.writer.is_none() {
-            let name = clip_name(&c.door, c.delivery, &self.camera, c.parts.len() + 1);
+            let name = self.free_name(c, "mp4");
             match Mp4Writer::create(&self.settings.dir.join(&name), &track) {
                 Ok(w) => {
                     c.writer = Some(w);
@@ -907,6 +917,29 @@ impl Recorder {
         }
         c.first_wall.get_or_insert(f.wall);
         c.last = Some((f.wall, f.received));
+    }
+
+    /// The next part's file name (`mp4`), or the sidecar's of a clip with
+    /// no video (`json`): never one already on disk, so that a delivery
+    /// recorded again after a restart (same door, start and camera) cannot
+    /// overwrite what was kept before the restart.
+    fn free_name(&self, c: &mut Clip, ext: &str) -> String {
+        loop {
+            let part = c.next_part;
+            c.next_part += 1;
+            let clip = clip_name(&c.door, c.delivery, &self.camera, part);
+            let stem = clip.trim_end_matches(".mp4");
+            let taken = ["mp4", "json"]
+                .iter()
+                .any(|x| self.settings.dir.join(format!("{stem}.{x}")).exists());
+            if !taken {
+                let name = format!("{stem}.{ext}");
+                if ext == "mp4" {
+                    c.first_name.get_or_insert_with(|| name.clone());
+                }
+                return name;
+            }
+        }
     }
 
     fn fail(&self, c: &mut Clip, reason: String) {
@@ -976,10 +1009,10 @@ impl Recorder {
     /// The clip's last part, its sidecar, and the report.
     fn finish(&self, mut c: Clip) {
         self.close_part(&mut c);
-        let sidecar_name = format!(
-            "{}.json",
-            clip_name(&c.door, c.delivery, &self.camera, 1).trim_end_matches(".mp4")
-        );
+        let sidecar_name = match &c.first_name {
+            Some(clip) => format!("{}.json", clip.trim_end_matches(".mp4")),
+            None => self.free_name(&mut c, "json"),
+        };
         let path = self.settings.dir.join(&sidecar_name);
         let body = self.sidecar(&c);
         let written = serde_json::to_vec_pretty(&body)
@@ -1038,6 +1071,102 @@ impl Recorder {
     }
 }
 
+/// Clips a stopped bridge left without a sidecar (killed, power cut): each
+/// gets one saying it was cut short, and a report, so that it enters the
+/// audit chain and retention like any other. It counts as compromised:
+/// nobody watched the door while doorwarden was down, so it is kept until
+/// the owner acknowledges it. Files whose names are not a clip's are left
+/// alone.
+pub fn adopt_cut_clips(dir: &Path) -> Vec<ClipReport> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    for g in retention::scan(dir).unwrap_or_default() {
+        named.extend(g.clips);
+    }
+    let mut out = Vec::new();
+    for name in names.iter().filter(|n| n.ends_with(".mp4")) {
+        if named.contains(name) {
+            continue;
+        }
+        let stem = name.trim_end_matches(".mp4");
+        let fields: Vec<&str> = stem.split('.').collect();
+        let (Some(door), Some(when), Some(camera)) = (fields.first(), fields.get(1), fields.get(2))
+        else {
+            continue;
+        };
+        let Ok(delivery) = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", when)
+            .and_then(|t| t.to_datetime())
+            .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d))
+        else {
+            continue;
+        };
+        let sidecar = format!("{stem}.json");
+        if names.contains(&sidecar) {
+            continue;
+        }
+        let path = dir.join(name);
+        let Ok((sha256, bytes)) = file_facts(&path) else {
+            continue;
+        };
+        let duration_s = mp4::written_seconds(&path).unwrap_or(0.0);
+        let clip = ClipFile {
+            name: name.clone(),
+            sha256,
+            bytes,
+            duration_s,
+        };
+        let body = json!({
+            "camera": camera,
+            "door": door,
+            "delivery": delivery.to_string(),
+            "clips": [{
+                "file": clip.name,
+                "duration_s": clip.duration_s,
+                "bytes": clip.bytes,
+                "sha256": clip.sha256,
+            }],
+            "compromised": true,
+            "cut_short": "doorwarden stopped while recording (killed or power lost); \
+                          the clip ends at its last whole fragment, and nothing \
+                          about the delivery was recorded here",
+            "found_at": Timestamp::now().to_string(),
+        });
+        let side_path = dir.join(&sidecar);
+        let written = serde_json::to_vec_pretty(&body)
+            .map_err(std::io::Error::other)
+            .and_then(|b| write_synced(&side_path, &b))
+            .and_then(|()| file_facts(&side_path));
+        match written {
+            Ok((sha256, bytes)) => {
+                tracing::warn!(clip = %name, "a delivery clip was cut short when doorwarden stopped; keeping it");
+                out.push(ClipReport::Done {
+                    door: door.to_string(),
+                    delivery,
+                    camera: camera.to_string(),
+                    clips: vec![clip],
+                    sidecar: ClipFile {
+                        name: sidecar,
+                        sha256,
+                        bytes,
+                        duration_s: 0.0,
+                    },
+                    compromised: true,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(clip = %name, "cannot write the sidecar of a clip cut short: {e}")
+            }
+        }
+    }
+    out
+}
+
 /// Each span the camera was not live, with its reason, from a liveness
 /// timeline (entries with `at`, `state`, `reason`). A span still open at
 /// the end runs to `end`.
@@ -1071,13 +1200,14 @@ fn not_live_spans(timeline: &[Value], end: Option<Timestamp>) -> Vec<Value> {
     out
 }
 
-/// `<door>_<delivery UTC>_<camera>[_<part>].mp4`, with anything but
-/// letters, digits, `-` and `_` in the names replaced.
+/// `<door>.<delivery UTC>.<camera>[.<part>].mp4`. The names keep letters,
+/// digits, `-` and `_` (anything else becomes `-`), so the dots part them
+/// unambiguously and [`adopt_cut_clips`] can read them back.
 pub fn clip_name(door: &str, delivery: Timestamp, camera: &str, part: usize) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                     c
                 } else {
                     '-'
@@ -1087,11 +1217,11 @@ pub fn clip_name(door: &str, delivery: Timestamp, camera: &str, part: usize) -> 
     };
     let when = delivery.strftime("%Y%m%dT%H%M%SZ").to_string();
     let part = if part > 1 {
-        format!("_{part}")
+        format!(".{part}")
     } else {
         String::new()
     };
-    format!("{}_{when}_{}{part}.mp4", clean(door), clean(camera))
+    format!("{}.{when}.{}{part}.mp4", clean(door), clean(camera))
 }
 
 fn file_name(path: &Path) -> String {

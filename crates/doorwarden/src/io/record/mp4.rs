@@ -87,13 +87,18 @@ pub struct Mp4Writer {
 }
 
 impl Mp4Writer {
-    /// Creates (truncates) `path` and writes the file header.
+    /// Creates `path`, which must not exist yet (evidence is never
+    /// overwritten), and writes the file header.
     pub fn create(path: &Path, track: &TrackParams) -> Result<Mp4Writer, Mp4Error> {
         let io = |source| Mp4Error::Io {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::create(path).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
         let (header, mehd_at) = header(track);
         file.write_all(&header).map_err(io)?;
         file.sync_data().map_err(io)?;
@@ -215,6 +220,49 @@ impl Mp4Writer {
             samples.last().map(|s| s.time).unwrap_or(end) + u64::from(self.last_duration);
         Ok(())
     }
+}
+
+/// The length in seconds of the video in a clip this module wrote, read
+/// from its fragments (for a clip cut short, which has no `mehd`): the
+/// track's timescale from `mdhd` and every sample duration of every whole
+/// fragment. `None` for a file not laid out that way.
+pub fn written_seconds(path: &Path) -> Option<f64> {
+    use std::io::Read;
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut at = 0u64;
+    let mut timescale = 0u32;
+    let mut ticks = 0u64;
+    while at + 8 <= len {
+        let mut head = [0u8; 8];
+        file.seek(SeekFrom::Start(at)).ok()?;
+        file.read_exact(&mut head).ok()?;
+        let size = u64::from(u32::from_be_bytes(head[..4].try_into().ok()?));
+        if size < 8 || at + size > len {
+            break; // a fragment cut off by the crash
+        }
+        let kind = &head[4..8];
+        if kind == b"moov" || kind == b"moof" {
+            // Both are small: headers and sample tables, never video.
+            let mut body = vec![0u8; usize::try_from(size - 8).ok()?.min(16 << 20)];
+            file.read_exact(&mut body).ok()?;
+            if kind == b"moov" {
+                let i = body.windows(4).position(|w| w == b"mdhd")?;
+                // type, version+flags, creation, modification, timescale
+                timescale = u32::from_be_bytes(body.get(i + 16..i + 20)?.try_into().ok()?);
+            } else {
+                let i = body.windows(4).position(|w| w == b"trun")?;
+                let count = u32::from_be_bytes(body.get(i + 8..i + 12)?.try_into().ok()?);
+                // After count and data offset: duration, size, flags each.
+                for n in 0..count as usize {
+                    let d = i + 16 + n * 12;
+                    ticks += u64::from(u32::from_be_bytes(body.get(d..d + 4)?.try_into().ok()?));
+                }
+            }
+        }
+        at += size;
+    }
+    (timescale > 0).then(|| ticks as f64 / f64::from(timescale))
 }
 
 /// Appends a box: a size placeholder, the type, whatever `body` writes,
@@ -546,6 +594,7 @@ mod tests {
         }
         // A crash: no finish. The first group of pictures is on disk whole.
         drop(w);
+        assert_eq!(written_seconds(&path), Some(10.0 * 6000.0 / 90_000.0));
         let bytes = std::fs::read(&path).expect("read");
         let kinds: Vec<String> = boxes(&bytes).into_iter().map(|b| b.0).collect();
         assert_eq!(kinds, ["ftyp", "moov", "moof", "mdat"]);
