@@ -2,8 +2,8 @@
 # The whole test suite, on a fresh Debian machine or a developer's.
 #
 # The tests talk to real peers: a Mosquitto broker and GStreamer's RTSP
-# server (plus ffmpeg for the camera benchmark's comparison and shellcheck for
-# the add-on's scripts). This script installs whichever of them is missing
+# server (plus ffmpeg for test clips, ffprobe and the benchmarks, and
+# for the add-on's scripts the shellcheck linter). This script installs whichever of them is missing
 # from Debian's packages; each test then starts its own broker or camera
 # server on a free 127.0.0.1 port and stops it when it ends, so a test can
 # also kill and restart its peer on purpose.

@@ -82,11 +82,17 @@ enum AuditCommand {
     /// Exit status: 0 the chain is intact and was never repaired; 1 the
     /// chain is broken, or the log cannot be read; 3 the chain is intact
     /// with repairs, and every kept file matches its recorded hash; 4 the
-    /// chain is intact with repairs, but a kept file is missing or altered.
+    /// chain is intact with repairs, but a kept file is missing or altered;
+    /// 5 the chain is intact, but a delivery clip or sidecar it names is
+    /// altered, or missing without a retention record deleting it.
     #[command(verbatim_doc_comment)]
     Verify {
         /// An audit log file, or the storage directory holding it.
         path: PathBuf,
+        /// Where the delivery clips are now, if not where the audit
+        /// records say they were written.
+        #[arg(long)]
+        recordings: Option<PathBuf>,
     },
 }
 
@@ -97,6 +103,9 @@ const EXIT_AUDIT_REPAIRED: u8 = 3;
 /// `audit verify`: the chain holds, with repairs, but evidence of one is
 /// missing or changed.
 const EXIT_AUDIT_KEPT_FILE_LOST: u8 = 4;
+/// `audit verify`: the chain holds, but a delivery clip it names was
+/// altered or is missing without a retention record.
+const EXIT_EVIDENCE_ALTERED: u8 = 5;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -139,8 +148,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Audit {
-            command: AuditCommand::Verify { path },
-        } => audit_verify(&path),
+            command: AuditCommand::Verify { path, recordings },
+        } => audit_verify(&path, recordings.as_deref()),
         Command::AddonConfig(args) => match addon_config(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -265,12 +274,19 @@ fn run_bridge(cfg: config::Config) -> ExitCode {
     }
 }
 
-fn audit_verify(path: &Path) -> ExitCode {
+fn audit_verify(path: &Path, recordings: Option<&Path>) -> ExitCode {
     match doorwarden::io::store::verify(path) {
         Ok(report) => {
             println!("{report}");
             if !report.is_intact() {
                 return ExitCode::FAILURE;
+            }
+            if !report.evidence.is_empty() {
+                let evidence = doorwarden::io::record::verify::check(&report.evidence, recordings);
+                println!("{evidence}");
+                if !evidence.holds() {
+                    return ExitCode::from(EXIT_EVIDENCE_ALTERED);
+                }
             }
             match report.kept_files() {
                 KeptFiles::NoRepairs => ExitCode::SUCCESS,

@@ -351,6 +351,8 @@ fn event_types_and_attributes_match_the_mqtt_contract() {
         "duration_s",
         "entries",
         "compromised",
+        "clip",
+        "clip_duration_s",
         "friendly_name",
     ]
     .into_iter()

@@ -62,12 +62,34 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(cfg.mqtt.discovery_prefix, "homeassistant");
     assert_eq!(cfg.mqtt.keep_alive, std::time::Duration::from_secs(30));
     assert!(cfg.locks.is_empty());
+    assert!(cfg.recordings.is_none(), "nothing is recorded unless asked");
+    let cfg = load_str(
+        &format!("{MQTT}recordings:\n  path: /media/doorwarden\n"),
+        "home.yaml",
+    )
+    .expect("recordings with defaults");
+    let rec = cfg.recordings.expect("recordings");
+    assert_eq!(rec.pre_roll, std::time::Duration::from_secs(10));
+    assert_eq!(rec.post_roll, std::time::Duration::from_secs(10));
+    assert_eq!(
+        rec.retention.max_age,
+        std::time::Duration::from_secs(30 * 86400)
+    );
+    assert_eq!(rec.retention.max_size, 2 << 30);
 }
 
 /// Each broken file, with every message it must produce, in order.
 #[test]
 fn broken_configs_are_reported_with_line_and_column() {
     let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "recordings with a size nobody can read and a misspelt roll",
+            "mqtt:\n  url: mqtt://broker.local\nrecordings:\n  path: /media/doorwarden\n  pre_rol: 5s\n  retention:\n    max_size: lots\n",
+            &[
+                "home.yaml:5:3: unknown key `pre_rol` in recordings; did you mean `pre_roll`?",
+                "home.yaml:7:15: recordings.retention.max_size: `lots` is not a size; write it like \"2GiB\", \"500MiB\" or \"1GB\"",
+            ],
+        ),
         (
             "misspelt top-level key",
             "mqtt:\n  url: mqtt://broker.local\ncamras:\n  porch: {url: rtsp://porch-camera.local/s}\n",

@@ -369,6 +369,7 @@ fn event(door: &str) -> DeliveryEvent {
         duration_s: None,
         entries: Some(1),
         compromised: None,
+        clip: None,
     }
 }
 
@@ -888,6 +889,9 @@ fn a_retained_unlock_is_never_acted_on() {
         ("doorwarden/front/delivery/grant/set", "PRESS"),
         ("doorwarden/front/delivery/request", r#"{"code":"482913"}"#),
         ("doorwarden/nobody/lock/set", "UNLOCK"),
+        // Acknowledging evidence lets retention delete a tripped
+        // delivery's clips: a retained press must not do that either.
+        ("doorwarden/front/delivery/evidence_ack/set", "PRESS"),
     ] {
         assert_eq!(
             commands.parse(topic, payload.as_bytes(), true),
@@ -897,6 +901,52 @@ fn a_retained_unlock_is_never_acted_on() {
             "{topic}"
         );
     }
+}
+
+#[test]
+fn the_evidence_button_is_discovered_only_when_clips_are_recorded() {
+    let uid = "homeassistant/button/doorwarden_front_evidence_ack/config";
+    assert!(!discovered(&home()).contains_key(uid));
+    let with = config_from(&format!("{HOME}recordings:\n  path: /media/doorwarden\n"));
+    let all = discovered(&with);
+    let button = entity(&all, "button", "doorwarden_front_evidence_ack");
+    assert_eq!(button["name"], "Acknowledge delivery evidence");
+    assert_eq!(
+        button["command_topic"],
+        "doorwarden/front/delivery/evidence_ack/set"
+    );
+    assert_eq!(button["payload_press"], "PRESS");
+}
+
+#[test]
+fn the_evidence_button_is_the_shells_and_takes_only_a_press() {
+    let commands = CommandTopics::new(&home());
+    assert_eq!(
+        commands.parse(
+            "doorwarden/front/delivery/evidence_ack/set",
+            b"PRESS",
+            false
+        ),
+        CommandParse::EvidenceAck {
+            door: "front".into()
+        }
+    );
+    assert!(matches!(
+        commands.parse(
+            "doorwarden/front/delivery/evidence_ack/set",
+            b"DELETE ALL",
+            false
+        ),
+        CommandParse::Malformed { .. }
+    ));
+    assert!(matches!(
+        commands.parse(
+            "doorwarden/nobody/delivery/evidence_ack/set",
+            b"PRESS",
+            false
+        ),
+        CommandParse::Malformed { .. }
+    ));
 }
 
 #[test]

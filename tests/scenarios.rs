@@ -74,8 +74,8 @@ use std::time::{Duration, Instant};
 
 use doorwarden::config::{Config, Secret};
 use doorwarden::core::{
-    Action, Command, Core, DoorReport, Event, EventKind, FrameSummary, LockCommand, LockDisplay,
-    LockState, MoveSource, PersistedState, RequestChannel, Stamp,
+    Action, Command, Core, DoorReport, Event, EventKind, Evidence, FrameSummary, LockCommand,
+    LockDisplay, LockState, MoveSource, PersistedState, RequestChannel, Stamp,
 };
 use serde_yaml::Value;
 
@@ -574,6 +574,18 @@ fn render(action: &Action) -> String {
             a.decision,
             a.reason
         ),
+        Action::Evidence(e) => match e {
+            Evidence::Watch { door, cameras } => {
+                format!("evidence watch {door} [{}]", cameras.join(","))
+            }
+            Evidence::Unwatch { door } => format!("evidence unwatch {door}"),
+            Evidence::Start { door, cameras, .. } => {
+                format!("evidence start {door} [{}]", cameras.join(","))
+            }
+            Evidence::Stop {
+                door, compromised, ..
+            } => format!("evidence stop {door} compromised={compromised}"),
+        },
     }
 }
 
@@ -1152,6 +1164,7 @@ scenarios!(
     spoofed_lock_flood_mid_delivery,
     spoofed_lock_report,
     keypad_slot_cleared_on_connect,
+    evidence_actions,
 );
 
 #[test]

@@ -37,7 +37,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::{
-    Action, AuditRecord, Core, CoreError, Event, EventKind, LockCommand, PersistedState, Stamp,
+    Action, AuditRecord, ClipInfo, Core, CoreError, DeliveryEvent, DeliveryEventKind, Event,
+    EventKind, Evidence, LockCommand, PersistedState, Stamp,
 };
 use crate::devices::zwave_server::Role;
 use crate::devices::{DoorDevices, Parsed};
@@ -45,6 +46,7 @@ use crate::ha::{CommandParse, CommandTopics, Mirror};
 use crate::intake::{Intake, Why};
 use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
 use crate::io::outbox::Lane;
+use crate::io::record::{ClipReport, Recorders};
 use crate::io::rtsp::CameraTask;
 use crate::io::store::Store;
 use crate::io::zwave_server::{ServerDevice, ServerHandle};
@@ -155,12 +157,32 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         task: link_task,
     } = BrokerLink::start_sized(&cfg.mqtt, subscriptions, burst, stopped(stop_rx.clone()))?;
 
+    // Evidence is kept beside the decisions, never in their way: a
+    // recordings directory that cannot be used is reported and deliveries
+    // go on without clips.
+    let mut evidence_problem = None;
+    let (recorders, mut taps, mut clip_reports) = match &cfg.recordings {
+        None => (None, BTreeMap::new(), None),
+        Some(rec) => match Recorders::start(rec, cfg.cameras.keys().cloned()) {
+            Ok((r, taps, reports)) => (Some(r), taps.into_iter().collect(), Some(reports)),
+            Err(e) => {
+                let reason = redact::text(&e.to_string());
+                error!("no delivery evidence will be kept: {reason}");
+                evidence_problem = Some(reason);
+                (None, BTreeMap::new(), None)
+            }
+        },
+    };
     let (cam_tx, mut cam_rx) = mpsc::channel::<Event>(CAMERA_QUEUE);
     let camera_tasks: Vec<_> = cfg
         .cameras
         .iter()
         .map(|(name, cam)| {
-            CameraTask::new(name.clone(), cam).spawn(cam_tx.clone(), stopped(stop_rx.clone()))
+            let mut task = CameraTask::new(name.clone(), cam);
+            if let Some(tap) = taps.remove(name) {
+                task = task.recorder(tap);
+            }
+            task.spawn(cam_tx.clone(), stopped(stop_rx.clone()))
         })
         .collect();
     drop(cam_tx);
@@ -217,6 +239,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         intake: Intake::new(),
         link_failed: None,
         problem_shown: false,
+        recorders,
+        evidence_problem,
     };
     // The problem entity starts off, so Home Assistant has a state for it.
     shell.publish_health(Instant::now());
@@ -254,6 +278,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
                 events
             }
+            Some(report) = next_report(&mut clip_reports) => {
+                shell.clip_report(report);
+                Vec::new()
+            }
             _ = sleep => vec![Event { at: now(), kind: EventKind::Tick }],
             _ = health.tick() => {
                 shell.tick_health(Instant::now());
@@ -286,6 +314,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let _ = stop_tx.send(true);
+    if let Some(r) = shell.recorders.take() {
+        // Closing the clips flushes files to disk: not on the runtime's
+        // threads.
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
+    if let Some(reports) = &mut clip_reports {
+        while let Ok(report) = reports.try_recv() {
+            shell.clip_report(report);
+        }
+    }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         for t in camera_tasks {
             let _ = t.await;
@@ -299,6 +337,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     match shell.link_failed {
         Some(reason) => Err(RuntimeError::LinkFailed(reason)),
         None => Ok(()),
+    }
+}
+
+/// The next report of a recorder, or never without recorders.
+async fn next_report(
+    reports: &mut Option<mpsc::UnboundedReceiver<ClipReport>>,
+) -> Option<ClipReport> {
+    match reports {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -384,6 +432,10 @@ struct Shell<'a> {
     link_failed: Option<String>,
     /// Whether the problem entity last published was on.
     problem_shown: bool,
+    /// The delivery clip recorders, when clips are kept.
+    recorders: Option<Recorders>,
+    /// Why delivery evidence is not being kept, shown on the problem entity.
+    evidence_problem: Option<String>,
 }
 
 impl Shell<'_> {
@@ -467,6 +519,9 @@ impl Shell<'_> {
                     }
                 }
                 Action::DeliveryEvent(e) => {
+                    if let Some(r) = &self.recorders {
+                        r.delivery(e);
+                    }
                     info!(door = %e.door, event = e.kind.as_str(), reason = %redact::text(&e.reason), "delivery event");
                     // A trip or a forced door must not wait behind states
                     // and answers.
@@ -481,12 +536,163 @@ impl Shell<'_> {
                     info!(door, granted, reason = %redact::text(reason), "delivery request answered");
                     self.publish_ha(&action);
                 }
-                Action::DoorState(_) | Action::DoorAvailability { .. } | Action::CameraState(_) => {
+                Action::CameraState(status) => {
+                    if let Some(r) = &self.recorders {
+                        r.camera(status);
+                    }
                     self.publish_ha(&action)
                 }
+                Action::DoorState(_) | Action::DoorAvailability { .. } => self.publish_ha(&action),
+                Action::Evidence(e) => match &self.recorders {
+                    Some(r) => r.evidence(e),
+                    None => {
+                        if self.cfg.recordings.is_some() && matches!(e, Evidence::Start { .. }) {
+                            warn!("a delivery began and no evidence is being kept");
+                        }
+                    }
+                },
             }
         }
         follow_up
+    }
+
+    /// A recorder finished a delivery's clip of one camera, or cannot keep
+    /// it: into the audit chain, and in front of the owner if it failed.
+    fn clip_report(&mut self, report: ClipReport) {
+        let record = match report {
+            ClipReport::Done {
+                door,
+                delivery,
+                camera,
+                clips,
+                sidecar,
+                compromised,
+            } => {
+                info!(door, camera, clips = clips.len(), "delivery evidence saved");
+                // Evidence is being kept again.
+                if self.evidence_problem.take().is_some() {
+                    self.publish_health(Instant::now());
+                }
+                if let Some(first) = clips.first() {
+                    let parts = if clips.len() > 1 {
+                        format!(" in {} parts (the stream's format changed)", clips.len())
+                    } else {
+                        String::new()
+                    };
+                    let event = DeliveryEvent {
+                        door: door.clone(),
+                        kind: DeliveryEventKind::EvidenceSaved,
+                        reason: format!("video of the delivery from camera {camera} saved{parts}"),
+                        camera: Some(camera.clone()),
+                        source: None,
+                        duration_s: None,
+                        entries: None,
+                        compromised: Some(compromised),
+                        clip: Some(ClipInfo {
+                            file: first.name.clone(),
+                            duration_s: clips.iter().map(|c| c.duration_s).sum(),
+                        }),
+                    };
+                    self.publish_ha(&Action::DeliveryEvent(event));
+                }
+                if let Some(r) = &self.recorders {
+                    r.sweep();
+                }
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: crate::io::store::EVIDENCE_CLIP.into(),
+                    reason: format!("video of camera {camera} kept"),
+                    details: serde_json::json!({
+                        "camera": camera,
+                        "delivery": delivery.to_string(),
+                        "clips": clips.iter().map(|c| serde_json::json!({
+                            "file": c.name,
+                            "sha256": c.sha256,
+                            "bytes": c.bytes,
+                            "duration_s": c.duration_s,
+                        })).collect::<Vec<_>>(),
+                        "sidecar": {"file": sidecar.name, "sha256": sidecar.sha256, "bytes": sidecar.bytes},
+                        "compromised": compromised,
+                        "dir": self.recorders.as_ref().map(|r| r.dir().display().to_string()),
+                    }),
+                }
+            }
+            ClipReport::Expired(expired) => {
+                let record = AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: None,
+                    decision: crate::io::store::EVIDENCE_DELETED.into(),
+                    reason: format!("retention: {}", expired.why),
+                    details: serde_json::json!({ "files": expired.files }),
+                };
+                // Deleted only once the chain says so: a clip gone from the
+                // disk is always explained.
+                match self.audit(&record) {
+                    Ok(()) => {
+                        info!(files = ?expired.files, "retention deletes delivery evidence: {}", expired.why);
+                        if let Some(r) = &self.recorders {
+                            r.delete(expired.files);
+                        }
+                    }
+                    Err(reason) => error!("cannot write the audit log, evidence kept: {reason}"),
+                }
+                return;
+            }
+            ClipReport::Acknowledged { door, sidecars } => {
+                info!(
+                    door,
+                    count = sidecars.len(),
+                    "the owner acknowledged the compromised deliveries' evidence"
+                );
+                if let Some(r) = &self.recorders {
+                    r.sweep();
+                }
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: "evidence_acknowledged".into(),
+                    reason: "the owner acknowledged the evidence of compromised deliveries; retention may delete it".into(),
+                    details: serde_json::json!({ "sidecars": sidecars }),
+                }
+            }
+            ClipReport::Failed {
+                door,
+                delivery,
+                camera,
+                reason,
+            } => {
+                self.evidence_problem = Some(reason.clone());
+                self.publish_health(Instant::now());
+                let event = DeliveryEvent {
+                    door: door.clone(),
+                    kind: DeliveryEventKind::EvidenceFailed,
+                    reason: format!(
+                        "no video of the delivery from camera {camera} is being kept: {reason}"
+                    ),
+                    camera: Some(camera.clone()),
+                    source: None,
+                    duration_s: None,
+                    entries: None,
+                    compromised: None,
+                    clip: None,
+                };
+                self.publish_ha(&Action::DeliveryEvent(event));
+                AuditRecord {
+                    at: jiff::Timestamp::now(),
+                    door: Some(door),
+                    decision: "evidence_failed".into(),
+                    reason: format!("no video of camera {camera} is being kept: {reason}"),
+                    details: serde_json::json!({
+                        "camera": camera,
+                        "delivery": delivery.to_string(),
+                    }),
+                }
+            }
+        };
+        if let Err(reason) = self.audit(&record) {
+            error!("cannot write the audit log: {reason}");
+        }
     }
 
     fn audit(&mut self, record: &AuditRecord) -> Result<(), String> {
@@ -701,7 +907,11 @@ impl Shell<'_> {
     }
 
     fn publish_health(&mut self, at: Instant) {
-        let health = self.intake.health(at);
+        let mut health = self.intake.health(at);
+        if let Some(reason) = &self.evidence_problem {
+            health.problem = true;
+            health.reason = format!("no delivery evidence is being kept: {reason}");
+        }
         self.problem_shown = health.problem;
         for m in self.mirror.health(&health) {
             if let Err(e) = self.link.publish(&m.topic, m.payload, m.retain) {
@@ -719,7 +929,9 @@ impl Shell<'_> {
         // Garbage costs a parse and a count, and leaves a real courier's
         // request right after it untouched.
         if let (
-            CommandParse::Command { .. } | CommandParse::HaStatus { online: true },
+            CommandParse::Command { .. }
+            | CommandParse::EvidenceAck { .. }
+            | CommandParse::HaStatus { online: true },
             Some((source, limit)),
         ) = (&parsed, &source)
         {
@@ -736,6 +948,13 @@ impl Shell<'_> {
                     at: now(),
                     kind: EventKind::Command { door, command },
                 }];
+            }
+            CommandParse::EvidenceAck { door } => {
+                match &self.recorders {
+                    Some(r) => r.acknowledge(&door),
+                    None => warn!(door, "evidence acknowledged, but no clips are kept"),
+                }
+                return Vec::new();
             }
             CommandParse::HaStatus { online } => {
                 if online {

@@ -10,6 +10,7 @@ pub mod addon;
 pub mod duration;
 mod model;
 mod positions;
+pub mod size;
 mod validate;
 pub mod zone;
 

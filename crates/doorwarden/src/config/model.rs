@@ -36,6 +36,9 @@ pub struct Config {
     pub deliveries: BTreeMap<String, Deliveries>,
     #[serde(default)]
     pub storage: Storage,
+    /// Video evidence of each delivery; `None`: nothing is recorded.
+    #[serde(default)]
+    pub recordings: Option<Recordings>,
     /// The rules of a door without a `deliveries` entry, its zone looked up
     /// while loading (see [`Config::delivery_rules`]).
     #[serde(skip, default = "Deliveries::for_door_without_entry")]
@@ -468,6 +471,56 @@ fn default_storage_dir() -> PathBuf {
 }
 fn default_audit_rotate_bytes() -> u64 {
     10 * 1024 * 1024
+}
+
+/// Where and how long delivery clips are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recordings {
+    /// Directory for the clips and their sidecars (Home Assistant's media
+    /// folder, for example `/media/doorwarden`).
+    pub path: PathBuf,
+    /// Video kept from before the unlock.
+    #[serde(default = "default_roll", with = "duration")]
+    pub pre_roll: Duration,
+    /// Video kept after the relock.
+    #[serde(default = "default_roll", with = "duration")]
+    pub post_roll: Duration,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// Which clips retention deletes: older than `max_age`, or the oldest while
+/// all of them take more than `max_size`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
+    #[serde(
+        default = "default_max_size",
+        deserialize_with = "super::size::deserialize"
+    )]
+    pub max_size: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: default_max_age(),
+            max_size: default_max_size(),
+        }
+    }
+}
+
+fn default_roll() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_max_size() -> u64 {
+    2 * 1024 * 1024 * 1024
 }
 
 /// A secret string (password, PIN): its `Debug` and `Display` never show it.

@@ -118,6 +118,10 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let cameras = typed_map::<Camera>(get("cameras"), "cameras", &mut report);
     let locks = typed_map::<Door>(get("locks"), "locks", &mut report);
     let deliveries = typed_map::<Deliveries>(get("deliveries"), "deliveries", &mut report);
+    let recordings = match get("recordings") {
+        Some(Value::Null) | None => None,
+        Some(v) => typed::<Recordings>(v, &p(&["recordings"]), &mut report),
+    };
     let storage = match get("storage") {
         Some(v) => typed::<Storage>(v, &p(&["storage"]), &mut report),
         None => Some(Storage::default()),
@@ -167,6 +171,7 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             locks,
             deliveries,
             storage,
+            recordings,
             default_deliveries: Deliveries::for_door_without_entry(),
         }),
         _ => {
@@ -782,6 +787,15 @@ mod schema {
                 ]))),
             ),
             ("storage", Struct(leaves(&["dir", "audit_rotate_bytes"]))),
+            (
+                "recordings",
+                Struct(vec![
+                    ("path", Leaf),
+                    ("pre_roll", Leaf),
+                    ("post_roll", Leaf),
+                    ("retention", Struct(leaves(&["max_age", "max_size"]))),
+                ]),
+            ),
         ])
     }
 

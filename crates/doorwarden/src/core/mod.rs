@@ -256,6 +256,34 @@ pub enum Action {
     },
     /// Append a record to the audit log.
     Audit(AuditRecord),
+    /// Keep (or stop keeping) video of a door's cameras as evidence; the
+    /// shell records, the core only says when.
+    Evidence(Evidence),
+}
+
+/// When a door's cameras must be recorded. A delivery is named by its door
+/// and the moment it began (`SessionRecord::unlocked_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A delivery window opened: keep the last seconds of these cameras in
+    /// memory, so that a delivery's clip can start before its unlock.
+    Watch { door: String, cameras: Vec<String> },
+    /// The window closed: the pre-roll is no longer needed for this door.
+    Unwatch { door: String },
+    /// A delivery began: record these cameras from their pre-roll on.
+    Start {
+        door: String,
+        delivery: jiff::Timestamp,
+        cameras: Vec<String>,
+    },
+    /// The delivery ended (relocked, or given up on): record the post-roll
+    /// and close its clips. `compromised`: it ended tripped, so its clips
+    /// are kept until the owner acknowledges them.
+    Stop {
+        door: String,
+        delivery: jiff::Timestamp,
+        compromised: bool,
+    },
 }
 
 /// Commands the core sends to a lock; `crate::devices` turns them into the
@@ -362,6 +390,16 @@ pub struct DeliveryEvent {
     pub duration_s: Option<u64>,
     pub entries: Option<u32>,
     pub compromised: Option<bool>,
+    /// The delivery's clip (`evidence_saved`): file name and length.
+    pub clip: Option<ClipInfo>,
+}
+
+/// A delivery clip as Home Assistant is told of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipInfo {
+    /// File name in the recordings folder (Home Assistant's media folder).
+    pub file: String,
+    pub duration_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,10 +426,16 @@ pub enum DeliveryEventKind {
     /// A delivery ended without the lock confirming its relock (lock
     /// unresponsive, jammed): the door may be unlocked. The reason says why.
     RelockFailed,
+    /// A delivery's clip of one camera is on disk (sent by the shell's
+    /// recorder, not the core), with its file name and length.
+    EvidenceSaved,
+    /// Video of a delivery is not being kept (storage full or unwritable;
+    /// sent by the shell). The delivery itself goes on.
+    EvidenceFailed,
 }
 
 impl DeliveryEventKind {
-    pub const ALL: [DeliveryEventKind; 18] = [
+    pub const ALL: [DeliveryEventKind; 20] = [
         DeliveryEventKind::WindowOpened,
         DeliveryEventKind::WindowClosed,
         DeliveryEventKind::Granted,
@@ -410,6 +454,8 @@ impl DeliveryEventKind {
         DeliveryEventKind::RestartedDuringDelivery,
         DeliveryEventKind::RelockPending,
         DeliveryEventKind::RelockFailed,
+        DeliveryEventKind::EvidenceSaved,
+        DeliveryEventKind::EvidenceFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -432,6 +478,8 @@ impl DeliveryEventKind {
             DeliveryEventKind::RestartedDuringDelivery => "restarted_during_delivery",
             DeliveryEventKind::RelockPending => "relock_pending",
             DeliveryEventKind::RelockFailed => "relock_failed",
+            DeliveryEventKind::EvidenceSaved => "evidence_saved",
+            DeliveryEventKind::EvidenceFailed => "evidence_failed",
         }
     }
 }

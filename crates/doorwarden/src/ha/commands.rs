@@ -11,6 +11,7 @@
 //! | `<base>/<door>/delivery/courier_unlock/set` | `PRESS` |
 //! | `<base>/<door>/delivery/grant_minutes/set` | `30` (1..=1440; `30.0` too) |
 //! | `<base>/<door>/delivery/code/set` | `482913` (4 to 10 digits) |
+//! | `<base>/<door>/delivery/evidence_ack/set` | `PRESS` (the owner has seen a compromised delivery's clips; retention may delete them) |
 //! | `<base>/<door>/delivery/request` | `{"code": "482913", "carrier": "DHL"}` (both optional; empty = `{}`) |
 //! | `mqtt.ha_status_topic` | `online` / `offline` (Home Assistant's birth and will) |
 //!
@@ -39,6 +40,9 @@ const MAX_FIELD: usize = 64;
 pub enum CommandParse {
     /// Hand this to the core.
     Command { door: String, command: Command },
+    /// The owner acknowledged the door's compromised deliveries' clips:
+    /// for the shell's recorders, not the core.
+    EvidenceAck { door: String },
     /// Home Assistant's status: on `online`, republish everything.
     HaStatus { online: bool },
     /// A command topic, but the message was retained: dropped (log at warn).
@@ -61,6 +65,7 @@ enum Slot {
     GrantMinutes,
     Code,
     Request,
+    EvidenceAck,
 }
 
 /// The command topics of the configured doors.
@@ -114,6 +119,14 @@ impl CommandTopics {
         if !self.doors.contains(door) {
             return malformed(topic, "no door by that name in the config");
         }
+        if slot == Slot::EvidenceAck {
+            return match text(payload).map(str::trim).map(press) {
+                Some(Ok(())) => CommandParse::EvidenceAck {
+                    door: door.to_string(),
+                },
+                _ => malformed(topic, "expected PRESS"),
+            };
+        }
         match parse_payload(slot, payload) {
             Ok(command) => CommandParse::Command {
                 door: door.to_string(),
@@ -160,6 +173,7 @@ impl CommandTopics {
                 "courier_unlock" => Slot::CourierUnlock,
                 "grant_minutes" => Slot::GrantMinutes,
                 "code" => Slot::Code,
+                "evidence_ack" => Slot::EvidenceAck,
                 _ => return None,
             },
             _ => return None,
@@ -226,6 +240,8 @@ fn parse_payload(slot: Slot, payload: &[u8]) -> Result<Command, &'static str> {
             minutes(&Value::from(number)).map(Command::SetGrantDuration)
         }
         Slot::Code => delivery_code(text).map(Command::SetCode),
+        // Handled before the core's commands (see `CommandTopics::parse`).
+        Slot::EvidenceAck => Err("not a door command"),
         Slot::Request => {
             let fields = if text.is_empty() {
                 serde_json::Map::new()

@@ -462,6 +462,17 @@ pub fn camera_device(topics: &Topics, key: &str, name: Option<&str>) -> Device {
     }
 }
 
+/// A door's evidence entities, only when clips are recorded (`recordings:`
+/// in the config). Kept apart from [`DOOR`] so a home without recordings
+/// sees no button that does nothing.
+pub const DOOR_EVIDENCE: &[EntitySpec] = &[EntitySpec {
+    name: Some("Acknowledge delivery evidence"),
+    icon: Some("mdi:filmstrip-box-multiple"),
+    command_topic: Some("delivery/evidence_ack/set"),
+    extra: Extra::Press,
+    ..row("evidence_ack", Component::Button)
+}];
+
 /// Every discovery config for the configured home: the bridge, then each
 /// door, then each camera, in key order (so the output is stable).
 pub fn configs(config: &Config) -> Vec<DiscoveryConfig> {
@@ -479,6 +490,13 @@ pub fn configs(config: &Config) -> Vec<DiscoveryConfig> {
                 })
                 .map(|spec| render(&topics, &device, spec)),
         );
+        if config.recordings.is_some() {
+            out.extend(
+                DOOR_EVIDENCE
+                    .iter()
+                    .map(|spec| render(&topics, &device, spec)),
+            );
+        }
     }
     for (key, camera) in &config.cameras {
         let device = camera_device(&topics, key, camera.name.as_deref());

@@ -131,6 +131,10 @@ struct DeliveryEventJson {
     entries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     compromised: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip_duration_s: Option<f64>,
 }
 
 /// `<base>/<door>/delivery/event`: what Home Assistant's `event` entity
@@ -144,6 +148,8 @@ pub fn delivery_event(e: &DeliveryEvent) -> String {
         duration_s: e.duration_s,
         entries: e.entries,
         compromised: e.compromised,
+        clip: e.clip.as_ref().map(|c| c.file.clone()),
+        clip_duration_s: e.clip.as_ref().map(|c| round(c.duration_s, 10.0)),
     };
     to_json(&json)
 }
@@ -281,6 +287,7 @@ mod tests {
             duration_s: None,
             entries: None,
             compromised: Some(true),
+            clip: None,
         };
         assert_eq!(
             delivery_event(&e),

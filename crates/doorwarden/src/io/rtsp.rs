@@ -50,12 +50,13 @@ use retina::client::{
     Credentials, InitialSequenceNumberPolicy, PlayOptions, Session, SessionGroup, SessionOptions,
     SetupOptions, TeardownPolicy,
 };
-use retina::codec::{CodecItem, VideoFrame};
+use retina::codec::{CodecItem, ParametersRef, VideoFrame};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Secret};
 use crate::core::{Event, EventKind, FrameSummary, Stamp};
+use crate::io::record::FrameTap;
 use crate::redact;
 
 /// How long the task waits for things a dead or hostile camera may never
@@ -117,6 +118,8 @@ pub struct CameraTask {
     credentials: CredentialSource,
     transport: config::Transport,
     timing: CameraTiming,
+    /// Where frames go for delivery evidence, if clips are recorded.
+    tap: Option<FrameTap>,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -173,12 +176,20 @@ impl CameraTask {
             credentials,
             transport: cfg.transport,
             timing: CameraTiming::for_camera(cfg),
+            tap: None,
         }
     }
 
     /// Replaces the timing derived from the config.
     pub fn timing(mut self, timing: CameraTiming) -> CameraTask {
         self.timing = timing;
+        self
+    }
+
+    /// Also hands every frame (while wanted) to a delivery-evidence
+    /// recorder.
+    pub fn recorder(mut self, tap: FrameTap) -> CameraTask {
+        self.tap = Some(tap);
         self
     }
 
@@ -351,6 +362,7 @@ impl CameraTask {
 
         // The silence timer is data: the time of the last video frame. The
         // sleep is only re-armed when it fires early, not on every frame.
+        let mut tap = self.tap.as_ref().map(FrameTap::session);
         let playing_since = Instant::now();
         let mut first_video: Option<Instant> = None;
         let mut last_video: Option<Instant> = None;
@@ -383,11 +395,22 @@ impl CameraTask {
                         let received = frame.end_ctx().received();
                         first_video.get_or_insert(received);
                         last_video = Some(received);
+                        let summary = summarize(&frame, codec);
+                        let at = stamp_at(received);
+                        // Never waits: a recorder that falls behind loses
+                        // frames, the camera's watch loses nothing.
+                        if let Some(tap) = tap.as_mut() {
+                            let params = match frames.streams().get(stream_i).and_then(|s| s.parameters()) {
+                                Some(ParametersRef::Video(v)) => Some(v),
+                                _ => None,
+                            };
+                            tap.offer(params, &frame, summary.keyframe, received, at.wall);
+                        }
                         let kind = EventKind::CameraFrame {
                             camera: self.name.clone(),
-                            frame: summarize(&frame, codec),
+                            frame: summary,
                         };
-                        if events.send(Event { at: stamp_at(received), kind }).await.is_err() {
+                        if events.send(Event { at, kind }).await.is_err() {
                             return SessionEnd::EventsClosed;
                         }
                     }

@@ -97,6 +97,11 @@ const HASH_MEMBER_PREFIX: &[u8] = b",\"hash\":\"";
 const HASH_SUFFIX_LEN: usize = HASH_MEMBER_PREFIX.len() + 64 + 2;
 /// The `decision` of the record a repair leaves in the chain.
 const LOG_REPAIRED: &str = "log_repaired";
+/// A delivery clip and its sidecar, with their SHA-256, entering the chain.
+pub const EVIDENCE_CLIP: &str = "evidence_clip";
+/// Clips retention deleted, named in the chain so that their absence is
+/// explained.
+pub const EVIDENCE_DELETED: &str = "evidence_deleted";
 /// Between a log's name and the rest of a kept file's name.
 const KEPT_INFIX: &str = ".cut-";
 /// Where cut bytes are written before they get their kept file's name.
@@ -770,6 +775,10 @@ pub struct VerifyReport {
     pub broken: Option<ChainBreak>,
     /// The `log_repaired` records among the checked ones, oldest first.
     pub repairs: Vec<Repair>,
+    /// The delivery-evidence records among the checked ones (clips kept,
+    /// clips deleted by retention): `(seq, decision, details)`, oldest
+    /// first. `crate::io::record::verify` checks the files they name.
+    pub evidence: Vec<(u64, String, serde_json::Value)>,
 }
 
 /// A `log_repaired` record: bytes cut off the end of a log when the store
@@ -985,6 +994,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         last_seq: None,
         broken: None,
         repairs: Vec::new(),
+        evidence: Vec::new(),
     };
     // (seq, hash of the line) of the last good record.
     let mut last: Option<(u64, String)> = None;
@@ -1044,6 +1054,11 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
             if parsed.decision == LOG_REPAIRED {
                 let after = last.as_ref().map(|(seq, _)| *seq);
                 report.repairs.extend(Repair::read(&parsed, after, file));
+            }
+            if parsed.decision == EVIDENCE_CLIP || parsed.decision == EVIDENCE_DELETED {
+                report
+                    .evidence
+                    .push((parsed.seq, parsed.decision.clone(), parsed.details.clone()));
             }
             report.records += 1;
             report.first_seq.get_or_insert(parsed.seq);

@@ -98,7 +98,8 @@ use super::schedule::{OpenWindow, Schedule};
 use super::timer::{TimerKey, Timers};
 use super::{
     Action, CodeRecord, Command, Decision, DeliveryEventKind, DeliveryState, DoorRecord,
-    DoorReport, LockCommand, LockState, PersistedState, RequestChannel, SessionRecord, Stamp, Wake,
+    DoorReport, Evidence, LockCommand, LockState, PersistedState, RequestChannel, SessionRecord,
+    Stamp, Wake,
 };
 use crate::config::{self, OnCameraLoss};
 
@@ -323,6 +324,7 @@ impl Door {
             why: "restarted during delivery".into(),
             sent_at: ctx.now.wall,
         };
+        self.evidence_start(ctx, record.unlocked_at);
         let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
         s.unlocked_at = Some(s.record.unlocked_at);
         // Nobody watched the door while doorwarden was down.
@@ -422,6 +424,10 @@ impl Door {
             self.local_time_once(w.ends),
             if w.granted { " (granted now)" } else { "" }
         );
+        ctx.out.push(Action::Evidence(Evidence::Watch {
+            door: self.name.clone(),
+            cameras: ctx.cameras.iter().map(|c| c.name.clone()).collect(),
+        }));
         self.event(ctx, DeliveryEventKind::WindowOpened, &reason, None, None);
         self.audit(ctx, Decision::WindowOpened, &reason, window_json(&w));
     }
@@ -440,6 +446,11 @@ impl Door {
             }
         }
         let reason = "delivery window closed".to_string();
+        if next.is_none() {
+            ctx.out.push(Action::Evidence(Evidence::Unwatch {
+                door: self.name.clone(),
+            }));
+        }
         self.event(ctx, DeliveryEventKind::WindowClosed, &reason, None, None);
         self.audit(ctx, Decision::WindowClosed, &reason, window_json(&w));
         if self.in_session() && next.is_none() {
@@ -781,6 +792,7 @@ impl Door {
         } else {
             Phase::Unlocking
         };
+        self.evidence_start(ctx, record.unlocked_at);
         let mut s = Session::new(record, phase, ctx.now.wall, ctx.cameras);
         s.via = Some(via);
         s.window = self.entries.window;
@@ -910,6 +922,11 @@ impl Door {
         } else {
             DeliveryEventKind::Completed
         };
+        ctx.out.push(Action::Evidence(Evidence::Stop {
+            door: self.name.clone(),
+            delivery: s.record.unlocked_at,
+            compromised: s.compromised,
+        }));
         let mut ev = self.delivery_event(kind, outcome);
         ev.duration_s = Some(open_s);
         ev.compromised = Some(s.compromised);
@@ -933,6 +950,16 @@ impl Door {
     }
 
     // ---- output helpers -------------------------------------------------
+
+    /// Ask the shell to record this door's cameras for the delivery that
+    /// began at `delivery`.
+    fn evidence_start(&self, ctx: &mut Ctx, delivery: jiff::Timestamp) {
+        ctx.out.push(Action::Evidence(Evidence::Start {
+            door: self.name.clone(),
+            delivery,
+            cameras: ctx.cameras.iter().map(|c| c.name.clone()).collect(),
+        }));
+    }
 
     /// Ask the shell to write everything that must survive a restart: this
     /// door's session, code and limits here, the other doors' added by the

@@ -155,6 +155,7 @@ impl Door {
             duration_s: None,
             entries: None,
             compromised: None,
+            clip: None,
         }
     }
 
