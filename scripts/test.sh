@@ -23,10 +23,15 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
 Gst.init(None)
 assert Gst.ElementFactory.find("h264parse") and Gst.ElementFactory.find("rtph264pay")
+# The live test cameras (tests/rtsp_server.py /cam-*): x264 and x265
+# encoders, and the on-screen clock (pango, in gstreamer1.0-x on Debian).
+for name in ("x264enc", "x265enc", "clockoverlay", "compositor", "videoconvert"):
+    assert Gst.ElementFactory.find(name), name
 PY
 then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
-            gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad)
+            gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+            gstreamer1.0-x)
 fi
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)

@@ -167,6 +167,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::core::picture::{PictureCheck, PictureFault, PicturePolicy, PictureSample};
 use crate::core::timer::{TimerKey, Timers};
 use crate::core::{CameraStatus, FrameSummary, Stamp};
 
@@ -243,6 +244,8 @@ pub struct CameraSettings {
     /// Accepted difference between the RTP clock rate and real time, as a
     /// fraction (0.25: from 0.75x to 1.25x).
     pub clock_tolerance: f64,
+    /// Whether the decoded picture is judged, and must be (`core::picture`).
+    pub picture: PicturePolicy,
 }
 
 impl From<&crate::config::Camera> for CameraSettings {
@@ -252,6 +255,7 @@ impl From<&crate::config::Camera> for CameraSettings {
             freeze_after: cam.freeze_after,
             warmup: cam.warmup,
             clock_tolerance: cam.clock_tolerance,
+            picture: cam.picture_check,
         }
     }
 }
@@ -289,6 +293,8 @@ pub enum FreezeCause {
     ClockDrift { ratio: f64 },
     /// P-frames collapsed to empty, constant-size frames for this long.
     StillPicture { unchanged_for: Duration },
+    /// The decoded picture is not a live scene (`core::picture`).
+    Picture(PictureFault),
 }
 
 impl fmt::Display for FreezeCause {
@@ -310,6 +316,7 @@ impl fmt::Display for FreezeCause {
                 "picture unchanged for {:.1} s (empty P-frames)",
                 unchanged_for.as_secs_f64()
             ),
+            FreezeCause::Picture(fault) => write!(f, "{fault}"),
         }
     }
 }
@@ -646,6 +653,7 @@ pub struct CameraLiveness {
     good_since: Option<Instant>,
     baseline: Baseline,
     last_good_wall: Option<jiff::Timestamp>,
+    picture: PictureCheck,
 }
 
 impl CameraLiveness {
@@ -664,6 +672,7 @@ impl CameraLiveness {
             good_since: None,
             baseline: Baseline::default(),
             last_good_wall: None,
+            picture: PictureCheck::new(settings.picture),
         }
     }
 
@@ -734,6 +743,7 @@ impl CameraLiveness {
         let before = self.state.clone();
         self.session_up = true;
         self.stream = Stream::new(now.mono);
+        self.picture.restart();
         self.good_since = None;
         self.timers.stop_all();
         self.state = Liveness::Connecting {
@@ -789,6 +799,25 @@ impl CameraLiveness {
         match problem {
             Some(problem) => self.fail(now, problem),
             None => self.pass(now),
+        }
+        self.transition(before, now)
+    }
+
+    /// A sampled, decoded picture (or word that none can be decoded).
+    /// Samples outside a session are ignored, like frames.
+    pub fn handle_picture(&mut self, now: Stamp, sample: &PictureSample) -> Option<Transition> {
+        let now = self.clamp(now);
+        if !self.session_up {
+            return None;
+        }
+        let before = self.state.clone();
+        self.picture.handle_sample(now.mono, sample);
+        match self.picture.fault() {
+            Some(fault) => self.fail(now, Problem::Freeze(FreezeCause::Picture(fault))),
+            // A picture that now allows it may complete a warmup that was
+            // only waiting for it.
+            None if self.good_since.is_some() => self.promote(now),
+            None => {}
         }
         self.transition(before, now)
     }
@@ -856,6 +885,7 @@ impl CameraLiveness {
         let mut problems: [Option<FreezeCause>; 5] = [None; 5];
 
         if frame.keyframe {
+            self.picture.handle_keyframe(t, frame.hash);
             if s.last_keyframe_hash == Some(frame.hash) {
                 problems[0] = Some(FreezeCause::IdenticalKeyframes);
             }
@@ -957,10 +987,14 @@ impl CameraLiveness {
             None
         };
 
+        // The picture's verdict stands between samples: frames that pass
+        // the stream rules do not make a frozen picture good.
+        let picture = self.picture.fault().map(FreezeCause::Picture);
         problems
             .into_iter()
             .flatten()
             .chain(still)
+            .chain(picture)
             .next()
             .map(Problem::Freeze)
     }
@@ -1018,7 +1052,8 @@ impl CameraLiveness {
         let ready = self.stream.keyframe_seen
             && self.stream.drift.checked
             && self.stream.drift.suspect_since.is_none()
-            && self.stream.still.is_none_or(|run| run.frames < 2);
+            && self.stream.still.is_none_or(|run| run.frames < 2)
+            && self.picture.allows_live();
         match good_since.checked_add(self.settings.warmup) {
             Some(end) if end <= now.mono => {
                 if ready {
@@ -2253,6 +2288,7 @@ mod tests {
                 freeze_after: ms(settings.1),
                 warmup: ms(settings.2),
                 clock_tolerance: settings.3,
+                picture: PicturePolicy::Off,
             };
             let mut sim = Sim::new(settings);
             let mut clock: i64 = 10_000_000;

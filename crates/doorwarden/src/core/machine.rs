@@ -406,6 +406,12 @@ impl Core {
                     self.camera_changed(&camera, change, now, &mut out);
                 }
             }
+            EventKind::CameraPicture { camera, sample } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let change = c.liveness.handle_picture(now, &sample);
+                    self.camera_changed(&camera, change, now, &mut out);
+                }
+            }
             EventKind::CameraDown { camera, reason } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
                     let change = c.liveness.handle_down(now, &crate::redact::text(&reason));
