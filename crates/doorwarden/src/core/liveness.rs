@@ -1322,6 +1322,37 @@ mod tests {
             self.record(at, tr);
         }
 
+        fn picture_at(&mut self, at: Duration, sample: &PictureSample) {
+            self.run_to(at);
+            let tr = self.cam.handle_picture(self.stamp(at), sample);
+            self.record(at, tr);
+        }
+
+        /// Plays the feed until `until` with a decoded picture after every
+        /// frame, made by `picture(frame index)`.
+        fn play_with_pictures(
+            &mut self,
+            feed: &mut Feed,
+            until: Duration,
+            mut picture: impl FnMut(u64) -> Vec<u16>,
+        ) {
+            while feed.due() <= until {
+                let index = feed.index;
+                let (at, frame) = feed.next();
+                self.frame_at(at, frame);
+                let sample = PictureSample::Picture {
+                    picture: crate::core::picture::Thumbnail {
+                        width: 64,
+                        height: 36,
+                        cells: picture(index),
+                    },
+                    keyframe: frame.keyframe,
+                };
+                self.picture_at(at, &sample);
+            }
+            self.run_to(until);
+        }
+
         /// Plays the feed until `until`, then runs the timers to `until`.
         fn play(&mut self, feed: &mut Feed, until: Duration) {
             while feed.due() <= until {
@@ -1536,6 +1567,66 @@ mod tests {
     }
 
     // ----- frozen content --------------------------------------------------
+
+    fn with_pictures(policy: PicturePolicy) -> CameraSettings {
+        CameraSettings {
+            picture: policy,
+            ..defaults()
+        }
+    }
+
+    /// A scene with structure, and sensor noise that differs every frame.
+    fn live_picture(index: u64) -> Vec<u16> {
+        let mut dice = Dice(index.wrapping_mul(31).wrapping_add(5));
+        (0..64 * 36u64)
+            .map(|i| (800 + (i % 64) * 30 + dice.below(9)) as u16)
+            .collect()
+    }
+
+    #[test]
+    fn a_required_picture_check_holds_the_camera_until_its_picture_is_judged() {
+        let mut sim = Sim::up(with_pictures(PicturePolicy::Required));
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        // The stream alone would be live after the 3 s warmup; without a
+        // single picture the camera is not.
+        sim.play(&mut feed, secs(6));
+        assert_eq!(sim.kind(), LivenessKind::Connecting);
+        sim.play_with_pictures(&mut feed, secs(12), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
+
+    #[test]
+    fn a_picture_that_freezes_takes_a_live_camera_out_within_two_seconds() {
+        let mut sim = Sim::up(with_pictures(PicturePolicy::Required));
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        sim.play_with_pictures(&mut feed, secs(10), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+        // The sensor hangs; the encoder goes on, every frame a new hash.
+        let frozen = live_picture(0);
+        sim.play_with_pictures(&mut feed, secs(14), |_| frozen.clone());
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("picture frozen: not even sensor noise changes")
+        );
+        let (after, _) = sim.left_live_after(secs(10)).unwrap();
+        assert!(after - secs(10) <= secs(2), "took {:?}", after - secs(10));
+        // Stream frames alone do not bring it back while the picture stands.
+        sim.play(&mut feed, secs(20));
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        // A live picture again: live after the warmup.
+        sim.play_with_pictures(&mut feed, secs(30), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
+
+    #[test]
+    fn pictures_are_ignored_when_the_check_is_off() {
+        let mut sim = Sim::up(defaults());
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        let frozen = live_picture(0);
+        sim.play_with_pictures(&mut feed, secs(10), |_| frozen.clone());
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
 
     #[test]
     fn a_byte_identical_freeze_at_15_fps_is_caught_within_300_ms() {

@@ -36,8 +36,8 @@ use serde_json::json;
 use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, Transition};
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DoorRecord, DoorReport,
-    DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DeliveryState, DoorRecord,
+    DoorReport, DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::Config;
 
@@ -256,6 +256,28 @@ impl Core {
         let entry = self.doors.get(door)?;
         let cams = self.snapshots(&entry.cameras);
         Some(entry.door.status(&cams, self.storage_problem.as_deref()))
+    }
+
+    /// The cameras of a door whose delivery window is open or whose
+    /// delivery is running: the ones whose pictures the shell should look at
+    /// closely (`crate::io::picture`), rather than at keyframes only.
+    pub fn close_look(&self) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::new();
+        for name in self.doors.keys() {
+            let active = self.door_status(name).is_some_and(|s| {
+                s.window_ends.is_some()
+                    || matches!(
+                        s.delivery,
+                        DeliveryState::WindowOpen
+                            | DeliveryState::Unlocked
+                            | DeliveryState::Watching
+                    )
+            });
+            if active && let Some(entry) = self.doors.get(name) {
+                out.extend(entry.cameras.iter().map(String::as_str));
+            }
+        }
+        out
     }
 
     pub fn camera_status(&self, camera: &str) -> Option<CameraStatus> {
