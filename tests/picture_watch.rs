@@ -142,3 +142,26 @@ async fn h265_cannot_be_decoded_so_a_required_camera_is_never_live() {
     w.until_state(LivenessKind::Live, LONG).await;
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_close_look_a_keyframe_is_decoded_only_every_ten_seconds() {
+    let server = RtspTestServer::start();
+    let cfg = camera(&format!(
+        "url: {}\npicture_check: required\n",
+        server.url("/cam-live")
+    ));
+    // No window open: the runtime never asks for a close look.
+    let w = CameraWatch::start(&cfg, quick(&cfg));
+    w.until_state(LivenessKind::Live, LONG).await;
+    // The session's first 10 s are a close look: every frame decoded.
+    w.until("the session's close look", LONG, |w| w.pictures() >= 100)
+        .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let before = w.pictures();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let idle = w.pictures() - before;
+    // 12 s with one keyframe a second: one or two decoded, not 12 or 180.
+    assert!((1..=2).contains(&idle), "{idle} pictures in 12 s");
+    assert_eq!(w.state().0, LivenessKind::Live);
+    w.stop().await;
+}

@@ -4,6 +4,7 @@
 //! `doorwarden::core::picture` from real encoder output.
 //!
 //! `cargo run --release -p doorwarden --example picture_probe -- FILE.h264`
+//! (`PROBE_KEYS=1` decodes keyframes only, as the sampler does when idle)
 
 use std::time::Instant;
 
@@ -22,12 +23,19 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let keys_only = std::env::var_os("PROBE_KEYS").is_some();
     let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
     let mut prev: Option<Vec<u16>> = None;
     let mut prev_key: Option<Vec<u16>> = None;
-    let mut times = Vec::new();
+    let mut times: Vec<std::time::Duration> = Vec::new();
+    let mut key_times: Vec<std::time::Duration> = Vec::new();
+    let mut thumb_times: Vec<std::time::Duration> = Vec::new();
     for body in split_nal_units(&data) {
         let key = body.first().is_some_and(|b| b & 0x1f == 5);
+        // PROBE_KEYS=1: what the idle sampler decodes, keyframes only.
+        if keys_only && body.first().is_some_and(|b| b & 0x1f == 1) {
+            continue;
+        }
         let mut nal = vec![0, 0, 0, 1];
         nal.extend_from_slice(body);
         let nal = &nal[..];
@@ -42,7 +50,11 @@ fn main() {
                 continue;
             }
         };
-        times.push(took);
+        if key {
+            key_times.push(took);
+        } else {
+            times.push(took);
+        }
         let (w, h) = yuv.dimensions();
         let (stride, _, _) = yuv.strides();
         let Some(t) = thumbnail(yuv.y(), w, h, stride) else {
@@ -90,14 +102,18 @@ fn main() {
         }
         prev = Some(t.cells);
     }
-    times.sort();
-    if !times.is_empty() {
-        println!(
-            "frames {} median decode {:?} max {:?}",
-            times.len(),
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
+    for (what, mut list) in [
+        ("P-frame decode", times),
+        ("keyframe decode", key_times),
+        ("thumbnail", thumb_times),
+    ] {
+        list.sort();
+        if let (Some(median), Some(max)) = (list.get(list.len() / 2), list.last()) {
+            println!(
+                "{what}: {} frames, median {median:?}, max {max:?}",
+                list.len()
+            );
+        }
     }
 }
 

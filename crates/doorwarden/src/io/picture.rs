@@ -2,8 +2,9 @@
 //! which frames to decode, and a decoder thread that turns them into small
 //! grayscale thumbnails for the core (`crate::core::picture` judges them).
 //!
-//! Owns: which frames are decoded (keyframes always; every frame while the
-//! camera task is told to look closely), the bounded hand-off to the decoder thread (a frame that does not
+//! Owns: which frames are decoded (every frame while the camera task is
+//! told to look closely, and for the first seconds of each session; a
+//! keyframe every few seconds otherwise), the bounded hand-off to the decoder thread (a frame that does not
 //! fit is dropped, never waited for: the camera task must not be slowed by a
 //! decoder), and the reduction of a decoded picture to a [`Thumbnail`].
 //!
@@ -41,6 +42,10 @@ const QUEUE: usize = 4;
 /// Each session starts with a close look this long, so a camera is judged
 /// from its picture before it can first become live.
 const CLOSE_LOOK_AT_START: Duration = Duration::from_secs(10);
+/// Outside a close look, a keyframe is decoded at most this often: a 720p
+/// keyframe costs OpenH264 about 15 ms, and cameras send one every 1 to 4 s
+/// (docs/performance.md has the figures).
+const IDLE_KEYFRAME_EVERY: Duration = Duration::from_secs(10);
 /// Keyframes that fail to decode in a row before the core is told.
 const DECODE_FAILURES: u32 = 3;
 
@@ -82,6 +87,8 @@ pub struct Sampler {
     started: Instant,
     /// Every frame since the last keyframe reached the decoder.
     chain_whole: bool,
+    /// The last keyframe handed to the decoder.
+    last_keyframe: Option<Instant>,
     dropped: u64,
 }
 
@@ -116,6 +123,7 @@ impl Sampler {
             close_look,
             started: Instant::now(),
             chain_whole: false,
+            last_keyframe: None,
             dropped: 0,
         }
     }
@@ -143,7 +151,11 @@ impl Sampler {
         let Some(jobs) = &self.jobs else { return };
         let close = self.close_look.get()
             || received.saturating_duration_since(self.started) < CLOSE_LOOK_AT_START;
-        let decodes = keyframe || (close && self.chain_whole);
+        let key_due = close
+            || self
+                .last_keyframe
+                .is_none_or(|t| received.saturating_duration_since(t) >= IDLE_KEYFRAME_EVERY);
+        let decodes = (keyframe && key_due) || (!keyframe && close && self.chain_whole);
         if !decodes {
             // Outside a close look only keyframes are decoded; the chain of
             // P-frames since the keyframe is then broken.
@@ -164,6 +176,7 @@ impl Sampler {
             Ok(()) => {
                 if keyframe {
                     self.chain_whole = true;
+                    self.last_keyframe = Some(received);
                 }
             }
             Err(TrySendError::Full(_)) => {
