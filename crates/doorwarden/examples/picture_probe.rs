@@ -57,9 +57,11 @@ fn main() {
         }
         let (w, h) = yuv.dimensions();
         let (stride, _, _) = yuv.strides();
+        let t1 = Instant::now();
         let Some(t) = thumbnail(yuv.y(), w, h, stride) else {
             continue;
         };
+        thumb_times.push(t1.elapsed());
         let stats = |a: &[u16], b: &[u16]| {
             let diffs: Vec<u32> = a
                 .iter()
