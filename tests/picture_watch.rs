@@ -153,8 +153,9 @@ async fn outside_a_close_look_a_keyframe_is_decoded_only_every_ten_seconds() {
     // No window open: the runtime never asks for a close look.
     let w = CameraWatch::start(&cfg, quick(&cfg));
     w.until_state(LivenessKind::Live, LONG).await;
-    // The session's first 10 s are a close look: every frame decoded.
-    w.until("the session's close look", LONG, |w| w.pictures() >= 100)
+    // The session's first 5 s from its first keyframe are a close look:
+    // every frame decoded.
+    w.until("the session's close look", LONG, |w| w.pictures() >= 50)
         .await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let before = w.pictures();
@@ -163,5 +164,30 @@ async fn outside_a_close_look_a_keyframe_is_decoded_only_every_ten_seconds() {
     // 12 s with one keyframe a second: one or two decoded, not 12 or 180.
     assert!((1..=2).contains(&idle), "{idle} pictures in 12 s");
     assert_eq!(w.state().0, LivenessKind::Live);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_camera_whose_sensor_hangs_is_frozen_and_comes_back_when_it_recovers() {
+    let mut server = RtspTestServer::start();
+    let w = watch(&server, "/cam-switch", "required");
+    w.until_state(LivenessKind::Live, LONG).await;
+    server.command("still cam-switch");
+    let hung_at = Instant::now();
+    assert_eq!(
+        frozen_reason(&w).await,
+        "picture frozen: not even sensor noise changes"
+    );
+    let lost = w
+        .changes()
+        .into_iter()
+        .find(|t| t.from == LivenessKind::Live)
+        .expect("left live");
+    assert!(
+        lost.at.mono >= hung_at,
+        "left live before the hang: {lost:?}"
+    );
+    server.command("moving cam-switch");
+    w.until_state(LivenessKind::Live, LONG).await;
     w.stop().await;
 }

@@ -204,6 +204,12 @@ SCENES = {
     "cam-still": f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! {{enc}}",
     "cam-still-clock": f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! {CLOCK} ! {{enc}}",
     "cam-black": f"videotestsrc is-live=true pattern=black ! {SIZE} ! {{enc}}",
+    # /cam-live until told `still cam-switch`: then the sensor hangs (the
+    # encoder goes on); `moving cam-switch` brings the live scene back.
+    "cam-switch": f"input-selector name=sel ! {{enc}} "
+    f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! sel. "
+    f"videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE} "
+    f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! sel.",
 }
 
 
@@ -226,6 +232,33 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
         super().__init__()
         self.set_shared(True)
         self.set_launch("( " + SCENES[scene].format(enc=encoder(codec)) + " )")
+        self.selectors = []
+        self.still = False
+        self.lock = threading.Lock()
+        self.connect("media-configure", self.on_configure)
+
+    def on_configure(self, _factory, media):
+        sel = media.get_element().get_child_by_name("sel")
+        if sel is None:
+            return
+        with self.lock:
+            self.selectors.append(sel)
+        self.select(sel)
+
+    def select(self, sel):
+        # sink_0 is the live scene, sink_1 the hung sensor's picture.
+        pad = sel.get_static_pad("sink_1" if self.still else "sink_0")
+        if pad is not None:
+            sel.set_property("active-pad", pad)
+
+    def command(self, word):
+        if word not in ("still", "moving") or not self.selectors:
+            return False
+        with self.lock:
+            self.still = word == "still"
+            for sel in self.selectors:
+                self.select(sel)
+        return True
 
 
 def permissions(*roles):
@@ -290,7 +323,10 @@ def main():
     add(auth_server, "auth", {"moving": moving}, "moving")
     mounts = server.get_mount_points()
     for scene in SCENES:
-        mounts.add_factory("/" + scene, LiveFactory(scene))
+        factory = LiveFactory(scene)
+        mounts.add_factory("/" + scene, factory)
+        if scene == "cam-switch":
+            feeds[scene] = factory
     if Gst.ElementFactory.find("x265enc"):
         mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))
     for spec in args.mount:

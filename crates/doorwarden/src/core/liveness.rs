@@ -159,6 +159,14 @@
 //! whose RTP time is rewritten to run on smoothly. Those need the camera's
 //! own clock (RTCP sender reports) or decoding.
 //!
+//! 8. **The picture itself** (`picture_check`, see `crate::core::picture`):
+//!    decoded thumbnails judged frozen, frozen behind an on-screen clock,
+//!    uniform (no picture), or a keyframe that recurs (a replayed
+//!    recording) → `Frozen` with that reason. The verdict stands between
+//!    samples, so frames that pass rules 1-7 do not make a frozen picture
+//!    good; under `required` a camera does not become `Live` before its
+//!    picture was judged live. It only ever adds to the rules above.
+//!
 //! Lost RTP packets (`FrameSummary::lost`) do not count against a camera: the
 //! frames that reach the core are complete, and one missing frame only makes
 //! a slightly longer gap.

@@ -39,9 +39,10 @@ pub const THUMB_H: usize = 36;
 pub const THUMB_SCALE: u32 = 16;
 /// Frames waiting for the decoder; more are dropped.
 const QUEUE: usize = 4;
-/// Each session starts with a close look this long, so a camera is judged
-/// from its picture before it can first become live.
-const CLOSE_LOOK_AT_START: Duration = Duration::from_secs(10);
+/// Each session starts with a close look this long from its first
+/// keyframe, so a camera is judged from its picture before it can first
+/// become live (the picture checks need 1.5 s; the warmup is 3 s).
+const CLOSE_LOOK_AT_START: Duration = Duration::from_secs(5);
 /// Outside a close look, a keyframe is decoded at most this often: a 720p
 /// keyframe costs OpenH264 about 15 ms, and cameras send one every 1 to 4 s
 /// (docs/performance.md has the figures).
@@ -76,6 +77,9 @@ struct Job {
     data: Vec<u8>,
     keyframe: bool,
     received: Instant,
+    /// More frames of this chain follow (a close look); otherwise the
+    /// decoder is let go after this frame.
+    more: bool,
 }
 
 /// One session's sampler. Lives in the camera task; its decoder thread ends
@@ -84,9 +88,10 @@ pub struct Sampler {
     codec: PictureCodec,
     jobs: Option<SyncSender<Job>>,
     close_look: CloseLook,
-    started: Instant,
     /// Every frame since the last keyframe reached the decoder.
     chain_whole: bool,
+    /// The session's first keyframe handed to the decoder.
+    first_keyframe: Option<Instant>,
     /// The last keyframe handed to the decoder.
     last_keyframe: Option<Instant>,
     dropped: u64,
@@ -121,8 +126,8 @@ impl Sampler {
             codec,
             jobs,
             close_look,
-            started: Instant::now(),
             chain_whole: false,
+            first_keyframe: None,
             last_keyframe: None,
             dropped: 0,
         }
@@ -150,7 +155,9 @@ impl Sampler {
     pub fn offer(&mut self, data: &[u8], keyframe: bool, received: Instant) {
         let Some(jobs) = &self.jobs else { return };
         let close = self.close_look.get()
-            || received.saturating_duration_since(self.started) < CLOSE_LOOK_AT_START;
+            || self
+                .first_keyframe
+                .is_none_or(|t| received.saturating_duration_since(t) < CLOSE_LOOK_AT_START);
         let key_due = close
             || self
                 .last_keyframe
@@ -171,12 +178,16 @@ impl Sampler {
             data: annex_b,
             keyframe,
             received,
+            more: close,
         };
         match jobs.try_send(job) {
             Ok(()) => {
                 if keyframe {
-                    self.chain_whole = true;
+                    // Outside a close look the decoder lets go of the
+                    // picture, so P-frames cannot follow on it.
+                    self.chain_whole = close;
                     self.last_keyframe = Some(received);
+                    self.first_keyframe.get_or_insert(received);
                 }
             }
             Err(TrySendError::Full(_)) => {
@@ -244,20 +255,27 @@ pub fn thumbnail(y: &[u8], width: usize, height: usize, stride: usize) -> Option
 }
 
 fn decode_h264(camera: String, jobs: std::sync::mpsc::Receiver<Job>, events: mpsc::Sender<Event>) {
-    let mut decoder = match openh264::decoder::Decoder::new() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(camera = %camera, "cannot start the H.264 decoder: {e}");
-            let _ = events.blocking_send(picture_event(
-                &camera,
-                Instant::now(),
-                PictureSample::Undecodable(Undecodable::NoDecoder),
-            ));
-            return;
-        }
-    };
+    // Held only during a close look: a 720p decoder keeps ~14 MiB of
+    // reference pictures, too much to keep per camera for one keyframe
+    // every 10 s (a keyframe needs no earlier picture).
+    let mut held: Option<openh264::decoder::Decoder> = None;
     let mut failures = 0u32;
     while let Ok(job) = jobs.recv() {
+        let decoder = match &mut held {
+            Some(d) => d,
+            None => match openh264::decoder::Decoder::new() {
+                Ok(d) => held.insert(d),
+                Err(e) => {
+                    tracing::warn!(camera = %camera, "cannot start the H.264 decoder: {e}");
+                    let _ = events.blocking_send(picture_event(
+                        &camera,
+                        Instant::now(),
+                        PictureSample::Undecodable(Undecodable::NoDecoder),
+                    ));
+                    return;
+                }
+            },
+        };
         let thumb = match decoder.decode(&job.data) {
             Ok(Some(yuv)) => {
                 use openh264::formats::YUVSource;
@@ -289,6 +307,9 @@ fn decode_h264(camera: String, jobs: std::sync::mpsc::Receiver<Job>, events: mps
         };
         if job.keyframe && thumb.is_some() {
             failures = 0;
+        }
+        if !job.more {
+            held = None;
         }
         if let Some(picture) = thumb {
             let sample = PictureSample::Picture {
