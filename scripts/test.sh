@@ -34,6 +34,8 @@ then
             gstreamer1.0-x)
 fi
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# The picture decoder (the openh264 crate) builds its bundled C++ source.
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use doorwarden::core::picture::{PictureCheck, PicturePolicy, PictureSample};
 use doorwarden::io::picture::thumbnail;
 use openh264::formats::YUVSource;
 
@@ -24,6 +25,11 @@ fn main() {
         }
     };
     let keys_only = std::env::var_os("PROBE_KEYS").is_some();
+    // The real picture check, fed as the camera task would at 15 fps.
+    let t0 = Instant::now();
+    let mut check = PictureCheck::new(PicturePolicy::Required);
+    let mut fault = None;
+    let mut index = 0u64;
     let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
     let mut prev: Option<Vec<u16>> = None;
     let mut prev_key: Option<Vec<u16>> = None;
@@ -62,6 +68,23 @@ fn main() {
             continue;
         };
         thumb_times.push(t1.elapsed());
+        let at = t0 + std::time::Duration::from_millis(index * 1000 / 15);
+        index += 1;
+        check.handle_sample(
+            at,
+            &PictureSample::Picture {
+                picture: t.clone(),
+                keyframe: key,
+            },
+        );
+        if check.fault() != fault {
+            fault = check.fault();
+            println!(
+                "VERDICT at {:.2} s: {}",
+                index as f64 / 15.0,
+                fault.map(|f| f.to_string()).unwrap_or("live".into())
+            );
+        }
         let stats = |a: &[u16], b: &[u16]| {
             let diffs: Vec<u32> = a
                 .iter()

@@ -147,10 +147,14 @@ pub const FROZEN_AFTER: Duration = Duration::from_millis(1500);
 pub const FROZEN_MIN_PAIRS: usize = 8;
 /// ...and the picture is frozen when at least this share of them found no
 /// change outside a small box.
-pub const FROZEN_SHARE: f64 = 0.6;
+pub const FROZEN_SHARE: f64 = 0.75;
 /// Largest share of the picture the changing cells' box may cover for the
 /// change to be an on-screen clock rather than a scene.
 pub const CLOCK_MAX_AREA: f64 = 0.12;
+/// ...and whose cells change by at least this much (1/16 levels): a
+/// clock's digits are drawn in high contrast (x264, measured: 72-200), while
+/// faint noise that survives the encoder moves a cell by 1-2 levels.
+pub const CLOCK_MIN_STEP: u16 = 48;
 /// Keyframe hashes are remembered this long.
 pub const REPLAY_MEMORY: Duration = Duration::from_secs(600);
 /// ...and at most this many of them.
@@ -162,6 +166,8 @@ struct Change {
     at: Instant,
     /// Box around the changed cells (x0, y0, x1, y1, inclusive), if any.
     bbox: Option<(u16, u16, u16, u16)>,
+    /// Largest change of a cell.
+    peak: u16,
 }
 
 /// The picture checks of one camera.
@@ -357,17 +363,17 @@ impl PictureCheck {
             return (false, None);
         }
         // Comparisons without any change, and those whose change stays in
-        // a small box. Faint noise that the encoder mostly quantizes away
-        // also leaves a cell or two changed, in a small box each time, but
-        // never in the same place: only a box that holds all of them is a
-        // clock.
+        // a small box with the contrast of drawn text. Faint noise that the
+        // encoder mostly quantizes away also leaves a cell or two changed,
+        // in a small box each time, but weakly and never in the same place:
+        // only a box that holds all the strong ones is a clock.
         let mut unchanged = 0usize;
         let mut boxed = 0usize;
         let mut union: Option<(u16, u16, u16, u16)> = None;
         for c in &self.changes {
             match c.bbox {
                 None => unchanged += 1,
-                Some(b) if is_small_box(Some(b), picture) => {
+                Some(b) if c.peak >= CLOCK_MIN_STEP && is_small_box(Some(b), picture) => {
                     boxed += 1;
                     union = Some(match union {
                         None => b,
@@ -403,8 +409,10 @@ fn is_small_box(bbox: Option<(u16, u16, u16, u16)>, picture: &Thumbnail) -> bool
 fn compare(at: Instant, a: &Thumbnail, b: &Thumbnail) -> Change {
     let w = usize::from(b.width).max(1);
     let mut bbox: Option<(u16, u16, u16, u16)> = None;
+    let mut peak = 0u16;
     for (i, (x, y)) in a.cells.iter().zip(&b.cells).enumerate() {
         if x != y {
+            peak = peak.max(x.abs_diff(*y));
             let (cx, cy) = ((i % w) as u16, (i / w) as u16);
             bbox = Some(match bbox {
                 None => (cx, cy, cx, cy),
@@ -412,7 +420,7 @@ fn compare(at: Instant, a: &Thumbnail, b: &Thumbnail) -> Change {
             });
         }
     }
-    Change { at, bbox }
+    Change { at, bbox, peak }
 }
 
 /// Standard deviation of the cells, in luma levels.
