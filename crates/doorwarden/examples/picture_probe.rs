@@ -26,7 +26,7 @@ fn main() {
     };
     let keys_only = std::env::var_os("PROBE_KEYS").is_some();
     // The real picture check, fed as the camera task would at 15 fps.
-    let t0 = Instant::now();
+    let start = Instant::now();
     let mut check = PictureCheck::new(PicturePolicy::Required);
     let mut fault = None;
     let mut index = 0u64;
@@ -68,7 +68,7 @@ fn main() {
             continue;
         };
         thumb_times.push(t1.elapsed());
-        let at = t0 + std::time::Duration::from_millis(index * 1000 / 15);
+        let at = start + std::time::Duration::from_millis(index * 1000 / 15);
         index += 1;
         check.handle_sample(
             at,
