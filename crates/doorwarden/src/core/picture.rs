@@ -30,9 +30,11 @@
 //!   `judge_still`). Needs no baseline, so a camera hung before
 //!   doorwarden started is caught from its first pictures.
 //! - **Frozen behind an on-screen clock** ("picture frozen; only the
-//!   on-screen clock changes"): the same, except that the cells that changed
-//!   all lie in one small box ([`CLOCK_MAX_AREA`] of the picture at most).
-//!   Sensor noise changes cells all over the picture, never in one box.
+//!   on-screen clock changes"): the same, except that the changes counted
+//!   as quiet have the contrast of drawn text ([`CLOCK_MIN_STEP`]) and all
+//!   lie in one small box ([`CLOCK_MAX_AREA`] of the picture at most).
+//!   Sensor noise changes cells weakly and all over the picture, never in
+//!   one box. Thresholds are from x264 output (docs/performance.md).
 //! - **Replayed** ("the picture repeats every 12.0 s: a replayed
 //!   recording"): a keyframe whose bytes equal those of a keyframe seen
 //!   within [`REPLAY_MEMORY`], with other keyframes in between and a picture
