@@ -26,7 +26,16 @@
 //!    the steady-state cost per camera, measured from a third of the run
 //!    (at most 10 s in) to its end, once connecting and warmup are over.
 //!
-//! `DOORWARDEN_BENCH_PARTS=latency` or `=load` runs one part only;
+//! 3. **Picture checks** (GStreamer live x264 sources, `picture_check:
+//!    required`, close look on): time from PLAY to `Frozen` for each fault
+//!    present from the first frame, time from a live camera's sensor
+//!    hanging to `Frozen`, and false trips of live scenes (one moving, one
+//!    quiet) over `DOORWARDEN_BENCH_SOAK_SECS` (default 120; 600 for the
+//!    10 minutes the figures quote). `DOORWARDEN_BENCH_PICTURE=off,idle,close`
+//!    makes the load part also run the picture checks (idle: no window open;
+//!    close: a delivery running) against `ffmpeg -skip_frame nokey`.
+//!
+//! `DOORWARDEN_BENCH_PARTS=latency`, `=load` or `=pictures` runs one part only;
 //! `DOORWARDEN_BENCH_RUNTIME=current_thread` runs doorwarden's side on
 //! tokio's single-thread scheduler instead of two worker threads.
 
@@ -44,6 +53,7 @@ use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::config;
 use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind};
 use doorwarden::core::{Event, EventKind, Stamp};
+use doorwarden::io::picture::CloseLook;
 use doorwarden::io::rtsp::CameraTask;
 use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
 
@@ -72,6 +82,143 @@ fn main() {
     }
     if parts.contains("load") {
         load();
+    }
+    if parts.contains("pictures") {
+        runtime.block_on(pictures());
+    }
+}
+
+// --- 3. Picture checks: detection latency and false trips ----------------
+
+/// Watches a GStreamer `/cam-*` mount with `picture_check: required` and a
+/// close look (a window open).
+fn picture_watch(server: &gst::RtspTestServer, path: &str) -> CameraWatch {
+    let cfg = camera(&format!(
+        "url: {}\npicture_check: required",
+        server.url(path)
+    ));
+    let look = CloseLook::default();
+    look.set(true);
+    CameraWatch::start_looking(&cfg, quick(&cfg), look)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn pictures() {
+    let runs: usize = env_or("DOORWARDEN_BENCH_PICTURE_RUNS", 5);
+    let soak: u64 = env_or("DOORWARDEN_BENCH_SOAK_SECS", 120);
+    let mut server = gst::RtspTestServer::start();
+    println!(
+        "\n== picture checks: GStreamer live x264 320x180 15 fps (tests/rtsp_server.py), {runs} runs"
+    );
+    println!("   faults present from the first frame: time from PLAY (CameraUp) to Frozen");
+    for path in ["/cam-still", "/cam-still-clock", "/cam-black", "/live"] {
+        let mut took = Vec::new();
+        let mut reasons = Vec::new();
+        for _ in 0..runs {
+            let w = picture_watch(&server, path);
+            if !wait(&w, Duration::from_secs(30), |w| {
+                w.state().0 == LivenessKind::Frozen
+            })
+            .await
+            {
+                reasons.push(format!("not caught: {:?}", w.state()));
+                w.stop().await;
+                continue;
+            }
+            let up = w
+                .events()
+                .iter()
+                .find_map(|(at, k)| matches!(k, EventKind::CameraUp { .. }).then_some(*at));
+            let frozen = w
+                .changes()
+                .into_iter()
+                .find(|t| t.to == LivenessKind::Frozen);
+            if let (Some(up), Some(t)) = (up, frozen) {
+                took.push(t.at.mono.saturating_duration_since(up).as_secs_f64() * 1e3);
+                reasons.push(t.reason.unwrap_or_default());
+            }
+            let live = w.changes().iter().any(|t| t.to == LivenessKind::Live);
+            if live {
+                reasons.push("WAS LIVE".into());
+            }
+            w.stop().await;
+        }
+        reasons.sort();
+        reasons.dedup();
+        println!(
+            "   {path:<17} median {:7.0} ms  max {:7.0} ms  ({} caught) {reasons:?}",
+            median(&mut took.clone()),
+            took.iter().copied().fold(f64::NAN, f64::max),
+            took.len()
+        );
+    }
+    println!("   a live camera whose sensor hangs (/cam-switch): time from the hang to Frozen");
+    let mut took = Vec::new();
+    for _ in 0..runs {
+        let w = picture_watch(&server, "/cam-switch");
+        if !wait(&w, Duration::from_secs(30), |w| {
+            w.state().0 == LivenessKind::Live
+        })
+        .await
+        {
+            println!("   /cam-switch never live: {:?}", w.state());
+            w.stop().await;
+            continue;
+        }
+        server.command("still cam-switch");
+        let hung = Instant::now();
+        if wait(&w, Duration::from_secs(10), |w| {
+            w.state().0 == LivenessKind::Frozen
+        })
+        .await
+            && let Some(t) = w
+                .changes()
+                .into_iter()
+                .find(|t| t.from == LivenessKind::Live)
+        {
+            took.push(t.at.mono.saturating_duration_since(hung).as_secs_f64() * 1e3);
+        }
+        server.command("moving cam-switch");
+        w.stop().await;
+    }
+    println!(
+        "   /cam-switch        median {:7.0} ms  max {:7.0} ms  ({} of {runs} caught)",
+        median(&mut took.clone()),
+        took.iter().copied().fold(f64::NAN, f64::max),
+        took.len()
+    );
+    println!("   false trips: live sources watched {soak} s each, side by side, close look on");
+    let watches: Vec<(&str, CameraWatch)> = ["/cam-live", "/cam-quiet"]
+        .into_iter()
+        .map(|p| (p, picture_watch(&server, p)))
+        .collect();
+    for (p, w) in &watches {
+        if !wait(w, Duration::from_secs(30), |w| {
+            w.state().0 == LivenessKind::Live
+        })
+        .await
+        {
+            println!("   {p} never live: {:?}", w.state());
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(soak)).await;
+    for (p, w) in watches {
+        let trips: Vec<_> = w
+            .changes()
+            .into_iter()
+            .filter(|t| t.from == LivenessKind::Live)
+            .map(|t| t.reason.unwrap_or_default())
+            .collect();
+        println!(
+            "   {p:<17} false trips: {} {trips:?}; {} pictures judged",
+            trips.len(),
+            w.pictures()
+        );
+        w.stop().await;
     }
 }
 
@@ -217,37 +364,57 @@ fn load() {
         "cams", "doorwarden CPU", "peak RSS", "live", "ffmpeg CPU", "peak RSS", "CPU ratio"
     );
     let mut ours_hwm = Vec::new();
+    // DOORWARDEN_BENCH_PICTURE=off,idle,close: which picture-check modes to
+    // run against ffmpeg -c copy (off) and ffmpeg -skip_frame nokey (idle,
+    // close), each pair in the same run.
+    let modes: Vec<String> = std::env::var("DOORWARDEN_BENCH_PICTURE")
+        .unwrap_or_else(|_| "off".into())
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .collect();
     for &n in &counts {
-        let ours = run_ours(n, secs, &url);
-        let theirs = run_ffmpeg(n, secs, &url, tck);
-        let pct = |cpu: f64| cpu / secs as f64 * 100.0;
-        let fmt_cpu = |cpu: f64| format!("{cpu:6.2} s ({:5.2}% core)", pct(cpu));
-        let (Some(o), Some(t)) = (ours, theirs) else {
-            println!("{n:>4} | run failed");
-            continue;
-        };
-        ours_hwm.push((n, o.hwm_kib));
-        println!(
-            "{n:>4} | {:>22} {:>8.1} MiB {:>5}/{n:<2} | {:>22} {:>8.1} MiB | {:>8.1}x",
-            fmt_cpu(o.cpu_s),
-            o.hwm_kib as f64 / 1024.0,
-            o.live,
-            fmt_cpu(t.cpu_s),
-            t.hwm_kib as f64 / 1024.0,
-            if o.cpu_s > 0.0 {
-                t.cpu_s / o.cpu_s
-            } else {
-                f64::INFINITY
-            },
-        );
-        let steady = (secs as f64 - steady_after(secs).as_secs_f64()).max(1e-9);
-        let spct = |cpu: f64| cpu / steady * 100.0 / n as f64;
-        println!(
-            "     | steady state, per camera: doorwarden {:.3}% core at {:.1} frames/s; ffmpeg {:.3}% core",
-            spct(o.steady_cpu_s),
-            o.steady_frames as f64 / steady / n as f64,
-            spct(t.steady_cpu_s),
-        );
+        for mode in &modes {
+            println!(
+                "     | pictures {mode}, against ffmpeg {}",
+                if mode == "off" {
+                    "-c copy"
+                } else {
+                    "-skip_frame nokey"
+                }
+            );
+            let ours = run_ours(n, secs, mode, &url);
+            let theirs = run_ffmpeg(n, secs, &url, tck, mode != "off");
+            let pct = |cpu: f64| cpu / secs as f64 * 100.0;
+            let fmt_cpu = |cpu: f64| format!("{cpu:6.2} s ({:5.2}% core)", pct(cpu));
+            let (Some(o), Some(t)) = (ours, theirs) else {
+                println!("{n:>4} | run failed");
+                continue;
+            };
+            if mode == "off" {
+                ours_hwm.push((n, o.hwm_kib));
+            }
+            println!(
+                "{n:>4} | {:>22} {:>8.1} MiB {:>5}/{n:<2} | {:>22} {:>8.1} MiB | {:>8.1}x",
+                fmt_cpu(o.cpu_s),
+                o.hwm_kib as f64 / 1024.0,
+                o.live,
+                fmt_cpu(t.cpu_s),
+                t.hwm_kib as f64 / 1024.0,
+                if o.cpu_s > 0.0 {
+                    t.cpu_s / o.cpu_s
+                } else {
+                    f64::INFINITY
+                },
+            );
+            let steady = (secs as f64 - steady_after(secs).as_secs_f64()).max(1e-9);
+            let spct = |cpu: f64| cpu / steady * 100.0 / n as f64;
+            println!(
+                "     | steady state, per camera: doorwarden {:.3}% core at {:.1} frames/s; ffmpeg {:.3}% core",
+                spct(o.steady_cpu_s),
+                o.steady_frames as f64 / steady / n as f64,
+                spct(t.steady_cpu_s),
+            );
+        }
     }
     if let (Some(&(n0, h0)), Some(&(n1, h1))) = (ours_hwm.first(), ours_hwm.last())
         && n1 > n0
@@ -330,10 +497,10 @@ fn steady_after(secs: u64) -> Duration {
     Duration::from_secs(secs / 3).min(Duration::from_secs(10))
 }
 
-fn run_ours(n: usize, secs: u64, url: &str) -> Option<Usage> {
+fn run_ours(n: usize, secs: u64, picture: &str, url: &str) -> Option<Usage> {
     let exe = std::env::current_exe().ok()?;
     let out = Command::new(exe)
-        .env(CHILD_ENV, format!("{n},{secs},{url}"))
+        .env(CHILD_ENV, format!("{n},{secs},{picture},{url}"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -353,7 +520,19 @@ fn run_ours(n: usize, secs: u64, url: &str) -> Option<Usage> {
     })
 }
 
-fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64) -> Option<Usage> {
+fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64, nokey: bool) -> Option<Usage> {
+    // Either a copying watcher (no decoding) or one that decodes keyframes
+    // only, the cheapest ffmpeg that looks at the picture.
+    let watcher: &[&str] = if nokey {
+        &["-f", "null", "-"]
+    } else {
+        &["-c", "copy", "-f", "null", "-"]
+    };
+    let skip: &[&str] = if nokey {
+        &["-threads", "1", "-skip_frame", "nokey"]
+    } else {
+        &[]
+    };
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..n {
         let child = Command::new("ffmpeg")
@@ -364,10 +543,10 @@ fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64) -> Option<Usage> {
                 "error",
                 "-rtsp_transport",
                 "tcp",
-                "-i",
-                url,
             ])
-            .args(["-c", "copy", "-f", "null", "-"])
+            .args(skip)
+            .args(["-i", url])
+            .args(watcher)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -460,9 +639,13 @@ fn clock_ticks() -> f64 {
 /// one channel, the way the bridge's runtime does, for `secs`; then one line
 /// with its own CPU ticks and peak memory.
 fn child(spec: &str) {
-    let mut parts = spec.splitn(3, ',');
+    let mut parts = spec.splitn(4, ',');
     let n: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
     let secs: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(30);
+    // off: stream rules only; idle: pictures checked, no window open (a
+    // keyframe every 10 s after the session's first seconds); close: a
+    // window open or a delivery running (every frame decoded).
+    let picture = parts.next().unwrap_or("off").to_string();
     let url = parts.next().unwrap_or("").to_string();
     // DOORWARDEN_BENCH_RUNTIME=current_thread compares tokio's single-thread
     // scheduler with the default two workers.
@@ -479,7 +662,10 @@ fn child(spec: &str) {
     .expect("tokio runtime");
     let tck = clock_ticks();
     let (frames, live, steady_ns, steady_frames) = runtime.block_on(async move {
-        let cfg: config::Camera = camera(&format!("url: {url}"));
+        let policy = if picture == "off" { "off" } else { "optional" };
+        let cfg: config::Camera = camera(&format!("url: {url}\npicture_check: {policy}"));
+        let look = CloseLook::default();
+        look.set(picture == "close");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1024);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let now = Stamp {
@@ -495,9 +681,12 @@ fn child(spec: &str) {
                 CameraLiveness::new(CameraSettings::from(&cfg), now),
             );
             let mut stopped = stopped.clone();
-            tasks.push(CameraTask::new(name, &cfg).spawn(tx.clone(), async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }));
+            tasks.push(CameraTask::new(name, &cfg).close_look(look.clone()).spawn(
+                tx.clone(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ));
         }
         drop(tx);
         let start = tokio::time::Instant::now();
@@ -542,6 +731,11 @@ fn child(spec: &str) {
                         EventKind::CameraDown { camera, reason } => {
                             if let Some(m) = machines.get_mut(&camera) {
                                 let _ = m.handle_down(ev.at, &reason);
+                            }
+                        }
+                        EventKind::CameraPicture { camera, sample } => {
+                            if let Some(m) = machines.get_mut(&camera) {
+                                let _ = m.handle_picture(ev.at, &sample);
                             }
                         }
                         _ => {}

@@ -23,12 +23,19 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
 Gst.init(None)
 assert Gst.ElementFactory.find("h264parse") and Gst.ElementFactory.find("rtph264pay")
+# The live test cameras (tests/rtsp_server.py /cam-*): x264 and x265
+# encoders, and the on-screen clock (pango, in gstreamer1.0-x on Debian).
+for name in ("x264enc", "x265enc", "clockoverlay", "compositor", "videoconvert"):
+    assert Gst.ElementFactory.find(name), name
 PY
 then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
-            gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad)
+            gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+            gstreamer1.0-x)
 fi
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# The picture decoder (the openh264 crate) builds its bundled C++ source.
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)

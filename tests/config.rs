@@ -198,6 +198,13 @@ fn broken_configs_are_reported_with_line_and_column() {
             ],
         ),
         (
+            "unknown picture check",
+            "mqtt:\n  url: mqtt://broker.local\ncameras:\n  porch:\n    url: rtsp://porch-camera.local/s\n    picture_check: sometimes\n",
+            &[
+                "home.yaml:6:20: cameras.porch.picture_check: unknown variant `sometimes`, expected one of `required`, `optional`, `off`",
+            ],
+        ),
+        (
             "camera without a url",
             "mqtt:\n  url: mqtt://broker.local\ncameras:\n  porch:\n    transport: tcp\n",
             &["home.yaml:4:3: cameras.porch: missing field `url`"],

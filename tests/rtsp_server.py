@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A real RTSP server for doorwarden's tests: GStreamer's gst-rtsp-server on
 127.0.0.1, serving pre-encoded H.264 clips pushed in real time (no live
-encoding, so a dozen streams cost next to nothing).
+encoding, so a dozen streams cost next to nothing) and, for the picture
+checks, pictures encoded live by x264 (320x180 at 15 fps, constant QP 26,
+one keyframe a second). The clips loop, so to a picture check they are a
+replayed recording; the /cam-* mounts are the live sources and the faults.
 
 Mounts (all shared: every client of a mount sees the same stream):
   /live    the moving clip; its source can be paused or switched to the still
@@ -10,6 +13,12 @@ Mounts (all shared: every client of a mount sees the same stream):
   /auth    the moving clip behind HTTP Basic authentication (on <auth port>)
   /<name>  any extra clip given with --mount name=path (H.264, or H.265 when
            the file name ends in .h265 / .hevc)
+  /cam-live        live: a moving ball over faint sensor noise, a clock
+  /cam-quiet       live, a still scene: a static view, faint noise, a clock
+  /cam-still       a hung sensor, encoder running: the same picture forever
+  /cam-still-clock a hung sensor behind a ticking on-screen clock
+  /cam-black       no picture: black (a covered lens)
+  /cam-live265     /cam-live in H.265 (only if x265enc is installed)
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -181,6 +190,77 @@ class Factory(GstRtspServer.RTSPMediaFactory):
         media.connect("unprepared", lambda _m: self.feed.detach(appsrc))
 
 
+SIZE = "video/x-raw,width=320,height=180,framerate=15/1"
+# Sensor noise: GStreamer's snow pattern blended in faintly (3 %, a few luma
+# levels), enough to survive the encoder in a still scene as a real
+# sensor's does.
+NOISE = f"videotestsrc is-live=true pattern=snow ! {SIZE} ! c."
+CLOCK = "clockoverlay time-format=%H:%M:%S font-desc=Sans,10"
+SCENES = {
+    "cam-live": f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! {{enc}} "
+    f"videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE}",
+    "cam-quiet": f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! {{enc}} "
+    f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! c. {NOISE}",
+    "cam-still": f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! {{enc}}",
+    "cam-still-clock": f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! {CLOCK} ! {{enc}}",
+    "cam-black": f"videotestsrc is-live=true pattern=black ! {SIZE} ! {{enc}}",
+    # /cam-live until told `still cam-switch`: then the sensor hangs (the
+    # encoder goes on); `moving cam-switch` brings the live scene back.
+    "cam-switch": f"input-selector name=sel ! {{enc}} "
+    f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! sel. "
+    f"videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE} "
+    f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! sel.",
+}
+
+
+def encoder(codec):
+    """Live encoder into the RTP payloader. Constant QP: fed an unchanging
+    picture, x264 then codes every P-frame as skipped, as a camera's
+    encoder does in VBR; with a bitrate target it would keep refining the
+    still picture for seconds (see docs/performance.md)."""
+    if codec == "h265":
+        enc = "x265enc tune=zerolatency speed-preset=ultrafast qp=26 key-int-max=15"
+    else:
+        enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=26 "
+               "key-int-max=15")
+    return (f"videoconvert ! video/x-raw,format=I420 ! {enc} ! {codec}parse "
+            f"! rtp{codec}pay name=pay0 pt=96 config-interval=-1")
+
+
+class LiveFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, scene, codec="h264"):
+        super().__init__()
+        self.set_shared(True)
+        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec)) + " )")
+        self.selectors = []
+        self.still = False
+        self.lock = threading.Lock()
+        self.connect("media-configure", self.on_configure)
+
+    def on_configure(self, _factory, media):
+        sel = media.get_element().get_child_by_name("sel")
+        if sel is None:
+            return
+        with self.lock:
+            self.selectors.append(sel)
+        self.select(sel)
+
+    def select(self, sel):
+        # sink_0 is the live scene, sink_1 the hung sensor's picture.
+        pad = sel.get_static_pad("sink_1" if self.still else "sink_0")
+        if pad is not None:
+            sel.set_property("active-pad", pad)
+
+    def command(self, word):
+        if word not in ("still", "moving") or not self.selectors:
+            return False
+        with self.lock:
+            self.still = word == "still"
+            for sel in self.selectors:
+                self.select(sel)
+        return True
+
+
 def permissions(*roles):
     perms = GstRtspServer.RTSPPermissions()
     for role in roles:
@@ -241,6 +321,14 @@ def main():
     add(server, "live", both, "moving")
     add(server, "still", {"still": still}, "still")
     add(auth_server, "auth", {"moving": moving}, "moving")
+    mounts = server.get_mount_points()
+    for scene in SCENES:
+        factory = LiveFactory(scene)
+        mounts.add_factory("/" + scene, factory)
+        if scene == "cam-switch":
+            feeds[scene] = factory
+    if Gst.ElementFactory.find("x265enc"):
+        mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))
     for spec in args.mount:
         name, _, path = spec.partition("=")
         add(server, name, {"moving": access_units(path)}, "moving", codec_of(path))

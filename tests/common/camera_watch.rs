@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use doorwarden::config;
 use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind, Transition};
+use doorwarden::core::picture::PictureSample;
 use doorwarden::core::{Event, EventKind, Stamp};
+use doorwarden::io::picture::CloseLook;
 use doorwarden::io::rtsp::{CameraTask, CameraTiming};
 use tokio::sync::{mpsc, watch};
 
@@ -64,10 +66,21 @@ impl CameraWatch {
     /// a driver that feeds its events to a `CameraLiveness`, waking it at
     /// its `poll_timeout`.
     pub fn start(cfg: &config::Camera, timing: CameraTiming) -> CameraWatch {
+        CameraWatch::start_looking(cfg, timing, CloseLook::default())
+    }
+
+    /// [`CameraWatch::start`], with the flag by which the runtime asks the
+    /// camera task for a close look at the picture.
+    pub fn start_looking(
+        cfg: &config::Camera,
+        timing: CameraTiming,
+        close_look: CloseLook,
+    ) -> CameraWatch {
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
         let (stop, mut stopped) = watch::channel(false);
         let task = CameraTask::new("porch".into(), cfg)
             .timing(timing)
+            .close_look(close_look)
             .spawn(tx, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             });
@@ -101,6 +114,7 @@ impl CameraWatch {
                             EventKind::CameraUp { .. } => machine.handle_up(event.at),
                             EventKind::CameraFrame { frame, .. } => machine.handle_frame(event.at, frame),
                             EventKind::CameraDown { reason, .. } => machine.handle_down(event.at, reason),
+                            EventKind::CameraPicture { sample, .. } => machine.handle_picture(event.at, sample),
                             _ => None,
                         };
                         keep(&sink, Seen::Event(Instant::now(), event.kind), &machine);
@@ -123,6 +137,25 @@ impl CameraWatch {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.record.lock().expect("record lock").seen.clone()
+    }
+
+    /// Decoded pictures received so far.
+    pub fn pictures(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Seen::Event(
+                        _,
+                        EventKind::CameraPicture {
+                            sample: PictureSample::Picture { .. },
+                            ..
+                        }
+                    )
+                )
+            })
+            .count()
     }
 
     /// The machine's state right now, with its reason.
@@ -212,6 +245,14 @@ impl CameraWatch {
         for s in self.seen() {
             match s {
                 Seen::Event(_, EventKind::CameraFrame { .. }) => frames += 1,
+                // Thumbnails are thousands of numbers: left out.
+                Seen::Event(
+                    _,
+                    EventKind::CameraPicture {
+                        sample: PictureSample::Picture { .. },
+                        ..
+                    },
+                ) => {}
                 Seen::Event(_, EventKind::Tick) => {}
                 other => {
                     if frames > 0 {

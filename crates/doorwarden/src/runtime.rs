@@ -46,6 +46,7 @@ use crate::ha::{CommandParse, CommandTopics, Mirror};
 use crate::intake::{Intake, Why};
 use crate::io::mqtt::{BrokerLink, Incoming, LinkError, LinkHandle};
 use crate::io::outbox::Lane;
+use crate::io::picture::CloseLook;
 use crate::io::record::{ClipReport, Recorders};
 use crate::io::rtsp::CameraTask;
 use crate::io::store::Store;
@@ -78,6 +79,8 @@ const MQTT_BATCH: usize = 64;
 /// How often the bridge's problem entity and the counts of dropped messages
 /// are brought up to date when nothing else happens.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// How often the cameras' close-look flags follow the core.
+const CLOSE_LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// Both clocks, now.
 pub fn now() -> Stamp {
@@ -174,17 +177,26 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         },
     };
     let (cam_tx, mut cam_rx) = mpsc::channel::<Event>(CAMERA_QUEUE);
+    // The core says which cameras to look at closely (a window open or a
+    // delivery running at their door); each camera task reads its flag.
+    let close_look: BTreeMap<String, CloseLook> = cfg
+        .cameras
+        .keys()
+        .map(|name| (name.clone(), CloseLook::default()))
+        .collect();
     let camera_tasks: Vec<_> = cfg
         .cameras
         .iter()
         .map(|(name, cam)| {
-            let mut task = CameraTask::new(name.clone(), cam);
+            let flag = close_look.get(name).cloned().unwrap_or_default();
+            let mut task = CameraTask::new(name.clone(), cam).close_look(flag);
             if let Some(tap) = taps.remove(name) {
                 task = task.recorder(tap);
             }
             task.spawn(cam_tx.clone(), stopped(stop_rx.clone()))
         })
         .collect();
+    let mut close_look_at: Option<Instant> = None;
     drop(cam_tx);
 
     // Locks and contact sensors on a Z-Wave JS server: one connection each.
@@ -290,6 +302,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         };
         for event in events {
             shell.handle(&mut core, event);
+        }
+        // A few times a second is soon enough: a window opens minutes before
+        // a courier, and the first keyframe after it starts the close look.
+        if close_look_at.is_none_or(|t| t.elapsed() >= CLOSE_LOOK_EVERY) {
+            close_look_at = Some(Instant::now());
+            let wanted = core.close_look();
+            for (name, flag) in &close_look {
+                flag.set(wanted.contains(name.as_str()));
+            }
         }
         if shell.link_failed.is_some() {
             break;

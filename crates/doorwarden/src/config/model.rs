@@ -126,6 +126,12 @@ pub struct Camera {
     /// measuring window).
     #[serde(default = "default_clock_tolerance")]
     pub clock_tolerance: f64,
+    /// Whether decoded pictures are judged (`required`: the camera is live
+    /// only once its pictures were seen to be a live scene, and never when
+    /// they cannot be decoded; `optional`: picture faults count, an
+    /// undecodable camera is judged by its stream; `off`).
+    #[serde(default)]
+    pub picture_check: crate::core::picture::PicturePolicy,
 }
 
 fn default_stall_after() -> Duration {

@@ -748,6 +748,7 @@ mod schema {
                     "freeze_after",
                     "warmup",
                     "clock_tolerance",
+                    "picture_check",
                 ])))),
             ),
             (

@@ -159,6 +159,14 @@
 //! whose RTP time is rewritten to run on smoothly. Those need the camera's
 //! own clock (RTCP sender reports) or decoding.
 //!
+//! 8. **The picture itself** (`picture_check`, see `crate::core::picture`):
+//!    decoded thumbnails judged frozen, frozen behind an on-screen clock,
+//!    uniform (no picture), or a keyframe that recurs (a replayed
+//!    recording) → `Frozen` with that reason. The verdict stands between
+//!    samples, so frames that pass rules 1-7 do not make a frozen picture
+//!    good; under `required` a camera does not become `Live` before its
+//!    picture was judged live. It only ever adds to the rules above.
+//!
 //! Lost RTP packets (`FrameSummary::lost`) do not count against a camera: the
 //! frames that reach the core are complete, and one missing frame only makes
 //! a slightly longer gap.
@@ -167,6 +175,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::core::picture::{PictureCheck, PictureFault, PicturePolicy, PictureSample};
 use crate::core::text;
 use crate::core::timer::{TimerKey, Timers};
 use crate::core::{CameraStatus, FrameSummary, Stamp};
@@ -244,6 +253,8 @@ pub struct CameraSettings {
     /// Accepted difference between the RTP clock rate and real time, as a
     /// fraction (0.25: from 0.75x to 1.25x).
     pub clock_tolerance: f64,
+    /// Whether the decoded picture is judged, and must be (`core::picture`).
+    pub picture: PicturePolicy,
 }
 
 impl From<&crate::config::Camera> for CameraSettings {
@@ -253,6 +264,7 @@ impl From<&crate::config::Camera> for CameraSettings {
             freeze_after: cam.freeze_after,
             warmup: cam.warmup,
             clock_tolerance: cam.clock_tolerance,
+            picture: cam.picture_check,
         }
     }
 }
@@ -290,6 +302,8 @@ pub enum FreezeCause {
     ClockDrift { ratio: f64 },
     /// P-frames collapsed to empty, constant-size frames for this long.
     StillPicture { unchanged_for: Duration },
+    /// The decoded picture is not a live scene (`core::picture`).
+    Picture(PictureFault),
 }
 
 impl fmt::Display for FreezeCause {
@@ -311,6 +325,7 @@ impl fmt::Display for FreezeCause {
                 "picture unchanged for {:.1} s (empty P-frames)",
                 unchanged_for.as_secs_f64()
             ),
+            FreezeCause::Picture(fault) => write!(f, "{fault}"),
         }
     }
 }
@@ -650,6 +665,7 @@ pub struct CameraLiveness {
     good_since: Option<Instant>,
     baseline: Baseline,
     last_good_wall: Option<jiff::Timestamp>,
+    picture: PictureCheck,
 }
 
 impl CameraLiveness {
@@ -668,6 +684,7 @@ impl CameraLiveness {
             good_since: None,
             baseline: Baseline::default(),
             last_good_wall: None,
+            picture: PictureCheck::new(settings.picture),
         }
     }
 
@@ -738,6 +755,7 @@ impl CameraLiveness {
         let before = self.state.clone();
         self.session_up = true;
         self.stream = Stream::new(now.mono);
+        self.picture.restart();
         self.good_since = None;
         self.timers.stop_all();
         self.state = Liveness::Connecting {
@@ -793,6 +811,25 @@ impl CameraLiveness {
         match problem {
             Some(problem) => self.fail(now, problem),
             None => self.pass(now),
+        }
+        self.transition(before, now)
+    }
+
+    /// A sampled, decoded picture (or word that none can be decoded).
+    /// Samples outside a session are ignored, like frames.
+    pub fn handle_picture(&mut self, now: Stamp, sample: &PictureSample) -> Option<Transition> {
+        let now = self.clamp(now);
+        if !self.session_up {
+            return None;
+        }
+        let before = self.state.clone();
+        self.picture.handle_sample(now.mono, sample);
+        match self.picture.fault() {
+            Some(fault) => self.fail(now, Problem::Freeze(FreezeCause::Picture(fault))),
+            // A picture that now allows it may complete a warmup that was
+            // only waiting for it.
+            None if self.good_since.is_some() => self.promote(now),
+            None => {}
         }
         self.transition(before, now)
     }
@@ -860,6 +897,7 @@ impl CameraLiveness {
         let mut problems: [Option<FreezeCause>; 5] = [None; 5];
 
         if frame.keyframe {
+            self.picture.handle_keyframe(t, frame.hash);
             if s.last_keyframe_hash == Some(frame.hash) {
                 problems[0] = Some(FreezeCause::IdenticalKeyframes);
             }
@@ -961,10 +999,14 @@ impl CameraLiveness {
             None
         };
 
+        // The picture's verdict stands between samples: frames that pass
+        // the stream rules do not make a frozen picture good.
+        let picture = self.picture.fault().map(FreezeCause::Picture);
         problems
             .into_iter()
             .flatten()
             .chain(still)
+            .chain(picture)
             .next()
             .map(Problem::Freeze)
     }
@@ -1022,7 +1064,8 @@ impl CameraLiveness {
         let ready = self.stream.keyframe_seen
             && self.stream.drift.checked
             && self.stream.drift.suspect_since.is_none()
-            && self.stream.still.is_none_or(|run| run.frames < 2);
+            && self.stream.still.is_none_or(|run| run.frames < 2)
+            && self.picture.allows_live();
         match good_since.checked_add(self.settings.warmup) {
             Some(end) if end <= now.mono => {
                 if ready {
@@ -1291,6 +1334,37 @@ mod tests {
             self.record(at, tr);
         }
 
+        fn picture_at(&mut self, at: Duration, sample: &PictureSample) {
+            self.run_to(at);
+            let tr = self.cam.handle_picture(self.stamp(at), sample);
+            self.record(at, tr);
+        }
+
+        /// Plays the feed until `until` with a decoded picture after every
+        /// frame, made by `picture(frame index)`.
+        fn play_with_pictures(
+            &mut self,
+            feed: &mut Feed,
+            until: Duration,
+            mut picture: impl FnMut(u64) -> Vec<u16>,
+        ) {
+            while feed.due() <= until {
+                let index = feed.index;
+                let (at, frame) = feed.next();
+                self.frame_at(at, frame);
+                let sample = PictureSample::Picture {
+                    picture: crate::core::picture::Thumbnail {
+                        width: 64,
+                        height: 36,
+                        cells: picture(index),
+                    },
+                    keyframe: frame.keyframe,
+                };
+                self.picture_at(at, &sample);
+            }
+            self.run_to(until);
+        }
+
         /// Plays the feed until `until`, then runs the timers to `until`.
         fn play(&mut self, feed: &mut Feed, until: Duration) {
             while feed.due() <= until {
@@ -1505,6 +1579,66 @@ mod tests {
     }
 
     // ----- frozen content --------------------------------------------------
+
+    fn with_pictures(policy: PicturePolicy) -> CameraSettings {
+        CameraSettings {
+            picture: policy,
+            ..defaults()
+        }
+    }
+
+    /// A scene with structure, and sensor noise that differs every frame.
+    fn live_picture(index: u64) -> Vec<u16> {
+        let mut dice = Dice(index.wrapping_mul(31).wrapping_add(5));
+        (0..64 * 36u64)
+            .map(|i| (800 + (i % 64) * 30 + dice.below(9)) as u16)
+            .collect()
+    }
+
+    #[test]
+    fn a_required_picture_check_holds_the_camera_until_its_picture_is_judged() {
+        let mut sim = Sim::up(with_pictures(PicturePolicy::Required));
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        // The stream alone would be live after the 3 s warmup; without a
+        // single picture the camera is not.
+        sim.play(&mut feed, secs(6));
+        assert_eq!(sim.kind(), LivenessKind::Connecting);
+        sim.play_with_pictures(&mut feed, secs(12), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
+
+    #[test]
+    fn a_picture_that_freezes_takes_a_live_camera_out_within_two_seconds() {
+        let mut sim = Sim::up(with_pictures(PicturePolicy::Required));
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        sim.play_with_pictures(&mut feed, secs(10), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+        // The sensor hangs; the encoder goes on, every frame a new hash.
+        let frozen = live_picture(0);
+        sim.play_with_pictures(&mut feed, secs(14), |_| frozen.clone());
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("picture frozen: not even sensor noise changes")
+        );
+        let (after, _) = sim.left_live_after(secs(10)).unwrap();
+        assert!(after - secs(10) <= secs(2), "took {:?}", after - secs(10));
+        // Stream frames alone do not bring it back while the picture stands.
+        sim.play(&mut feed, secs(20));
+        assert_eq!(sim.kind(), LivenessKind::Frozen);
+        // A live picture again: live after the warmup.
+        sim.play_with_pictures(&mut feed, secs(30), live_picture);
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
+
+    #[test]
+    fn pictures_are_ignored_when_the_check_is_off() {
+        let mut sim = Sim::up(defaults());
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        let frozen = live_picture(0);
+        sim.play_with_pictures(&mut feed, secs(10), |_| frozen.clone());
+        assert_eq!(sim.kind(), LivenessKind::Live);
+    }
 
     #[test]
     fn a_byte_identical_freeze_at_15_fps_is_caught_within_300_ms() {
@@ -2257,6 +2391,7 @@ mod tests {
                 freeze_after: ms(settings.1),
                 warmup: ms(settings.2),
                 clock_tolerance: settings.3,
+                picture: PicturePolicy::Off,
             };
             let mut sim = Sim::new(settings);
             let mut clock: i64 = 10_000_000;

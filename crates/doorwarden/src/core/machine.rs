@@ -37,8 +37,8 @@ use serde_json::json;
 use super::door::{self, CameraSnapshot, Ctx, Rules};
 use super::liveness::{CameraLiveness, CameraSettings, Transition};
 use super::{
-    Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DoorRecord, DoorReport,
-    DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
+    Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DeliveryState, DoorRecord,
+    DoorReport, DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
 };
 use crate::config::Config;
 use crate::core::text;
@@ -294,6 +294,28 @@ impl Core {
         )
     }
 
+    /// The cameras of a door whose delivery window is open or whose
+    /// delivery is running: the ones whose pictures the shell should look at
+    /// closely (`crate::io::picture`), rather than at keyframes only.
+    pub fn close_look(&self) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::new();
+        for name in self.doors.keys() {
+            let active = self.door_status(name).is_some_and(|s| {
+                s.window_ends.is_some()
+                    || matches!(
+                        s.delivery,
+                        DeliveryState::WindowOpen
+                            | DeliveryState::Unlocked
+                            | DeliveryState::Watching
+                    )
+            });
+            if active && let Some(entry) = self.doors.get(name) {
+                out.extend(entry.cameras.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+
     pub fn camera_status(&self, camera: &str) -> Option<CameraStatus> {
         self.cameras.get(camera).map(|c| c.status(camera))
     }
@@ -439,6 +461,12 @@ impl Core {
             EventKind::CameraFrame { camera, frame } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
                     let change = c.liveness.handle_frame(now, &frame);
+                    self.camera_changed(&camera, change, now, &mut out);
+                }
+            }
+            EventKind::CameraPicture { camera, sample } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let change = c.liveness.handle_picture(now, &sample);
                     self.camera_changed(&camera, change, now, &mut out);
                 }
             }

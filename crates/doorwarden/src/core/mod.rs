@@ -44,6 +44,7 @@ pub mod door;
 pub mod liveness;
 pub mod lock;
 mod machine;
+pub mod picture;
 pub mod schedule;
 pub(crate) mod text;
 pub mod timer;
@@ -98,6 +99,12 @@ pub enum EventKind {
     /// The camera's session failed or ended; `reason` is for the owner and
     /// already redacted ("RTSP 401 Unauthorized", "connection refused").
     CameraDown { camera: String, reason: String },
+    /// A decoded picture of the camera, reduced to a thumbnail, or word that
+    /// its pictures cannot be decoded (`crate::io::picture`).
+    CameraPicture {
+        camera: String,
+        sample: picture::PictureSample,
+    },
     /// Something the door's lock or contact sensor reported, already
     /// translated from Zigbee2MQTT / Z-Wave JS UI by `crate::devices`.
     Door { door: String, report: DoorReport },

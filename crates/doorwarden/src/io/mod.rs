@@ -1,6 +1,7 @@
 //! io
 pub mod mqtt;
 pub mod outbox;
+pub mod picture;
 pub mod record;
 pub mod rtsp;
 pub mod store;

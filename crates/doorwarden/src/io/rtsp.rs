@@ -55,7 +55,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Secret};
+use crate::core::picture::PicturePolicy;
 use crate::core::{Event, EventKind, FrameSummary, Stamp};
+use crate::io::picture::{CloseLook, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
 use crate::redact;
 
@@ -120,6 +122,9 @@ pub struct CameraTask {
     timing: CameraTiming,
     /// Where frames go for delivery evidence, if clips are recorded.
     tap: Option<FrameTap>,
+    /// Whether frames are decoded for the picture checks.
+    picture: PicturePolicy,
+    close_look: CloseLook,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -177,7 +182,16 @@ impl CameraTask {
             transport: cfg.transport,
             timing: CameraTiming::for_camera(cfg),
             tap: None,
+            picture: cfg.picture_check,
+            close_look: CloseLook::default(),
         }
+    }
+
+    /// Shares the flag by which the runtime asks for a close look at the
+    /// picture (a window open or a delivery running).
+    pub fn close_look(mut self, flag: CloseLook) -> CameraTask {
+        self.close_look = flag;
+        self
     }
 
     /// Replaces the timing derived from the config.
@@ -359,6 +373,10 @@ impl CameraTask {
         {
             return SessionEnd::EventsClosed;
         }
+        let mut sampler = self.sampler(codec, events).await;
+        if matches!(sampler, Err(())) {
+            return SessionEnd::EventsClosed;
+        }
 
         // The silence timer is data: the time of the last video frame. The
         // sleep is only re-armed when it fires early, not on every frame.
@@ -406,6 +424,9 @@ impl CameraTask {
                             };
                             tap.offer(params, &frame, summary.keyframe, received, at.wall);
                         }
+                        if let Ok(Some(s)) = &mut sampler {
+                            s.offer(frame.data(), summary.keyframe, received);
+                        }
                         let kind = EventKind::CameraFrame {
                             camera: self.name.clone(),
                             frame: summary,
@@ -433,6 +454,42 @@ impl CameraTask {
                 }
             }
         }
+    }
+
+    /// The session's picture sampler, if pictures are checked; tells the
+    /// core at once when they cannot be decoded. `Err` when the core is gone.
+    async fn sampler(
+        &self,
+        codec: Codec,
+        events: &mpsc::Sender<Event>,
+    ) -> Result<Option<Sampler>, ()> {
+        if self.picture == PicturePolicy::Off {
+            return Ok(None);
+        }
+        let codec = match codec {
+            Codec::H264 => PictureCodec::H264,
+            Codec::H265 => PictureCodec::H265,
+        };
+        let sampler = Sampler::start(
+            self.name.clone(),
+            codec,
+            events.clone(),
+            self.close_look.clone(),
+        );
+        if let Some(sample) = sampler.unavailable() {
+            let kind = EventKind::CameraPicture {
+                camera: self.name.clone(),
+                sample,
+            };
+            events
+                .send(Event {
+                    at: stamp_now(),
+                    kind,
+                })
+                .await
+                .map_err(|_| ())?;
+        }
+        Ok(Some(sampler))
     }
 
     async fn resolve_credentials(&self) -> Result<Option<Credentials>, String> {
@@ -635,7 +692,7 @@ fn has_h265_irap(data: &[u8]) -> bool {
 
 /// The stamp of something that happened at `when` (a past `Instant`): the
 /// wall clock is read now and moved back by the time elapsed since.
-fn stamp_at(when: Instant) -> Stamp {
+pub(crate) fn stamp_at(when: Instant) -> Stamp {
     let (now, wall_now) = (Instant::now(), jiff::Timestamp::now());
     let ago = now.saturating_duration_since(when);
     let wall = jiff::SignedDuration::try_from(ago)
