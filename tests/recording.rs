@@ -160,6 +160,24 @@ fn ffprobe(path: &Path) -> Result<(f64, String), String> {
     Ok((duration, codec))
 }
 
+/// The chapter titles `ffprobe` finds in a clip, in order.
+fn chapter_titles(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json", "-show_chapters"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    info["chapters"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["tags"]["title"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Decodes every frame; what ffmpeg says about damage comes back.
 fn decode_errors(path: &Path) -> String {
     let out = Command::new("ffmpeg")
@@ -288,6 +306,17 @@ async fn a_delivery_with_a_frozen_camera_leaves_a_playable_clip_its_sidecar_and_
     assert!(
         frozen[0]["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "{sidecar:#}"
+    );
+    // A player shows the frozen span too: chapter marks in the MP4.
+    let titles = chapter_titles(&clip);
+    let reason = frozen[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        titles.contains(&format!("camera frozen: {reason}")),
+        "{titles:?}"
+    );
+    assert!(
+        titles.iter().any(|t| t == "camera live again"),
+        "{titles:?}"
     );
     let events: Vec<&str> = sidecar["events"]
         .as_array()

@@ -958,7 +958,14 @@ impl Recorder {
     fn close_part(&self, c: &mut Clip) {
         let Some(w) = c.writer.take() else { return };
         let path = w.path().to_path_buf();
-        match w.finish() {
+        // The marks are placed on the first part's clock; a later part
+        // (the stream changed format) has its spans in the sidecar only.
+        let marks = if c.parts.is_empty() {
+            chapter_marks(c)
+        } else {
+            Vec::new()
+        };
+        match w.finish_marked(&marks) {
             Ok(ticks) => match file_facts(&path) {
                 Ok((sha256, bytes)) => c.parts.push(ClipFile {
                     name: file_name(&path),
@@ -1165,6 +1172,59 @@ pub fn adopt_cut_clips(dir: &Path) -> Vec<ClipReport> {
         }
     }
     out
+}
+
+/// Where a player should show what the sidecar says: each span the camera
+/// was not live (with its reason) and each gap in the video, where it
+/// starts and where it ends, in seconds from the clip's first frame.
+fn chapter_marks(c: &Clip) -> Vec<mp4::Mark> {
+    let Some(start) = c.first_wall else {
+        return Vec::new();
+    };
+    let at = |v: &Value| -> Option<f64> {
+        let t: Timestamp = v.as_str()?.parse().ok()?;
+        Some(t.duration_since(start).as_secs_f64().max(0.0))
+    };
+    let mut marks = Vec::new();
+    for span in not_live_spans(&c.timeline, c.last.map(|(t, _)| t)) {
+        let state = span["state"].as_str().unwrap_or("not live");
+        let title = match span["reason"].as_str() {
+            Some(reason) => format!("camera {state}: {reason}"),
+            None => format!("camera {state}"),
+        };
+        if let Some(from) = at(&span["from"]) {
+            marks.push(mp4::Mark { at_s: from, title });
+        }
+        if let Some(to) = at(&span["to"]) {
+            marks.push(mp4::Mark {
+                at_s: to,
+                title: "camera live again".into(),
+            });
+        }
+    }
+    for g in &c.gaps {
+        marks.push(mp4::Mark {
+            at_s: g.from.duration_since(start).as_secs_f64().max(0.0),
+            title: format!("gap in the video: {}", g.why),
+        });
+        if let Some(to) = g.to {
+            marks.push(mp4::Mark {
+                at_s: to.duration_since(start).as_secs_f64().max(0.0),
+                title: "video resumes".into(),
+            });
+        }
+    }
+    marks.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    if marks.first().is_some_and(|m| m.at_s > 0.0) {
+        marks.insert(
+            0,
+            mp4::Mark {
+                at_s: 0.0,
+                title: "delivery video".into(),
+            },
+        );
+    }
+    marks
 }
 
 /// Each span the camera was not live, with its reason, from a liveness

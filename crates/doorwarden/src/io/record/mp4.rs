@@ -14,6 +14,11 @@
 //! [`Mp4Writer::finish`], which gives it the previous sample's duration).
 //! `finish` also writes the clip's length into `mehd`; a file cut short by a
 //! crash has none, and players take the length from its fragments.
+//!
+//! A `free` box after `moov` keeps room for chapter marks (where the camera
+//! stopped being live, where frames were lost), known only at the end:
+//! [`Mp4Writer::finish_marked`] grows `moov` into that room in place, so
+//! nothing already on disk moves.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -65,6 +70,20 @@ const FRAGMENT_SECONDS: u64 = 1;
 /// The movie header's timescale (milliseconds).
 const MOVIE_TIMESCALE: u32 = 1000;
 const TRACK_ID: u32 = 1;
+/// Bytes kept free after `moov` for the chapter marks, which are known only
+/// when the clip ends: `moov` then grows into this room, in place, and a
+/// smaller `free` box takes the rest. Room for about 100 marks.
+const CHAPTER_ROOM: usize = 4096;
+
+/// A chapter mark: where a player should show that something changed (the
+/// camera stopped being live, frames were lost), as Nero chapters (`chpl`
+/// in `moov/udta`), which ffmpeg, VLC and mpv read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    /// Seconds from the start of the clip.
+    pub at_s: f64,
+    pub title: String,
+}
 
 /// A clip being written. Dropping it without [`Mp4Writer::finish`] leaves
 /// the file playable up to the last fragment written.
@@ -75,6 +94,10 @@ pub struct Mp4Writer {
     timescale: u32,
     /// Where `mehd`'s duration field sits, to fill in at the end.
     mehd_at: u64,
+    /// Where `moov` starts and how long it is: the chapter marks go in
+    /// the room right after it.
+    moov_at: u64,
+    moov_size: u32,
     sequence: u32,
     /// Samples not yet in a fragment; the last one lacks its duration.
     pending: Vec<Sample>,
@@ -99,7 +122,12 @@ impl Mp4Writer {
             .create_new(true)
             .open(path)
             .map_err(io)?;
-        let (header, mehd_at) = header(track);
+        let Header {
+            bytes: header,
+            mehd_at,
+            moov_at,
+            moov_size,
+        } = header(track);
         file.write_all(&header).map_err(io)?;
         file.sync_data().map_err(io)?;
         Ok(Mp4Writer {
@@ -107,6 +135,8 @@ impl Mp4Writer {
             file,
             timescale: track.timescale.max(1),
             mehd_at: mehd_at as u64,
+            moov_at: moov_at as u64,
+            moov_size,
             sequence: 0,
             pending: Vec::new(),
             last_duration: 0,
@@ -165,7 +195,13 @@ impl Mp4Writer {
 
     /// Writes the rest and the clip's length. Returns the clip's duration in
     /// track ticks.
-    pub fn finish(mut self) -> Result<u64, Mp4Error> {
+    pub fn finish(self) -> Result<u64, Mp4Error> {
+        self.finish_marked(&[])
+    }
+
+    /// [`Mp4Writer::finish`], with chapter marks. Marks that do not fit the
+    /// room kept for them are left out (the sidecar has them all).
+    pub fn finish_marked(mut self, marks: &[Mark]) -> Result<u64, Mp4Error> {
         if let Some(last) = self.pending.last() {
             let end = last.time + u64::from(self.last_duration.max(1));
             let samples = std::mem::take(&mut self.pending);
@@ -184,11 +220,35 @@ impl Mp4Writer {
                 path: self.path.clone(),
                 source,
             })?;
+        self.write_marks(marks).map_err(|source| Mp4Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         self.file.sync_all().map_err(|source| Mp4Error::Io {
             path: self.path.clone(),
             source,
         })?;
         Ok(duration)
+    }
+
+    /// Puts `marks` into the room after `moov`: `moov` grows by a `udta`
+    /// box, a smaller `free` box keeps the rest, and nothing after them
+    /// moves. A crash in between leaves a `moov` one size or the other,
+    /// both whole.
+    fn write_marks(&mut self, marks: &[Mark]) -> std::io::Result<()> {
+        let Some(udta) = chapters(marks) else {
+            return Ok(());
+        };
+        let room_at = self.moov_at + u64::from(self.moov_size);
+        let mut tail = udta.clone();
+        boxed(&mut tail, b"free", |b| {
+            b.resize(b.len() + CHAPTER_ROOM - udta.len() - 8, 0);
+        });
+        self.file.seek(SeekFrom::Start(room_at))?;
+        self.file.write_all(&tail)?;
+        let grown = self.moov_size + u32::try_from(udta.len()).unwrap_or(0);
+        self.file.seek(SeekFrom::Start(self.moov_at))?;
+        self.file.write_all(&grown.to_be_bytes())
     }
 
     /// One `moof` + `mdat` for `samples`; the last one lasts until `end`.
@@ -308,8 +368,62 @@ fn matrix(out: &mut Vec<u8>) {
     }
 }
 
-/// `ftyp` + `moov`, and where `mehd`'s 64-bit duration sits in it.
-fn header(track: &TrackParams) -> (Vec<u8>, usize) {
+/// The `udta` box holding `marks` as Nero chapters (`chpl` version 1: a
+/// reserved word, a count, then each start in 100 ns units and its title as
+/// a length-prefixed string), cut to what fits [`CHAPTER_ROOM`] with a
+/// `free` box after it; `None` without marks.
+fn chapters(marks: &[Mark]) -> Option<Vec<u8>> {
+    // udta + chpl headers, version and flags, reserved word, count.
+    const FIXED: usize = 8 + 8 + 4 + 4 + 1;
+    let mut kept: Vec<(u64, &str)> = Vec::new();
+    let mut size = FIXED;
+    for m in marks.iter().take(255) {
+        let title = cut_at_char(&m.title, 255);
+        let need = 8 + 1 + title.len();
+        if size + need > CHAPTER_ROOM - 8 {
+            break;
+        }
+        size += need;
+        kept.push(((m.at_s.max(0.0) * 10_000_000.0) as u64, title));
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(size);
+    boxed(&mut out, b"udta", |b| {
+        full_boxed(b, b"chpl", 1, 0, |b| {
+            u32s(b, 0);
+            b.push(u8::try_from(kept.len()).unwrap_or(u8::MAX));
+            for (start, title) in &kept {
+                u64s(b, *start);
+                b.push(u8::try_from(title.len()).unwrap_or(u8::MAX));
+                b.extend_from_slice(title.as_bytes());
+            }
+        });
+    });
+    Some(out)
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The file header and where its parts sit.
+struct Header {
+    bytes: Vec<u8>,
+    /// Where `mehd`'s 64-bit duration sits.
+    mehd_at: usize,
+    moov_at: usize,
+    moov_size: u32,
+}
+
+/// `ftyp` + `moov` + the room for chapter marks.
+fn header(track: &TrackParams) -> Header {
     let mut out = Vec::with_capacity(1024);
     boxed(&mut out, b"ftyp", |b| {
         b.extend_from_slice(b"isom");
@@ -323,6 +437,7 @@ fn header(track: &TrackParams) -> (Vec<u8>, usize) {
         });
     });
     let mut mehd_at = 0;
+    let moov_at = out.len();
     boxed(&mut out, b"moov", |b| {
         full_boxed(b, b"mvhd", 0, 0, |b| {
             u32s(b, 0); // creation time: the sidecar has the real one
@@ -409,7 +524,16 @@ fn header(track: &TrackParams) -> (Vec<u8>, usize) {
             });
         });
     });
-    (out, mehd_at)
+    let moov_size = u32::try_from(out.len() - moov_at).unwrap_or(u32::MAX);
+    boxed(&mut out, b"free", |b| {
+        b.resize(b.len() + CHAPTER_ROOM - 8, 0)
+    });
+    Header {
+        bytes: out,
+        mehd_at,
+        moov_at,
+        moov_size,
+    }
 }
 
 /// The `avc1` / `hvc1` visual sample entry with the stream's decoder
@@ -544,10 +668,14 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                "ftyp", "moov", "moof", "mdat", "moof", "mdat", "moof", "mdat"
+                "ftyp", "moov", "free", "moof", "mdat", "moof", "mdat", "moof", "mdat"
             ]
         );
         let moov = &bytes[..boxes(&bytes)[2].1];
+        assert!(
+            !moov.windows(4).any(|w| w == b"udta"),
+            "no chapters without marks"
+        );
         let hvcc_or_avcc = find(moov, b"avcC");
         assert_eq!(
             &moov[hvcc_or_avcc + 4..hvcc_or_avcc + 11],
@@ -597,7 +725,82 @@ mod tests {
         assert_eq!(written_seconds(&path), Some(10.0 * 6000.0 / 90_000.0));
         let bytes = std::fs::read(&path).expect("read");
         let kinds: Vec<String> = boxes(&bytes).into_iter().map(|b| b.0).collect();
-        assert_eq!(kinds, ["ftyp", "moov", "moof", "mdat"]);
+        assert_eq!(kinds, ["ftyp", "moov", "free", "moof", "mdat"]);
         assert!(find(&bytes, b"hvc1") > 0 && find(&bytes, b"hvcC") > 0);
+    }
+
+    #[test]
+    fn chapter_marks_grow_moov_into_its_room_and_move_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clip.mp4");
+        let track = TrackParams {
+            codec: VideoCodec::H264,
+            width: 320,
+            height: 180,
+            config: vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0],
+            timescale: 90_000,
+        };
+        let mut w = Mp4Writer::create(&path, &track).expect("create");
+        for i in 0..30u64 {
+            let sample = Sample {
+                time: i * 6000,
+                keyframe: i % 15 == 0,
+                data: std::sync::Arc::from(vec![0u8, 0, 0, 1, 0x65].as_slice()),
+            };
+            w.push(sample).expect("push");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let marks = [
+            Mark {
+                at_s: 0.0,
+                title: "camera live".into(),
+            },
+            Mark {
+                at_s: 1.2,
+                title: "camera frozen: 7 identical frames".into(),
+            },
+        ];
+        w.finish_marked(&marks).expect("finish");
+        let bytes = std::fs::read(&path).expect("read");
+        let layout = boxes(&bytes);
+        let kinds: Vec<&str> = layout.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["ftyp", "moov", "free", "moof", "mdat", "moof", "mdat"]
+        );
+        // The fragments did not move: the marks took the room.
+        let first_moof = layout[3].1;
+        assert_eq!(
+            &bytes[first_moof..first_moof + 16],
+            &before[first_moof..first_moof + 16]
+        );
+        assert_eq!(layout[1].2 + layout[2].2, first_moof - layout[1].1);
+        let moov = &bytes[layout[1].1..layout[1].1 + layout[1].2];
+        let chpl = find(moov, b"chpl");
+        assert_eq!(moov[chpl + 4], 1, "version 1");
+        assert_eq!(moov[chpl + 12], 2, "two marks");
+        let second = chpl + 13 + 8 + 1 + "camera live".len();
+        assert_eq!(&moov[second..second + 8], &12_000_000u64.to_be_bytes());
+        assert_eq!(
+            &moov[second + 9..second + 9 + 33],
+            b"camera frozen: 7 identical frames"
+        );
+    }
+
+    #[test]
+    fn marks_that_do_not_fit_are_left_out_and_titles_are_cut_at_a_character() {
+        let many: Vec<Mark> = (0..400)
+            .map(|i| Mark {
+                at_s: f64::from(i),
+                title: format!("gap {i}: frames dropped while the recorder fell behind"),
+            })
+            .collect();
+        let udta = chapters(&many).expect("some fit");
+        assert!(udta.len() <= CHAPTER_ROOM - 8);
+        let count = udta[8 + 8 + 4 + 4];
+        assert!(count > 10 && usize::from(count) < 400, "{count}");
+        let long = "é".repeat(200);
+        assert_eq!(cut_at_char(&long, 255).len(), 254);
+        assert!(chapters(&[]).is_none());
     }
 }
