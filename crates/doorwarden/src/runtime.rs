@@ -49,7 +49,7 @@ use crate::io::outbox::Lane;
 use crate::io::picture::CloseLook;
 use crate::io::record::{ClipReport, Recorders};
 use crate::io::rtsp::CameraTask;
-use crate::io::snapshot::{Candidate, Gallery, SnapshotTap};
+use crate::io::snapshot::{Candidate, Gallery, SnapshotRequest, SnapshotTap};
 use crate::io::store::Store;
 use crate::io::zwave_server::{ServerDevice, ServerHandle};
 use crate::redact;
@@ -188,14 +188,32 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     // Snapshot candidates from the decoder threads; a full queue drops them.
     let (snapshot_tap, mut snapshot_rx) = SnapshotTap::channel();
     let mut gallery = Gallery::default();
+    let requests: BTreeMap<String, SnapshotRequest> = cfg
+        .cameras
+        .iter()
+        .filter(|(_, cam)| crate::ha::discovery::has_snapshot(cam))
+        .map(|(name, _)| (name.clone(), SnapshotRequest::default()))
+        .collect();
+    let snapshot_requests: BTreeMap<String, Vec<SnapshotRequest>> = cfg
+        .locks
+        .iter()
+        .map(|(door, d)| {
+            let asks = d
+                .cameras
+                .iter()
+                .filter_map(|c| requests.get(c).cloned())
+                .collect();
+            (door.clone(), asks)
+        })
+        .collect();
     let camera_tasks: Vec<_> = cfg
         .cameras
         .iter()
         .map(|(name, cam)| {
             let flag = close_look.get(name).cloned().unwrap_or_default();
             let mut task = CameraTask::new(name.clone(), cam).close_look(flag);
-            if crate::ha::discovery::has_snapshot(cam) {
-                task = task.snapshots(snapshot_tap.clone());
+            if let Some(request) = requests.get(name) {
+                task = task.snapshots(snapshot_tap.clone(), request.clone());
             }
             if let Some(tap) = taps.remove(name) {
                 task = task.recorder(tap);
@@ -261,6 +279,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         problem_shown: false,
         recorders,
         evidence_problem,
+        snapshot_requests,
     };
     // The problem entity starts off, so Home Assistant has a state for it.
     shell.publish_health(Instant::now());
@@ -476,6 +495,8 @@ struct Shell<'a> {
     recorders: Option<Recorders>,
     /// Why delivery evidence is not being kept, shown on the problem entity.
     evidence_problem: Option<String>,
+    /// Per door, how to ask its snapshot cameras for a picture now.
+    snapshot_requests: BTreeMap<String, Vec<SnapshotRequest>>,
 }
 
 impl Shell<'_> {
@@ -774,6 +795,19 @@ impl Shell<'_> {
     }
 
     fn publish_ha_on(&mut self, action: &Action, lane: Lane) {
+        if let Action::DeliveryEvent(event) = action {
+            // A fresh picture for every delivery event: the next decoded
+            // frame, shown once verified (the event itself names the
+            // newest verified one so far).
+            for request in self
+                .snapshot_requests
+                .get(&event.door)
+                .into_iter()
+                .flatten()
+            {
+                request.ask();
+            }
+        }
         for m in self.mirror.from_action(action) {
             let queued = match lane {
                 Lane::Safety => self.link.publish_safety(&m.topic, m.payload, m.retain),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::snapshot::{self, Candidate, Pacer, Planes, SnapshotTap};
+use super::snapshot::{self, Candidate, Pacer, Planes, SnapshotRequest, SnapshotTap};
 use crate::core::picture::{PictureSample, Thumbnail, Undecodable};
 use crate::core::{Event, EventKind};
 
@@ -106,7 +106,7 @@ impl Sampler {
         codec: PictureCodec,
         events: mpsc::Sender<Event>,
         close_look: CloseLook,
-        snapshots: Option<SnapshotTap>,
+        snapshots: Option<(SnapshotTap, SnapshotRequest)>,
     ) -> Sampler {
         let jobs = match codec {
             PictureCodec::H264 => {
@@ -260,7 +260,7 @@ fn decode_h264(
     camera: String,
     jobs: std::sync::mpsc::Receiver<Job>,
     events: mpsc::Sender<Event>,
-    snapshots: Option<SnapshotTap>,
+    snapshots: Option<(SnapshotTap, SnapshotRequest)>,
 ) {
     let mut pacer = Pacer::default();
     // Held only during a close look: a 720p decoder keeps ~14 MiB of
@@ -289,8 +289,8 @@ fn decode_h264(
                 use openh264::formats::YUVSource;
                 let (w, h) = yuv.dimensions();
                 let (stride, uv_stride, _) = yuv.strides();
-                if let Some(tap) = &snapshots
-                    && pacer.due(job.received)
+                if let Some((tap, request)) = &snapshots
+                    && pacer.due(job.received, request.take())
                 {
                     // The owner's picture comes from the same decoded
                     // frame the checks judge; whether it may be shown is

@@ -59,7 +59,7 @@ use crate::core::picture::PicturePolicy;
 use crate::core::{Event, EventKind, FrameSummary, Stamp};
 use crate::io::picture::{CloseLook, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
-use crate::io::snapshot::SnapshotTap;
+use crate::io::snapshot::{SnapshotRequest, SnapshotTap};
 use crate::redact;
 
 /// How long the task waits for things a dead or hostile camera may never
@@ -127,7 +127,7 @@ pub struct CameraTask {
     picture: PicturePolicy,
     close_look: CloseLook,
     /// Where decoded pictures go as snapshot candidates, if anywhere.
-    snapshots: Option<SnapshotTap>,
+    snapshots: Option<(SnapshotTap, SnapshotRequest)>,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -192,9 +192,10 @@ impl CameraTask {
     }
 
     /// Also makes snapshot candidates from decoded pictures (only where
-    /// pictures are decoded: `picture_check` not `off`, H.264).
-    pub fn snapshots(mut self, tap: SnapshotTap) -> CameraTask {
-        self.snapshots = Some(tap);
+    /// pictures are decoded: `picture_check` not `off`, H.264), and one at
+    /// once when `request` asks.
+    pub fn snapshots(mut self, tap: SnapshotTap, request: SnapshotRequest) -> CameraTask {
+        self.snapshots = Some((tap, request));
         self
     }
 

@@ -10,6 +10,8 @@
 //! counts as verified ([`verified`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -56,6 +58,22 @@ impl SnapshotTap {
     }
 }
 
+/// The runtime asking one camera's decoder thread for a picture now (at a
+/// delivery event), whatever the pacing.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotRequest(Arc<AtomicBool>);
+
+impl SnapshotRequest {
+    pub fn ask(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a picture was asked for since the last call.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// Per decoder thread: whether the picture just decoded should become a
 /// candidate.
 #[derive(Debug, Default)]
@@ -64,10 +82,12 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    pub fn due(&mut self, received: Instant) -> bool {
-        let due = self
-            .last
-            .is_none_or(|t| received.saturating_duration_since(t) >= SNAPSHOT_EVERY);
+    /// `asked`: the runtime wants a picture now (a delivery event).
+    pub fn due(&mut self, received: Instant, asked: bool) -> bool {
+        let due = asked
+            || self
+                .last
+                .is_none_or(|t| received.saturating_duration_since(t) >= SNAPSHOT_EVERY);
         if due {
             self.last = Some(received);
         }
@@ -273,10 +293,19 @@ mod tests {
     fn the_pacer_lets_one_picture_through_per_period() {
         let mut pacer = Pacer::default();
         let t0 = Instant::now();
-        assert!(pacer.due(t0));
-        assert!(!pacer.due(t0 + Duration::from_secs(1)));
-        assert!(!pacer.due(t0 + SNAPSHOT_EVERY - Duration::from_millis(1)));
-        assert!(pacer.due(t0 + SNAPSHOT_EVERY));
+        assert!(pacer.due(t0, false));
+        assert!(!pacer.due(t0 + Duration::from_secs(1), false));
+        // A delivery event asks for one now.
+        assert!(pacer.due(t0 + Duration::from_secs(2), true));
+        assert!(!pacer.due(t0 + Duration::from_secs(3), false));
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(!pacer.due(t1 + SNAPSHOT_EVERY - Duration::from_millis(1), false));
+        assert!(pacer.due(t1 + SNAPSHOT_EVERY, false));
+        let request = SnapshotRequest::default();
+        assert!(!request.take());
+        request.clone().ask();
+        assert!(request.take());
+        assert!(!request.take());
     }
 
     #[test]
