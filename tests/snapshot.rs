@@ -158,6 +158,29 @@ async fn a_live_camera_shows_its_verified_picture_with_its_time() {
     let meta_again = late.wait_topic(META, LONG).await;
     assert!(meta_again.retain, "its time is retained");
     assert!(meta_again.json()["taken_at"].is_string());
+
+    // A delivery event of the camera's door names the newest verified
+    // snapshot, which a notification attaches.
+    ha.subscribe("doorwarden/front/delivery/event").await;
+    ha.drain();
+    ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
+        .await;
+    let event = ha
+        .wait_for(
+            |m| m.topic == "doorwarden/front/delivery/event",
+            LONG,
+            "a delivery event",
+        )
+        .await
+        .json();
+    let at: jiff::Timestamp = event["snapshot_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("snapshot_at in {event}"));
+    assert!(
+        at >= taken,
+        "event names {at}, an older picture than {taken}"
+    );
     bridge.stop().await;
 }
 
