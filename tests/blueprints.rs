@@ -285,6 +285,7 @@ fn entity_selectors_are_filtered_to_doorwarden_entities() {
         ("number", &[][..]),
         ("binary_sensor", &["connectivity", "problem", "door"][..]),
         ("sensor", &["enum", "timestamp"][..]),
+        ("image", &[][..]),
     ]);
     let mut seen = 0;
     for (file, bp) in blueprints() {
@@ -353,6 +354,7 @@ fn event_types_and_attributes_match_the_mqtt_contract() {
         "compromised",
         "clip",
         "clip_duration_s",
+        "snapshot_at",
         "friendly_name",
     ]
     .into_iter()
@@ -519,4 +521,32 @@ fn every_blueprint_has_an_import_link_in_the_docs() {
     }
     let files: BTreeSet<String> = blueprints().into_iter().map(|(n, _)| n).collect();
     assert_eq!(linked, files);
+}
+
+/// The interlock alert and the delivery summary attach the camera's
+/// verified snapshot: the picture the event's `snapshot_at` names, through
+/// the image entity's proxy, and nothing when there is none.
+#[test]
+fn alerts_attach_the_verified_snapshot() {
+    for file in ["interlock_tripped_notify.yaml", "delivery_summary.yaml"] {
+        let text = std::fs::read_to_string(dir().join(file)).unwrap();
+        let bp: Value = serde_yaml::from_str(&text).unwrap();
+        let input = &inputs(&bp)[&Value::from("snapshot_images")];
+        assert_eq!(
+            input["selector"]["entity"]["filter"][0]["domain"],
+            Value::from("image"),
+            "{file}"
+        );
+        assert_eq!(input["default"], Value::Sequence(Vec::new()), "{file}");
+        assert!(
+            text.contains("trigger.to_state.attributes.snapshot_at"),
+            "{file}: the event's snapshot time picks the picture"
+        );
+        assert!(
+            text.contains(
+                "image: \"{{ '/api/image_proxy/' ~ snapshot_entity if snapshot_entity else '' }}\""
+            ),
+            "{file}: the notification attaches the picture"
+        );
+    }
 }

@@ -45,6 +45,14 @@ fn home() -> Config {
     config_from(HOME)
 }
 
+/// The default home with the porch camera's pictures decoded.
+fn snapshot_home() -> Config {
+    config_from(&HOME.replace(
+        "    url: rtsp://porch.lan/stream1\n",
+        "    url: rtsp://porch.lan/stream1\n    picture_check: required\n",
+    ))
+}
+
 fn config_from(yaml: &str) -> Config {
     match doorwarden::config::load_str(yaml, "test.yaml") {
         Ok(c) => c,
@@ -1405,7 +1413,11 @@ fn no_timestamp_sensor_ever_reads_a_null() {
 fn every_discovery_key_names_the_release_that_reads_it() {
     use doorwarden::ha::keys::{KEYS, OLDEST_SUPPORTED, find};
     let mut sent = BTreeSet::new();
-    for (topic, payload) in discovered(&home()) {
+    // The snapshot image entity exists only for a camera whose pictures
+    // are decoded, which the default home has none of.
+    let mut all = discovered(&home());
+    all.extend(discovered(&snapshot_home()));
+    for (topic, payload) in all {
         let Some(object) = payload.as_object() else {
             panic!("{topic}: not an object");
         };
@@ -1658,4 +1670,71 @@ fn an_instance_name_must_be_a_plain_word() {
     assert_eq!(c.mqtt.base_topic, "gate");
     assert_eq!(c.mqtt.client_id, "gate-bridge");
     assert_eq!(c.instance.as_deref(), Some("north"));
+}
+
+/// A camera whose pictures are decoded shows the last verified picture as
+/// an MQTT image entity on its device; a camera whose pictures are not
+/// decoded has none (there is no picture to show).
+#[test]
+fn a_camera_whose_pictures_are_decoded_has_a_snapshot_image_entity() {
+    let all = discovered(&snapshot_home());
+    let image = entity(&all, "image", "doorwarden_camera_porch_snapshot");
+    assert_eq!(image["name"], "Snapshot");
+    assert_eq!(image["image_topic"], "doorwarden/camera/porch/snapshot");
+    assert_eq!(image["content_type"], "image/jpeg");
+    assert_eq!(
+        image["json_attributes_topic"],
+        "doorwarden/camera/porch/snapshot/meta"
+    );
+    assert_eq!(
+        image["device"]["identifiers"],
+        json!(["doorwarden_camera_porch"])
+    );
+    assert!(image.get("state_topic").is_none());
+    assert!(
+        !all.contains_key("homeassistant/image/doorwarden_camera_drive_snapshot/config"),
+        "drive's pictures are not decoded"
+    );
+    assert!(
+        !discovered(&home())
+            .keys()
+            .any(|t| t.starts_with("homeassistant/image/")),
+        "no image entity without picture_check"
+    );
+}
+
+/// A door with a snapshot camera: its delivery events say when the newest
+/// verified snapshot was taken (null before the first), so a notification
+/// can attach it; a door without one leaves the field out.
+#[test]
+fn delivery_events_carry_the_time_of_the_newest_verified_snapshot() {
+    let mut mirror = Mirror::new(&snapshot_home());
+    let event = |door: &str| {
+        Action::DeliveryEvent(DeliveryEvent {
+            door: door.into(),
+            kind: DeliveryEventKind::Unlocked,
+            reason: "courier let in".into(),
+            camera: None,
+            source: None,
+            duration_s: None,
+            entries: None,
+            compromised: None,
+            clip: None,
+        })
+    };
+    let payload = |mirror: &mut Mirror, door: &str| -> Value {
+        let out = mirror.from_action(&event(door));
+        assert_eq!(out.len(), 1);
+        serde_json::from_str(&out[0].payload).expect("JSON")
+    };
+    assert_eq!(payload(&mut mirror, "front")["snapshot_at"], Value::Null);
+    assert!(payload(&mut mirror, "front").get("snapshot_at").is_some());
+    let taken: jiff::Timestamp = "2026-12-07T06:00:10Z".parse().expect("time");
+    mirror.snapshot_published("porch", taken);
+    assert_eq!(
+        payload(&mut mirror, "front")["snapshot_at"],
+        "2026-12-07T06:00:10+00:00"
+    );
+    // The garage's camera has no snapshots: no field at all.
+    assert!(payload(&mut mirror, "garage").get("snapshot_at").is_none());
 }

@@ -49,6 +49,7 @@ use crate::io::outbox::Lane;
 use crate::io::picture::CloseLook;
 use crate::io::record::{ClipReport, Recorders};
 use crate::io::rtsp::CameraTask;
+use crate::io::snapshot::{Candidate, Gallery, SnapshotRequest, SnapshotTap};
 use crate::io::store::Store;
 use crate::io::zwave_server::{ServerDevice, ServerHandle};
 use crate::redact;
@@ -184,12 +185,36 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .keys()
         .map(|name| (name.clone(), CloseLook::default()))
         .collect();
+    // Snapshot candidates from the decoder threads; a full queue drops them.
+    let (snapshot_tap, mut snapshot_rx) = SnapshotTap::channel();
+    let mut gallery = Gallery::default();
+    let requests: BTreeMap<String, SnapshotRequest> = cfg
+        .cameras
+        .iter()
+        .filter(|(_, cam)| crate::ha::discovery::has_snapshot(cam))
+        .map(|(name, _)| (name.clone(), SnapshotRequest::default()))
+        .collect();
+    let snapshot_requests: BTreeMap<String, Vec<SnapshotRequest>> = cfg
+        .locks
+        .iter()
+        .map(|(door, d)| {
+            let asks = d
+                .cameras
+                .iter()
+                .filter_map(|c| requests.get(c).cloned())
+                .collect();
+            (door.clone(), asks)
+        })
+        .collect();
     let camera_tasks: Vec<_> = cfg
         .cameras
         .iter()
         .map(|(name, cam)| {
             let flag = close_look.get(name).cloned().unwrap_or_default();
             let mut task = CameraTask::new(name.clone(), cam).close_look(flag);
+            if let Some(request) = requests.get(name) {
+                task = task.snapshots(snapshot_tap.clone(), request.clone());
+            }
             if let Some(tap) = taps.remove(name) {
                 task = task.recorder(tap);
             }
@@ -198,6 +223,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .collect();
     let mut close_look_at: Option<Instant> = None;
     drop(cam_tx);
+    drop(snapshot_tap);
 
     // Locks and contact sensors on a Z-Wave JS server: one connection each.
     let (zw_tx, mut zw_rx) = mpsc::channel::<Event>(ZWAVE_SERVER_QUEUE);
@@ -253,6 +279,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         problem_shown: false,
         recorders,
         evidence_problem,
+        snapshot_requests,
     };
     // The problem entity starts off, so Home Assistant has a state for it.
     shell.publish_health(Instant::now());
@@ -290,6 +317,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
                 events
             }
+            Some(candidate) = snapshot_rx.recv() => {
+                gallery.offer(candidate);
+                Vec::new()
+            }
             Some(report) = next_report(&mut clip_reports) => {
                 shell.clip_report(report);
                 Vec::new()
@@ -302,6 +333,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         };
         for event in events {
             shell.handle(&mut core, event);
+        }
+        // Judged after the core has seen this turn's events: a candidate
+        // whose hold is over is shown only if its camera is still live and
+        // was live before it was taken. A live camera's frames turn this
+        // loop many times a second, so no timer of its own is needed.
+        for candidate in gallery.due(now().wall, |camera| core.camera_status(camera)) {
+            shell.publish_snapshot(candidate);
         }
         // A few times a second is soon enough: a window opens minutes before
         // a courier, and the first keyframe after it starts the close look.
@@ -457,6 +495,8 @@ struct Shell<'a> {
     recorders: Option<Recorders>,
     /// Why delivery evidence is not being kept, shown on the problem entity.
     evidence_problem: Option<String>,
+    /// Per door, how to ask its snapshot cameras for a picture now.
+    snapshot_requests: BTreeMap<String, Vec<SnapshotRequest>>,
 }
 
 impl Shell<'_> {
@@ -723,11 +763,51 @@ impl Shell<'_> {
         }
     }
 
+    /// A verified snapshot: the JPEG and its time, both retained, so Home
+    /// Assistant shows the last one after its own restart.
+    fn publish_snapshot(&mut self, candidate: Candidate) {
+        if !crate::ha::is_topic_level(&candidate.camera) {
+            return;
+        }
+        let topics = self.mirror.topics();
+        let (image, meta) = (
+            topics.camera_snapshot(&candidate.camera),
+            topics.camera_snapshot_meta(&candidate.camera),
+        );
+        let meta_json = serde_json::json!({
+            "taken_at": crate::ha::state::timestamp(candidate.taken_at),
+        })
+        .to_string();
+        let sent = self
+            .link
+            .publish(&image, candidate.jpeg, true)
+            .and_then(|()| self.link.publish(&meta, meta_json, true));
+        match sent {
+            Ok(()) => self
+                .mirror
+                .snapshot_published(&candidate.camera, candidate.taken_at),
+            Err(e) => debug!(camera = %candidate.camera, "snapshot not sent: {e}"),
+        }
+    }
+
     fn publish_ha(&mut self, action: &Action) {
         self.publish_ha_on(action, Lane::Normal);
     }
 
     fn publish_ha_on(&mut self, action: &Action, lane: Lane) {
+        if let Action::DeliveryEvent(event) = action {
+            // A fresh picture for every delivery event: the next decoded
+            // frame, shown once verified (the event itself names the
+            // newest verified one so far).
+            for request in self
+                .snapshot_requests
+                .get(&event.door)
+                .into_iter()
+                .flatten()
+            {
+                request.ask();
+            }
+        }
         for m in self.mirror.from_action(action) {
             let queued = match lane {
                 Lane::Safety => self.link.publish_safety(&m.topic, m.payload, m.retain),

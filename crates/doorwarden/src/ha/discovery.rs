@@ -28,6 +28,7 @@ pub enum Component {
     BinarySensor,
     Button,
     Event,
+    Image,
     Lock,
     Number,
     Sensor,
@@ -40,6 +41,7 @@ impl Component {
             Component::BinarySensor => "binary_sensor",
             Component::Button => "button",
             Component::Event => "event",
+            Component::Image => "image",
             Component::Lock => "lock",
             Component::Number => "number",
             Component::Sensor => "sensor",
@@ -106,6 +108,9 @@ pub enum Extra {
         unit: &'static str,
         precision: u8,
     },
+    /// A JPEG image on `<device topic>/snapshot`, its attributes (the
+    /// picture's time) on `<device topic>/snapshot/meta`.
+    Snapshot,
 }
 
 /// One row of a device table: an entity, without the parts the renderer
@@ -366,6 +371,21 @@ pub const CAMERA: &[EntitySpec] = &[
     },
 ];
 
+/// A camera whose pictures are decoded (`picture_check` not `off`): the
+/// last picture taken while it was verifiably live. Cameras whose pictures
+/// are not decoded have no picture to show, so no such entity.
+pub const CAMERA_SNAPSHOT: &[EntitySpec] = &[EntitySpec {
+    name: Some("Snapshot"),
+    icon: Some("mdi:doorbell-video"),
+    extra: Extra::Snapshot,
+    ..row("snapshot", Component::Image)
+}];
+
+/// Whether a camera has a snapshot entity ([`CAMERA_SNAPSHOT`]).
+pub fn has_snapshot(camera: &crate::config::Camera) -> bool {
+    camera.picture_check != crate::core::picture::PicturePolicy::Off
+}
+
 const LIVENESS_STATES: [LivenessKind; 5] = [
     LivenessKind::Connecting,
     LivenessKind::Live,
@@ -501,6 +521,13 @@ pub fn configs(config: &Config) -> Vec<DiscoveryConfig> {
     for (key, camera) in &config.cameras {
         let device = camera_device(&topics, key, camera.name.as_deref());
         out.extend(CAMERA.iter().map(|spec| render(&topics, &device, spec)));
+        if has_snapshot(camera) {
+            out.extend(
+                CAMERA_SNAPSHOT
+                    .iter()
+                    .map(|spec| render(&topics, &device, spec)),
+            );
+        }
     }
     out
 }
@@ -555,6 +582,16 @@ pub fn render(topics: &Topics, device: &Device, spec: &EntitySpec) -> DiscoveryC
         p.insert("icon".into(), Value::from(icon));
     }
     add_extra(&mut p, spec.extra);
+    if spec.extra == Extra::Snapshot {
+        // Raw JPEG bytes, as published; the attributes say when the
+        // picture was taken.
+        p.insert("image_topic".into(), Value::from(at("snapshot")));
+        p.insert("content_type".into(), Value::from("image/jpeg"));
+        p.insert(
+            "json_attributes_topic".into(),
+            Value::from(at("snapshot/meta")),
+        );
+    }
 
     DiscoveryConfig {
         component: spec.component,
@@ -582,7 +619,7 @@ fn add_extra(p: &mut Map<String, Value>, extra: Extra) {
         p.insert(k.to_string(), v);
     };
     match extra {
-        Extra::None => {}
+        Extra::None | Extra::Snapshot => {}
         Extra::Lock => {
             put("payload_lock", "LOCK".into());
             put("payload_unlock", "UNLOCK".into());

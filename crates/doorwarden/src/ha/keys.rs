@@ -140,6 +140,13 @@ pub const KEYS: &[Key] = &[
         OLD,
         "since 2023.3 (core PR 87129)",
     ),
+    key(
+        "image_topic",
+        "image",
+        OLD,
+        "the image platform, since 2023.7",
+    ),
+    key("content_type", "image", OLD, "`image/jpeg`; since 2023.7"),
 ];
 
 /// The row for `name`, if doorwarden sends that key.

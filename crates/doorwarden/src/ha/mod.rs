@@ -153,6 +153,14 @@ impl Topics {
     pub fn camera_state(&self, camera: &str) -> String {
         format!("{}/camera/{camera}/state", self.base)
     }
+    /// The last verified snapshot (JPEG bytes, retained).
+    pub fn camera_snapshot(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/snapshot", self.base)
+    }
+    /// When that snapshot was taken (JSON, retained).
+    pub fn camera_snapshot_meta(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/snapshot/meta", self.base)
+    }
     /// `<prefix>/<component>/<unique_id>/config`.
     pub fn discovery(&self, component: &str, unique_id: &str) -> String {
         format!("{}/{component}/{unique_id}/config", self.prefix)
@@ -162,7 +170,7 @@ impl Topics {
 /// A name that can stand as one topic level: the config validates door
 /// and camera keys as `[a-z0-9_]+`; this keeps a bad key from an action
 /// (a bug) from ever turning into a wildcard or an extra level.
-fn is_topic_level(name: &str) -> bool {
+pub(crate) fn is_topic_level(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '+', '#', '\0'])
 }
 
@@ -226,6 +234,10 @@ pub struct Mirror {
     topics_read: BTreeSet<String>,
     /// Topics of removed entities already cleared.
     cleared: BTreeSet<String>,
+    /// Each door's cameras that have a snapshot entity.
+    snapshot_cameras: BTreeMap<String, Vec<String>>,
+    /// When each camera's last verified snapshot was taken.
+    snapshots: BTreeMap<String, jiff::Timestamp>,
 }
 
 impl Mirror {
@@ -244,6 +256,19 @@ impl Mirror {
             topics.bridge_info(),
             state::bridge_info(config.locks.len(), config.cameras.len()),
         );
+        let snapshot_cameras = config
+            .locks
+            .iter()
+            .map(|(door, d)| {
+                let cams = d
+                    .cameras
+                    .iter()
+                    .filter(|c| config.cameras.get(*c).is_some_and(discovery::has_snapshot))
+                    .cloned()
+                    .collect();
+                (door.clone(), cams)
+            })
+            .collect();
         Mirror {
             topics,
             configs,
@@ -252,7 +277,28 @@ impl Mirror {
             last: BTreeMap::new(),
             topics_read,
             cleared: BTreeSet::new(),
+            snapshot_cameras,
+            snapshots: BTreeMap::new(),
         }
+    }
+
+    /// A verified snapshot of `camera` taken at `taken_at` was published:
+    /// the door's delivery events from now on carry its time.
+    pub fn snapshot_published(&mut self, camera: &str, taken_at: jiff::Timestamp) {
+        self.snapshots.insert(camera.to_string(), taken_at);
+    }
+
+    /// For a door with snapshot cameras: the time of the newest verified
+    /// snapshot among them (`Some(None)` before the first). `None` for a
+    /// door without any, whose events then leave the field out.
+    fn door_snapshot(&self, door: &str) -> Option<Option<jiff::Timestamp>> {
+        let cams = self.snapshot_cameras.get(door).filter(|c| !c.is_empty())?;
+        Some(
+            cams.iter()
+                .filter_map(|c| self.snapshots.get(c))
+                .max()
+                .copied(),
+        )
     }
 
     pub fn topics(&self) -> &Topics {
@@ -283,7 +329,11 @@ impl Mirror {
                 Message::retained(t.camera_state(&status.camera), state::camera_state(status))
             }
             Action::DeliveryEvent(event) if is_topic_level(&event.door) => {
-                Message::transient(t.delivery_event(&event.door), state::delivery_event(event))
+                let snapshot = self.door_snapshot(&event.door);
+                Message::transient(
+                    t.delivery_event(&event.door),
+                    state::delivery_event(event, snapshot),
+                )
             }
             Action::DeliveryResponse {
                 door,

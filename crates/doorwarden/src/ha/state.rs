@@ -135,11 +135,17 @@ struct DeliveryEventJson {
     clip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     clip_duration_s: Option<f64>,
+    /// Present (null before the first) when the door has a camera with a
+    /// snapshot entity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_at: Option<Option<String>>,
 }
 
 /// `<base>/<door>/delivery/event`: what Home Assistant's `event` entity
-/// reads (`event_type` plus attributes).
-pub fn delivery_event(e: &DeliveryEvent) -> String {
+/// reads (`event_type` plus attributes). `snapshot`: for a door with
+/// snapshot cameras, when the newest verified snapshot among them was
+/// taken, so a notification can attach the picture it shows.
+pub fn delivery_event(e: &DeliveryEvent, snapshot: Option<Option<jiff::Timestamp>>) -> String {
     let json = DeliveryEventJson {
         event_type: e.kind.as_str(),
         reason: redact::text(&e.reason),
@@ -150,6 +156,7 @@ pub fn delivery_event(e: &DeliveryEvent) -> String {
         compromised: e.compromised,
         clip: e.clip.as_ref().map(|c| c.file.clone()),
         clip_duration_s: e.clip.as_ref().map(|c| round(c.duration_s, 10.0)),
+        snapshot_at: snapshot.map(|t| t.map(timestamp)),
     };
     to_json(&json)
 }
@@ -290,8 +297,17 @@ mod tests {
             clip: None,
         };
         assert_eq!(
-            delivery_event(&e),
+            delivery_event(&e, None),
             r#"{"event_type":"interlock_tripped","reason":"camera rtsp://***@porch-camera.local/stream went offline","camera":"porch","compromised":true}"#
+        );
+        // A door with snapshot cameras: null before the first verified
+        // snapshot, then its time.
+        assert!(
+            delivery_event(&e, Some(None)).ends_with(r#""compromised":true,"snapshot_at":null}"#)
+        );
+        assert!(
+            delivery_event(&e, Some(Some(ts("2026-11-28T14:02:05Z"))))
+                .ends_with(r#""snapshot_at":"2026-11-28T14:02:05+00:00"}"#)
         );
     }
 

@@ -4,5 +4,6 @@ pub mod outbox;
 pub mod picture;
 pub mod record;
 pub mod rtsp;
+pub mod snapshot;
 pub mod store;
 pub mod zwave_server;

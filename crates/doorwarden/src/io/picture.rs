@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::snapshot::{self, Candidate, Pacer, Planes, SnapshotRequest, SnapshotTap};
 use crate::core::picture::{PictureSample, Thumbnail, Undecodable};
 use crate::core::{Event, EventKind};
 
@@ -105,13 +106,14 @@ impl Sampler {
         codec: PictureCodec,
         events: mpsc::Sender<Event>,
         close_look: CloseLook,
+        snapshots: Option<(SnapshotTap, SnapshotRequest)>,
     ) -> Sampler {
         let jobs = match codec {
             PictureCodec::H264 => {
                 let (tx, rx) = sync_channel::<Job>(QUEUE);
                 let spawned = std::thread::Builder::new()
                     .name(format!("decode-{camera}"))
-                    .spawn(move || decode_h264(camera, rx, events));
+                    .spawn(move || decode_h264(camera, rx, events, snapshots));
                 match spawned {
                     Ok(_) => Some(tx),
                     Err(e) => {
@@ -254,7 +256,13 @@ pub fn thumbnail(y: &[u8], width: usize, height: usize, stride: usize) -> Option
     })
 }
 
-fn decode_h264(camera: String, jobs: std::sync::mpsc::Receiver<Job>, events: mpsc::Sender<Event>) {
+fn decode_h264(
+    camera: String,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    events: mpsc::Sender<Event>,
+    snapshots: Option<(SnapshotTap, SnapshotRequest)>,
+) {
+    let mut pacer = Pacer::default();
     // Held only during a close look: a 720p decoder keeps ~14 MiB of
     // reference pictures, too much to keep per camera for one keyframe
     // every 10 s (a keyframe needs no earlier picture).
@@ -280,7 +288,30 @@ fn decode_h264(camera: String, jobs: std::sync::mpsc::Receiver<Job>, events: mps
             Ok(Some(yuv)) => {
                 use openh264::formats::YUVSource;
                 let (w, h) = yuv.dimensions();
-                let (stride, _, _) = yuv.strides();
+                let (stride, uv_stride, _) = yuv.strides();
+                if let Some((tap, request)) = &snapshots
+                    && pacer.due(job.received, request.take())
+                {
+                    // The owner's picture comes from the same decoded
+                    // frame the checks judge; whether it may be shown is
+                    // the runtime's call, once the core has judged it.
+                    let planes = Planes {
+                        y: yuv.y(),
+                        u: yuv.u(),
+                        v: yuv.v(),
+                        width: w,
+                        height: h,
+                        y_stride: stride,
+                        uv_stride,
+                    };
+                    if let Some(jpeg) = snapshot::jpeg(&planes) {
+                        tap.offer(Candidate {
+                            camera: camera.clone(),
+                            taken_at: super::rtsp::stamp_at(job.received).wall,
+                            jpeg,
+                        });
+                    }
+                }
                 // Every decoded frame is compared with the one before: a
                 // still picture shows as frames without change, which a
                 // sample every few frames would blur with the encoder's

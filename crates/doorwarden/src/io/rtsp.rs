@@ -59,6 +59,7 @@ use crate::core::picture::PicturePolicy;
 use crate::core::{Event, EventKind, FrameSummary, Stamp};
 use crate::io::picture::{CloseLook, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
+use crate::io::snapshot::{SnapshotRequest, SnapshotTap};
 use crate::redact;
 
 /// How long the task waits for things a dead or hostile camera may never
@@ -125,6 +126,8 @@ pub struct CameraTask {
     /// Whether frames are decoded for the picture checks.
     picture: PicturePolicy,
     close_look: CloseLook,
+    /// Where decoded pictures go as snapshot candidates, if anywhere.
+    snapshots: Option<(SnapshotTap, SnapshotRequest)>,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -184,7 +187,16 @@ impl CameraTask {
             tap: None,
             picture: cfg.picture_check,
             close_look: CloseLook::default(),
+            snapshots: None,
         }
+    }
+
+    /// Also makes snapshot candidates from decoded pictures (only where
+    /// pictures are decoded: `picture_check` not `off`, H.264), and one at
+    /// once when `request` asks.
+    pub fn snapshots(mut self, tap: SnapshotTap, request: SnapshotRequest) -> CameraTask {
+        self.snapshots = Some((tap, request));
+        self
     }
 
     /// Shares the flag by which the runtime asks for a close look at the
@@ -475,6 +487,7 @@ impl CameraTask {
             codec,
             events.clone(),
             self.close_look.clone(),
+            self.snapshots.clone(),
         );
         if let Some(sample) = sampler.unavailable() {
             let kind = EventKind::CameraPicture {
