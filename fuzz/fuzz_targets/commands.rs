@@ -74,7 +74,7 @@ static HOME: LazyLock<Home> = LazyLock::new(|| {
 });
 
 /// A topic shape; `{}` is where the text goes.
-const SHAPES: [&str; 12] = [
+const SHAPES: [&str; 13] = [
     "doorwarden/{}/lock/set",
     "doorwarden/{}/delivery/grant/set",
     "doorwarden/{}/delivery/end/set",
@@ -87,6 +87,7 @@ const SHAPES: [&str; 12] = [
     "homeassistant/{}/config",
     "doorwarden/{}",
     "{}",
+    "doorwarden/{}/delivery/evidence_ack/set",
 ];
 
 const CODE_DIGITS: usize = 6;
@@ -130,6 +131,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(
                 doors.contains(door.as_str()),
                 "command for unknown door {door:?}"
+            );
+        }
+        CommandParse::EvidenceAck { door } => {
+            assert!(!retain, "retained evidence acknowledgement acted on: {topic}");
+            assert!(
+                doors.contains(door.as_str()),
+                "acknowledgement for unknown door {door:?}"
             );
         }
         CommandParse::RetainedIgnored { .. } => {

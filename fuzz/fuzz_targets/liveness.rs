@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind, Transition};
 use doorwarden::core::{FrameSummary, Stamp};
+use doorwarden::core::picture::PicturePolicy;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -315,6 +316,9 @@ fuzz_target!(|input: Input| {
         freeze_after: Duration::from_millis(u64::from(input.freeze_ms)),
         warmup: Duration::from_millis(u64::from(input.warmup_ms)),
         clock_tolerance: input.tolerance.map_or(f64::NAN, |t| f64::from(t) / 100.0),
+        // The inputs here are frame summaries; decoded pictures are judged
+        // by core::picture, which this target does not drive.
+        picture: PicturePolicy::Off,
     };
     let t0 = Instant::now();
     let wall0 = jiff::Timestamp::from_second(1_790_000_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
