@@ -1480,9 +1480,10 @@ fn every_discovery_key_names_the_release_that_reads_it() {
 /// nothing a remaining door, camera or the bridge uses.
 #[test]
 fn a_removed_camera_and_door_take_their_retained_topics_with_them() {
-    // Yesterday's config had a side camera and a shed door.
+    // Yesterday's config had a side camera (with a snapshot) and a shed
+    // door.
     let old = config_from(&format!(
-        "{}  side:\n    url: rtsp://side.lan/s\n",
+        "{}  side:\n    url: rtsp://side.lan/s\n    picture_check: optional\n",
         HOME.replace(
             "cameras:\n  porch:",
             "  shed:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/shed_lock\n    cameras: [side]\ncameras:\n  porch:"
@@ -1506,13 +1507,16 @@ fn a_removed_camera_and_door_take_their_retained_topics_with_them() {
     assert_eq!(
         states,
         BTreeSet::from([
+            "doorwarden/camera/side/snapshot",
+            "doorwarden/camera/side/snapshot/meta",
             "doorwarden/camera/side/state",
             "doorwarden/shed/availability",
             "doorwarden/shed/state",
         ])
     );
-    // The configs went too (5 camera entities, 9 door entities).
-    assert_eq!(cleared.len() - states.len(), 5 + 9);
+    // The configs went too (6 camera entities with the snapshot, 9 door
+    // entities).
+    assert_eq!(cleared.len() - states.len(), 6 + 9);
 }
 
 /// Every retained message of `config`'s discovery, one `topic payload` line

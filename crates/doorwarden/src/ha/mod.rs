@@ -198,7 +198,7 @@ fn is_plain_topic(topic: &str) -> bool {
 /// attributes topics and every availability topic.
 fn topics_read(config: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["state_topic", "json_attributes_topic"] {
+    for key in ["state_topic", "json_attributes_topic", "image_topic"] {
         if let Some(t) = config.get(key).and_then(|t| t.as_str()) {
             out.push(t.to_string());
         }
@@ -409,7 +409,9 @@ impl Mirror {
             // topic: never a topic of another program, never an event or
             // command topic (an empty message there would reach live
             // subscribers as a message).
-            let retained_kind = read.ends_with("/state") || read.ends_with("/availability");
+            let retained_kind = ["/state", "/availability", "/snapshot", "/snapshot/meta"]
+                .iter()
+                .any(|end| read.ends_with(end));
             if read.starts_with(&own)
                 && retained_kind
                 && is_plain_topic(&read)
