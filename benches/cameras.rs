@@ -43,9 +43,10 @@
 mod camera_watch;
 #[path = "../tests/common/gst.rs"]
 mod gst;
+#[path = "common/hd_clip.rs"]
+mod hd_clip;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -348,7 +349,7 @@ fn load() {
     };
     let clip = dir.path().join("hd.h264");
     println!("\n== load: encoding a 720p ~2 Mbit/s 15 fps test clip once (ffmpeg)...");
-    if let Err(e) = encode_hd_clip(&clip) {
+    if let Err(e) = hd_clip::encode_hd_clip(&clip) {
         return println!("load: cannot make the 720p clip: {e}");
     }
     let mount = format!("hd={}", clip.display());
@@ -424,61 +425,6 @@ fn load() {
             (h1 as f64 - h0 as f64) / (n1 - n0) as f64,
             n1 - n0
         );
-    }
-}
-
-fn encode_hd_clip(out: &Path) -> Result<(), String> {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=1280x720:rate=15:duration=8")
-        .args([
-            "-an",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-profile:v",
-            "main",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-b:v",
-            "2M",
-            "-maxrate",
-            "2M",
-            "-bufsize",
-            "2M",
-            "-g",
-            "15",
-            "-keyint_min",
-            "15",
-            "-bf",
-            "0",
-        ])
-        .args([
-            "-sc_threshold",
-            "0",
-            "-x264-params",
-            "repeat-headers=1",
-            "-f",
-            "h264",
-        ])
-        .arg(out)
-        .status()
-        .map_err(|e| format!("ffmpeg: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("ffmpeg exited with {status}"))
     }
 }
 

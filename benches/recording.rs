@@ -35,6 +35,8 @@ use doorwarden::io::rtsp::CameraTask;
 
 #[path = "../tests/common/gst.rs"]
 mod gst;
+#[path = "common/hd_clip.rs"]
+mod hd_clip;
 
 const CHILD_ENV: &str = "DOORWARDEN_BENCH_CHILD";
 
@@ -59,7 +61,7 @@ fn main() {
     };
     let clip = dir.path().join("hd.h264");
     println!("== recording: encoding a 720p ~2 Mbit/s 15 fps test clip once (ffmpeg)...");
-    if let Err(e) = encode_hd_clip(&clip) {
+    if let Err(e) = hd_clip::encode_hd_clip(&clip) {
         return println!("cannot make the 720p clip: {e}");
     }
     let server = gst::RtspTestServer::start_with(&["--mount", &format!("hd={}", clip.display())]);
@@ -230,51 +232,6 @@ fn proc_hwm_kib(status_path: &str) -> Option<u64> {
     let status = std::fs::read_to_string(status_path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn encode_hd_clip(out: &Path) -> Result<(), String> {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=1280x720:rate=15:duration=8")
-        .args([
-            "-an",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-profile:v",
-            "main",
-        ])
-        .args([
-            "-pix_fmt", "yuv420p", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M",
-        ])
-        .args([
-            "-g",
-            "15",
-            "-keyint_min",
-            "15",
-            "-bf",
-            "0",
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-x264-params", "repeat-headers=1", "-f", "h264"])
-        .arg(out)
-        .status()
-        .map_err(|e| format!("ffmpeg: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("ffmpeg exited with {status}"))
-    }
 }
 
 /// The child: `n` camera tasks whose events are drained (the core's
