@@ -33,7 +33,10 @@
 //!    quiet) over `DOORWARDEN_BENCH_SOAK_SECS` (default 120; 600 for the
 //!    10 minutes the figures quote). `DOORWARDEN_BENCH_PICTURE=off,idle,close`
 //!    makes the load part also run the picture checks (idle: no window open;
-//!    close: a delivery running) against `ffmpeg -skip_frame nokey`.
+//!    close: a delivery running) against `ffmpeg -skip_frame nokey`;
+//!    `sub-idle` and `sub-close` do the same with the pictures taken from a
+//!    320x180 ~256 kbit/s substream (`picture_url`, a second RTSP session
+//!    per camera) while the 720p main stream gets the stream rules only.
 //!
 //! `DOORWARDEN_BENCH_PARTS=latency`, `=load` or `=pictures` runs one part only;
 //! `DOORWARDEN_BENCH_RUNTIME=current_thread` runs doorwarden's side on
@@ -52,8 +55,9 @@ use std::time::{Duration, Instant};
 
 use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::config;
-use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind};
-use doorwarden::core::{Event, EventKind, Stamp};
+use doorwarden::core::liveness::{CameraSettings, LivenessKind};
+use doorwarden::core::streams::CameraStreams;
+use doorwarden::core::{Event, EventKind, Stamp, SubstreamEvent};
 use doorwarden::io::picture::CloseLook;
 use doorwarden::io::rtsp::CameraTask;
 use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
@@ -352,9 +356,15 @@ fn load() {
     if let Err(e) = hd_clip::encode_hd_clip(&clip) {
         return println!("load: cannot make the 720p clip: {e}");
     }
+    let sub_clip = dir.path().join("hdsub.h264");
+    if let Err(e) = hd_clip::encode_substream_clip(&sub_clip) {
+        return println!("load: cannot make the substream clip: {e}");
+    }
     let mount = format!("hd={}", clip.display());
-    let server = gst::RtspTestServer::start_with(&["--mount", &mount]);
+    let sub_mount = format!("hdsub={}", sub_clip.display());
+    let server = gst::RtspTestServer::start_with(&["--mount", &mount, "--mount", &sub_mount]);
     let url = server.url("/hd");
+    let sub_url = server.url("/hdsub");
     let tck = clock_ticks();
     println!(
         "   GStreamer RTSP server pid {} serving {url}; watching for {secs} s per run",
@@ -383,7 +393,10 @@ fn load() {
                     "-skip_frame nokey"
                 }
             );
-            let ours = run_ours(n, secs, mode, &url);
+            let ours = match mode.strip_prefix("sub-") {
+                Some(pictures) => run_ours(n, secs, pictures, &format!("{url},{sub_url}")),
+                None => run_ours(n, secs, mode, &url),
+            };
             let theirs = run_ffmpeg(n, secs, &url, tck, mode != "off");
             let pct = |cpu: f64| cpu / secs as f64 * 100.0;
             let fmt_cpu = |cpu: f64| format!("{cpu:6.2} s ({:5.2}% core)", pct(cpu));
@@ -585,7 +598,7 @@ fn clock_ticks() -> f64 {
 /// one channel, the way the bridge's runtime does, for `secs`; then one line
 /// with its own CPU ticks and peak memory.
 fn child(spec: &str) {
-    let mut parts = spec.splitn(4, ',');
+    let mut parts = spec.splitn(5, ',');
     let n: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
     let secs: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(30);
     // off: stream rules only; idle: pictures checked, no window open (a
@@ -593,6 +606,8 @@ fn child(spec: &str) {
     // window open or a delivery running (every frame decoded).
     let picture = parts.next().unwrap_or("off").to_string();
     let url = parts.next().unwrap_or("").to_string();
+    // With a substream URL, the pictures come from it.
+    let sub_url = parts.next().map(str::to_string);
     // DOORWARDEN_BENCH_RUNTIME=current_thread compares tokio's single-thread
     // scheduler with the default two workers.
     let runtime = match std::env::var("DOORWARDEN_BENCH_RUNTIME").as_deref() {
@@ -609,7 +624,10 @@ fn child(spec: &str) {
     let tck = clock_ticks();
     let (frames, live, steady_ns, steady_frames) = runtime.block_on(async move {
         let policy = if picture == "off" { "off" } else { "optional" };
-        let cfg: config::Camera = camera(&format!("url: {url}\npicture_check: {policy}"));
+        let sub = sub_url
+            .map(|u| format!("\npicture_url: {u}"))
+            .unwrap_or_default();
+        let cfg: config::Camera = camera(&format!("url: {url}\npicture_check: {policy}{sub}"));
         let look = CloseLook::default();
         look.set(picture == "close");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1024);
@@ -618,13 +636,17 @@ fn child(spec: &str) {
             mono: Instant::now(),
             wall: jiff::Timestamp::now(),
         };
-        let mut machines: HashMap<String, CameraLiveness> = HashMap::new();
+        let mut machines: HashMap<String, CameraStreams> = HashMap::new();
         let mut tasks = Vec::new();
         for i in 0..n {
             let name = format!("cam{i}");
             machines.insert(
                 name.clone(),
-                CameraLiveness::new(CameraSettings::from(&cfg), now),
+                CameraStreams::new(
+                    CameraSettings::from(&cfg),
+                    cfg.picture_url.is_some(),
+                    now,
+                ),
             );
             let mut stopped = stopped.clone();
             tasks.push(CameraTask::new(name, &cfg).close_look(look.clone()).spawn(
@@ -647,7 +669,7 @@ fn child(spec: &str) {
         loop {
             let next = machines
                 .values()
-                .filter_map(CameraLiveness::poll_timeout)
+                .filter_map(CameraStreams::poll_timeout)
                 .min();
             let wake = async {
                 match next {
@@ -682,6 +704,15 @@ fn child(spec: &str) {
                         EventKind::CameraPicture { camera, sample } => {
                             if let Some(m) = machines.get_mut(&camera) {
                                 let _ = m.handle_picture(ev.at, &sample);
+                            }
+                        }
+                        EventKind::Substream { camera, event } => {
+                            if let Some(m) = machines.get_mut(&camera) {
+                                let _ = match event {
+                                    SubstreamEvent::Up => m.handle_sub_up(ev.at),
+                                    SubstreamEvent::Frame(f) => m.handle_sub_frame(ev.at, &f),
+                                    SubstreamEvent::Down { reason } => m.handle_sub_down(ev.at, &reason),
+                                };
                             }
                         }
                         _ => {}

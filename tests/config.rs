@@ -409,3 +409,61 @@ fn check_config_warns_about_windows_in_skipped_or_repeated_hours() {
         "garage has no DST trouble:\n{stdout}"
     );
 }
+
+#[test]
+fn a_picture_substream_is_checked_and_its_credentials_never_shown() {
+    let cam = |extra: &str| {
+        format!(
+            "mqtt:\n  url: mqtt://broker.local\ncameras:\n  porch:\n    url: rtsp://porch-camera.local/s\n{extra}"
+        )
+    };
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "not rtsp",
+            cam("    picture_check: required\n    picture_url: http://porch-camera.local/sub\n"),
+            &["home.yaml:7:18: cameras.porch.picture_url must start with rtsp://, not http://"],
+        ),
+        (
+            "not a URL",
+            cam("    picture_check: required\n    picture_url: porch-camera.local/sub\n"),
+            &[
+                "home.yaml:7:18: cameras.porch.picture_url is not a URL (relative URL without a base); write it as rtsp://host:554/substream",
+            ],
+        ),
+        (
+            "pictures not checked",
+            cam("    picture_url: rtsp://porch-camera.local/sub\n"),
+            &[
+                "home.yaml:6:5: cameras.porch.picture_url is set but picture_check is off: the substream would never be looked at (set picture_check: required or optional, or remove picture_url)",
+            ],
+        ),
+    ];
+    for (what, text, want) in cases {
+        let got = errors(text);
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "case: {what}");
+    }
+    // Valid, with credentials in the substream's URL: the summary names the
+    // substream, masked.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sub.yaml");
+    std::fs::write(
+        &path,
+        cam("    picture_check: required\n    picture_url: rtsp://viewer:Sub5ecret@porch-camera.local/sub\n"),
+    )
+    .expect("write");
+    let out = Command::new(DOORWARDEN)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run doorwarden");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{summary}");
+    assert!(
+        summary.contains(
+            "pictures checked on its substream rtsp://***@porch-camera.local/sub; live only while both streams are"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains("Sub5ecret"), "{summary}");
+}

@@ -19,6 +19,12 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-still-clock a hung sensor behind a ticking on-screen clock
   /cam-black       no picture: black (a covered lens)
   /cam-live265     /cam-live in H.265 (only if x265enc is installed)
+  /cam-main        a camera's main stream: the /cam-live scene; `pause
+                   cam-main` stops its frames (the session stays up)
+  /cam-sub         the same camera's substream for the picture checks: the
+                   same scene, encoded by its own pipeline; `still cam-sub`
+                   hangs its picture, `moving cam-sub` brings it back,
+                   `pause cam-sub` stops its frames
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -30,8 +36,9 @@ on a second port (see below why). Reads commands on stdin, one
 per line, and answers "OK <command>" once applied ("ERR ..." otherwise):
   pause [mount]    stop sending frames; the RTSP session stays up
   resume [mount]   send again
-  still [mount]    switch the mount to the still picture
-  moving [mount]   switch it back to the moving clip
+  still [mount]    switch the mount to the still picture (clips, /cam-switch
+                   and /cam-sub)
+  moving [mount]   switch it back to the moving clip (live scene)
   quit             exit
 The mount defaults to "live". End of stdin or SIGTERM/SIGKILL stops the
 server, which is how a test makes the camera vanish.
@@ -210,6 +217,17 @@ SCENES = {
     f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! sel. "
     f"videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE} "
     f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! sel.",
+    # A camera with two streams (picture_url): two pipelines, as a camera's
+    # two encoders, showing the same synthetic scene (the ball's sweep and
+    # the clock follow the running time, so both show the same moment). The
+    # main stream is not decoded by doorwarden, so it stays at the tests'
+    # small size; what matters is that it can stall on its own.
+    "cam-main": f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! valve name=valve "
+    f"! {{enc}} videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE}",
+    "cam-sub": f"input-selector name=sel ! valve name=valve ! {{enc}} "
+    f"compositor name=c sink_1::alpha=0.03 ! {SIZE} ! {CLOCK} ! sel. "
+    f"videotestsrc is-live=true pattern=ball motion=sweep ! {SIZE} ! c. {NOISE} "
+    f"videotestsrc is-live=true pattern=pinwheel ! {SIZE} ! sel.",
 }
 
 
@@ -233,11 +251,18 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
         self.set_shared(True)
         self.set_launch("( " + SCENES[scene].format(enc=encoder(codec)) + " )")
         self.selectors = []
+        self.valves = []
         self.still = False
+        self.paused = False
         self.lock = threading.Lock()
         self.connect("media-configure", self.on_configure)
 
     def on_configure(self, _factory, media):
+        valve = media.get_element().get_child_by_name("valve")
+        if valve is not None:
+            with self.lock:
+                self.valves.append(valve)
+                valve.set_property("drop", self.paused)
         sel = media.get_element().get_child_by_name("sel")
         if sel is None:
             return
@@ -252,6 +277,14 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
             sel.set_property("active-pad", pad)
 
     def command(self, word):
+        if word in ("pause", "resume") and self.valves:
+            # The valve drops buffers before the encoder: no frames, the
+            # RTSP session stays up (a stalled camera).
+            with self.lock:
+                self.paused = word == "pause"
+                for valve in self.valves:
+                    valve.set_property("drop", self.paused)
+            return True
         if word not in ("still", "moving") or not self.selectors:
             return False
         with self.lock:
@@ -325,7 +358,7 @@ def main():
     for scene in SCENES:
         factory = LiveFactory(scene)
         mounts.add_factory("/" + scene, factory)
-        if scene == "cam-switch":
+        if scene in ("cam-switch", "cam-main", "cam-sub"):
             feeds[scene] = factory
     if Gst.ElementFactory.find("x265enc"):
         mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))

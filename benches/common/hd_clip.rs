@@ -1,13 +1,24 @@
 //! The 720p test clip both camera benches stream: ffmpeg's moving test
 //! pattern, encoded once as H.264 at about 2 Mbit/s with a keyframe every
 //! second and its parameter sets repeated, so GStreamer can serve it from
-//! any point.
+//! any point; and the same pattern at a substream's size.
 
 use std::path::Path;
 use std::process::Command;
 
 /// Writes the clip to `out` (raw H.264), or says why ffmpeg could not.
 pub fn encode_hd_clip(out: &Path) -> Result<(), String> {
+    encode_clip(out, "1280x720", "2M")
+}
+
+/// The same pattern as a camera's substream would carry it: 320x180 at
+/// about 256 kbit/s, same frame rate and keyframe interval.
+#[allow(dead_code)] // only the cameras bench watches a substream
+pub fn encode_substream_clip(out: &Path) -> Result<(), String> {
+    encode_clip(out, "320x180", "256k")
+}
+
+fn encode_clip(out: &Path, size: &str, rate: &str) -> Result<(), String> {
     let status = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -18,7 +29,7 @@ pub fn encode_hd_clip(out: &Path) -> Result<(), String> {
             "lavfi",
             "-i",
         ])
-        .arg("testsrc2=size=1280x720:rate=15:duration=8")
+        .arg(format!("testsrc2=size={size}:rate=15:duration=8"))
         .args([
             "-an",
             "-c:v",
@@ -32,11 +43,11 @@ pub fn encode_hd_clip(out: &Path) -> Result<(), String> {
         ])
         .args([
             "-b:v",
-            "2M",
+            rate,
             "-maxrate",
-            "2M",
+            rate,
             "-bufsize",
-            "2M",
+            rate,
             "-g",
             "15",
             "-keyint_min",

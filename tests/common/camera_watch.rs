@@ -1,5 +1,6 @@
 //! A real camera task (`doorwarden::io::rtsp`) feeding a real liveness
-//! machine (`doorwarden::core::liveness`), the way the bridge's runtime
+//! machine (`doorwarden::core::streams`, which is `core::liveness` for a
+//! camera without a picture substream), the way the bridge's runtime
 //! does, with every event and every state change recorded for a test or a
 //! benchmark to look at.
 //!
@@ -11,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use doorwarden::config;
-use doorwarden::core::liveness::{CameraLiveness, CameraSettings, LivenessKind, Transition};
+use doorwarden::core::liveness::{CameraSettings, LivenessKind, Transition};
 use doorwarden::core::picture::PictureSample;
-use doorwarden::core::{Event, EventKind, Stamp};
+use doorwarden::core::streams::CameraStreams;
+use doorwarden::core::{Event, EventKind, Stamp, SubstreamEvent};
 use doorwarden::io::picture::CloseLook;
 use doorwarden::io::rtsp::{CameraTask, CameraTiming};
 use tokio::sync::{mpsc, watch};
@@ -63,7 +65,7 @@ fn stamp_now() -> Stamp {
 
 impl CameraWatch {
     /// Starts the camera task for `cfg` (named "porch") with `timing`, and
-    /// a driver that feeds its events to a `CameraLiveness`, waking it at
+    /// a driver that feeds its events to a `CameraStreams`, waking it at
     /// its `poll_timeout`.
     pub fn start(cfg: &config::Camera, timing: CameraTiming) -> CameraWatch {
         CameraWatch::start_looking(cfg, timing, CloseLook::default())
@@ -86,9 +88,13 @@ impl CameraWatch {
             });
         let record = Arc::new(Mutex::new(Record::default()));
         let sink = record.clone();
-        let mut machine = CameraLiveness::new(CameraSettings::from(cfg), stamp_now());
+        let mut machine = CameraStreams::new(
+            CameraSettings::from(cfg),
+            cfg.picture_url.is_some(),
+            stamp_now(),
+        );
         let driver = tokio::spawn(async move {
-            let keep = |sink: &Arc<Mutex<Record>>, seen: Seen, machine: &CameraLiveness| {
+            let keep = |sink: &Arc<Mutex<Record>>, seen: Seen, machine: &CameraStreams| {
                 let mut r = sink.lock().expect("record lock");
                 r.seen.push(seen);
                 let state = machine.state();
@@ -115,6 +121,11 @@ impl CameraWatch {
                             EventKind::CameraFrame { frame, .. } => machine.handle_frame(event.at, frame),
                             EventKind::CameraDown { reason, .. } => machine.handle_down(event.at, reason),
                             EventKind::CameraPicture { sample, .. } => machine.handle_picture(event.at, sample),
+                            EventKind::Substream { event: sub, .. } => match sub {
+                                SubstreamEvent::Up => machine.handle_sub_up(event.at),
+                                SubstreamEvent::Frame(frame) => machine.handle_sub_frame(event.at, frame),
+                                SubstreamEvent::Down { reason } => machine.handle_sub_down(event.at, reason),
+                            },
                             _ => None,
                         };
                         keep(&sink, Seen::Event(Instant::now(), event.kind), &machine);
@@ -242,9 +253,17 @@ impl CameraWatch {
     pub fn summary(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut frames = 0;
+        let mut sub_frames = 0;
         for s in self.seen() {
             match s {
                 Seen::Event(_, EventKind::CameraFrame { .. }) => frames += 1,
+                Seen::Event(
+                    _,
+                    EventKind::Substream {
+                        event: SubstreamEvent::Frame(_),
+                        ..
+                    },
+                ) => sub_frames += 1,
                 // Thumbnails are thousands of numbers: left out.
                 Seen::Event(
                     _,
@@ -259,6 +278,10 @@ impl CameraWatch {
                         out.push(format!("{frames} frames"));
                         frames = 0;
                     }
+                    if sub_frames > 0 {
+                        out.push(format!("{sub_frames} substream frames"));
+                        sub_frames = 0;
+                    }
                     out.push(match other {
                         Seen::Event(_, k) => format!("{k:?}"),
                         Seen::Change(t) => format!("{:?} -> {:?}: {:?}", t.from, t.to, t.reason),
@@ -268,6 +291,9 @@ impl CameraWatch {
         }
         if frames > 0 {
             out.push(format!("{frames} frames"));
+        }
+        if sub_frames > 0 {
+            out.push(format!("{sub_frames} substream frames"));
         }
         out
     }

@@ -57,6 +57,13 @@ pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
             show(cam.freeze_after),
             show(cam.warmup),
         );
+        if let Some(sub) = &cam.picture_url {
+            let _ = writeln!(
+                out,
+                "    pictures checked on its substream {}; live only while both streams are",
+                redact::text(sub)
+            );
+        }
     }
 
     let _ = writeln!(out, "\nDoors ({}):", cfg.locks.len());

@@ -129,6 +129,9 @@ struct CameraOption {
     username: Option<String>,
     #[serde(default, deserialize_with = "lenient_secret")]
     password: Option<Secret>,
+    /// The camera's low-resolution substream, for the picture checks.
+    #[serde(default)]
+    picture_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,6 +373,10 @@ struct CameraEntry {
     username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     password_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_check: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -501,6 +508,15 @@ fn from_options(
                 format!("`{}` is not an rtsp:// URL", crate::redact::text(url)),
             ));
         }
+        let picture_url = match non_empty(&camera.picture_url) {
+            Some(sub) if !(sub.starts_with("rtsp://") || sub.starts_with("rtsps://")) => {
+                return Err(option_error(
+                    at("picture_url"),
+                    format!("`{}` is not an rtsp:// URL", crate::redact::text(sub)),
+                ));
+            }
+            sub => sub.map(str::to_string),
+        };
         let password_file = camera.password.as_ref().map(|password| {
             let path = secrets_dir(paths).join(format!("camera_{key}_password"));
             let shown = path.display().to_string();
@@ -517,6 +533,9 @@ fn from_options(
                 url: url.into(),
                 username: non_empty(&camera.username).map(str::to_string),
                 password_file,
+                // A substream is given for the picture checks: they are on.
+                picture_check: picture_url.as_ref().map(|_| "required"),
+                picture_url,
             },
         ));
     }

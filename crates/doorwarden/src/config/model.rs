@@ -132,6 +132,13 @@ pub struct Camera {
     /// undecodable camera is judged by its stream; `off`).
     #[serde(default)]
     pub picture_check: crate::core::picture::PicturePolicy,
+    /// The same camera's low-resolution substream (`rtsp://...`), whose
+    /// pictures the picture checks decode instead of the main stream's (a
+    /// 320x180 frame costs a small fraction of a 720p one). The camera is
+    /// then live only while both streams are. Credentials as for `url`
+    /// (in the URL, or the camera's `username` / `password`).
+    #[serde(default)]
+    pub picture_url: Option<String>,
 }
 
 fn default_stall_after() -> Duration {

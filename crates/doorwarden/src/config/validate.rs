@@ -385,6 +385,9 @@ fn check_camera(name: &str, cam: &Camera, r: &mut Report) {
             format!("cameras.{name}.url is not a URL ({e}); write it as rtsp://host:554/path"),
         ),
     }
+    if let Some(sub) = &cam.picture_url {
+        check_picture_url(name, cam, sub, &base, r);
+    }
     if cam.password.is_some() && cam.password_file.is_some() {
         r.key(
             &with(&base, &["password_file"]),
@@ -416,6 +419,41 @@ fn check_camera(name: &str, cam: &Camera, r: &mut Report) {
         r.value(
             &with(&base, &["clock_tolerance"]),
             format!("cameras.{name}.clock_tolerance must be between 0 and 1 (0.25 = 25 %)"),
+        );
+    }
+}
+
+/// `picture_url`: an rtsp:// URL with a host, and pictures to check.
+fn check_picture_url(name: &str, cam: &Camera, sub: &str, base: &[Seg], r: &mut Report) {
+    let at = with(base, &["picture_url"]);
+    match url::Url::parse(sub) {
+        Ok(u) if u.scheme() != "rtsp" => r.value(
+            &at,
+            format!(
+                "cameras.{name}.picture_url must start with rtsp://, not {}://",
+                u.scheme()
+            ),
+        ),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => r.value(
+            &at,
+            format!("cameras.{name}.picture_url has no host name"),
+        ),
+        Ok(_) => {}
+        // The parser's message never quotes the URL, so no secret leaks.
+        Err(e) => r.value(
+            &at,
+            format!(
+                "cameras.{name}.picture_url is not a URL ({e}); write it as rtsp://host:554/substream"
+            ),
+        ),
+    }
+    if cam.picture_check == crate::core::picture::PicturePolicy::Off {
+        r.key(
+            &at,
+            format!(
+                "cameras.{name}.picture_url is set but picture_check is off: the substream would \
+                 never be looked at (set picture_check: required or optional, or remove picture_url)"
+            ),
         );
     }
 }
@@ -749,6 +787,7 @@ mod schema {
                     "warmup",
                     "clock_tolerance",
                     "picture_check",
+                    "picture_url",
                 ])))),
             ),
             (

@@ -35,10 +35,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::door::{self, CameraSnapshot, Ctx, Rules};
-use super::liveness::{CameraLiveness, CameraSettings, Transition};
+use super::liveness::{CameraSettings, Transition};
+use super::streams::CameraStreams;
 use super::{
     Action, AuditRecord, CameraStatus, CodeRecord, Command, Decision, DeliveryState, DoorRecord,
     DoorReport, DoorStatus, Event, EventKind, LockCommand, PersistedState, SessionRecord, Stamp,
+    SubstreamEvent,
 };
 use crate::config::Config;
 use crate::core::text;
@@ -89,7 +91,7 @@ pub enum CoreError {
 
 #[derive(Debug, Clone)]
 struct CameraEntry {
-    liveness: CameraLiveness,
+    liveness: CameraStreams,
     published: Option<CameraStatus>,
     rates_published_at: Option<Instant>,
 }
@@ -210,7 +212,11 @@ impl Core {
             .iter()
             .map(|(name, cam)| {
                 let entry = CameraEntry {
-                    liveness: CameraLiveness::new(CameraSettings::from(cam), now),
+                    liveness: CameraStreams::new(
+                        CameraSettings::from(cam),
+                        cam.picture_url.is_some(),
+                        now,
+                    ),
                     published: None,
                     rates_published_at: None,
                 };
@@ -473,6 +479,18 @@ impl Core {
             EventKind::CameraDown { camera, reason } => {
                 if let Some(c) = self.cameras.get_mut(&camera) {
                     let change = c.liveness.handle_down(now, &crate::redact::text(&reason));
+                    self.camera_changed(&camera, change, now, &mut out);
+                }
+            }
+            EventKind::Substream { camera, event } => {
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    let change = match event {
+                        SubstreamEvent::Up => c.liveness.handle_sub_up(now),
+                        SubstreamEvent::Frame(frame) => c.liveness.handle_sub_frame(now, &frame),
+                        SubstreamEvent::Down { reason } => c
+                            .liveness
+                            .handle_sub_down(now, &crate::redact::text(&reason)),
+                    };
                     self.camera_changed(&camera, change, now, &mut out);
                 }
             }

@@ -46,6 +46,7 @@ pub mod lock;
 mod machine;
 pub mod picture;
 pub mod schedule;
+pub mod streams;
 pub(crate) mod text;
 pub mod timer;
 
@@ -87,6 +88,17 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// What the camera task reports of a camera's picture substream.
+#[derive(Debug, Clone)]
+pub enum SubstreamEvent {
+    /// Its RTSP session is playing.
+    Up,
+    /// A complete video frame of it arrived.
+    Frame(FrameSummary),
+    /// Its session failed or ended; `reason` is for the owner, redacted.
+    Down { reason: String },
+}
+
 /// What happened.
 #[derive(Debug, Clone)]
 pub enum EventKind {
@@ -104,6 +116,13 @@ pub enum EventKind {
     CameraPicture {
         camera: String,
         sample: picture::PictureSample,
+    },
+    /// The camera's picture substream (`picture_url:`): its session and
+    /// frames, judged like the main stream's, with the camera live only
+    /// while both are. Its decoded pictures come as `CameraPicture`.
+    Substream {
+        camera: String,
+        event: SubstreamEvent,
     },
     /// Something the door's lock or contact sensor reported, already
     /// translated from Zigbee2MQTT / Z-Wave JS UI by `crate::devices`.

@@ -10,6 +10,12 @@
 //! with a short reason for the owner whenever the session fails, then
 //! reconnects with a capped backoff.
 //!
+//! A camera with a picture substream (`picture_url`) gets a second session
+//! of the same kind beside the first: it reports as
+//! [`EventKind::Substream`] and carries the picture sampler, while the main
+//! session sends frame summaries only (its keyframes still feed the replay
+//! check, by their hash). Each session reconnects on its own.
+//!
 //! The task does not judge liveness; `crate::core::liveness` does, from the
 //! events. The task's own timers exist only because retina has none where a
 //! dead camera can hang it: no timeout on DESCRIBE/SETUP/PLAY, and none on a
@@ -56,7 +62,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, Secret};
 use crate::core::picture::PicturePolicy;
-use crate::core::{Event, EventKind, FrameSummary, Stamp};
+use crate::core::{Event, EventKind, FrameSummary, Stamp, SubstreamEvent};
 use crate::io::picture::{CloseLook, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
 use crate::io::snapshot::{SnapshotRequest, SnapshotTap};
@@ -111,6 +117,25 @@ enum CredentialSource {
     File { username: String, path: PathBuf },
 }
 
+/// Which of the camera's streams a session watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The camera's `url`: the stream rules, and the pictures unless a
+    /// substream carries them.
+    Main,
+    /// The camera's `picture_url`: its stream rules and its pictures.
+    Substream,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Main => "main",
+            Role::Substream => "substream",
+        }
+    }
+}
+
 /// One camera's RTSP watcher. Build it with [`CameraTask::new`], optionally
 /// adjust [`CameraTask::timing`], then [`CameraTask::spawn`] it.
 #[derive(Clone)]
@@ -128,6 +153,10 @@ pub struct CameraTask {
     close_look: CloseLook,
     /// Where decoded pictures go as snapshot candidates, if anywhere.
     snapshots: Option<(SnapshotTap, SnapshotRequest)>,
+    role: Role,
+    /// The picture substream (`picture_url`), without userinfo, and its
+    /// credentials: watched by a second session beside this one.
+    substream: Option<(String, CredentialSource)>,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -136,6 +165,11 @@ impl std::fmt::Debug for CameraTask {
             .field("name", &self.name)
             .field("url", &redact::text(&self.url))
             .field("transport", &self.transport)
+            .field("role", &self.role)
+            .field(
+                "substream",
+                &self.substream.as_ref().map(|(u, _)| redact::text(u)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -155,29 +189,13 @@ pub fn spawn_camera(
 impl CameraTask {
     /// Credentials in the URL's userinfo win over `username` / `password` /
     /// `password_file` in the config.
+    /// The same holds for `picture_url` and its own userinfo.
     pub fn new(name: String, cfg: &config::Camera) -> CameraTask {
-        let (url, from_url) = redact::split_credentials(&cfg.url);
-        let credentials = match (from_url, &cfg.username) {
-            (Some((username, password)), _) => CredentialSource::Given {
-                username,
-                password: Secret::new(password),
-            },
-            (None, Some(username)) => match (&cfg.password, &cfg.password_file) {
-                (Some(password), _) => CredentialSource::Given {
-                    username: username.clone(),
-                    password: password.clone(),
-                },
-                (None, Some(path)) => CredentialSource::File {
-                    username: username.clone(),
-                    path: path.clone(),
-                },
-                (None, None) => CredentialSource::Given {
-                    username: username.clone(),
-                    password: Secret::new(""),
-                },
-            },
-            (None, None) => CredentialSource::None,
-        };
+        let (url, credentials) = credentials_for(&cfg.url, cfg);
+        let substream = (cfg.picture_check != PicturePolicy::Off)
+            .then_some(cfg.picture_url.as_deref())
+            .flatten()
+            .map(|sub| credentials_for(sub, cfg));
         CameraTask {
             name,
             url,
@@ -188,6 +206,8 @@ impl CameraTask {
             picture: cfg.picture_check,
             close_look: CloseLook::default(),
             snapshots: None,
+            role: Role::Main,
+            substream,
         }
     }
 
@@ -228,12 +248,86 @@ impl CameraTask {
         events: mpsc::Sender<Event>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
-        tokio::spawn(self.run(events, shutdown))
+        let Some((url, credentials)) = self.substream.clone() else {
+            return tokio::spawn(self.run(events, shutdown));
+        };
+        // The substream is a second session of its own, with its own
+        // reconnects: a fault of either stream never stops the other.
+        let sub = CameraTask {
+            url,
+            credentials,
+            tap: None,
+            role: Role::Substream,
+            substream: None,
+            ..self.clone()
+        };
+        let main = CameraTask {
+            snapshots: None,
+            ..self
+        };
+        let shutdown = futures::FutureExt::shared(shutdown);
+        let sub_events = events.clone();
+        let sub_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            futures::join!(
+                main.run(events, shutdown),
+                sub.run(sub_events, sub_shutdown)
+            );
+        })
+    }
+
+    /// Whether this session decodes the camera's pictures: the substream's
+    /// if there is one, else the main stream's.
+    fn decodes_pictures(&self) -> bool {
+        self.picture != PicturePolicy::Off
+            && (self.role == Role::Substream || self.substream.is_none())
+    }
+
+    fn up_event(&self) -> EventKind {
+        match self.role {
+            Role::Main => EventKind::CameraUp {
+                camera: self.name.clone(),
+            },
+            Role::Substream => EventKind::Substream {
+                camera: self.name.clone(),
+                event: SubstreamEvent::Up,
+            },
+        }
+    }
+
+    fn frame_event(&self, frame: FrameSummary) -> EventKind {
+        match self.role {
+            Role::Main => EventKind::CameraFrame {
+                camera: self.name.clone(),
+                frame,
+            },
+            Role::Substream => EventKind::Substream {
+                camera: self.name.clone(),
+                event: SubstreamEvent::Frame(frame),
+            },
+        }
+    }
+
+    fn down_event(&self, reason: String) -> EventKind {
+        match self.role {
+            Role::Main => EventKind::CameraDown {
+                camera: self.name.clone(),
+                reason,
+            },
+            Role::Substream => EventKind::Substream {
+                camera: self.name.clone(),
+                event: SubstreamEvent::Down { reason },
+            },
+        }
     }
 
     async fn run(self, events: mpsc::Sender<Event>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let group = Arc::new(SessionGroup::default().named(self.name.clone()));
+        let group_name = match self.role {
+            Role::Main => self.name.clone(),
+            Role::Substream => format!("{}-substream", self.name),
+        };
+        let group = Arc::new(SessionGroup::default().named(group_name));
         let mut backoff = Backoff::new(self.timing.backoff_min, self.timing.backoff_max);
         let mut last_reason: Option<String> = None;
         loop {
@@ -254,17 +348,14 @@ impl CameraTask {
                     // A camera failing the same way on every retry is
                     // logged once; a new failure after good video, again.
                     if good || last_reason.as_deref() != Some(reason.as_str()) {
-                        tracing::warn!(camera = %self.name, url = %redact::text(&self.url), %reason, "camera session ended: {detail}");
+                        tracing::warn!(camera = %self.name, stream = self.role.as_str(), url = %redact::text(&self.url), %reason, "camera session ended: {detail}");
                     } else {
-                        tracing::debug!(camera = %self.name, %reason, "camera session ended again: {detail}");
+                        tracing::debug!(camera = %self.name, stream = self.role.as_str(), %reason, "camera session ended again: {detail}");
                     }
                     (reason, good)
                 }
             };
-            let down = EventKind::CameraDown {
-                camera: self.name.clone(),
-                reason: reason.clone(),
-            };
+            let down = self.down_event(reason.clone());
             if events
                 .send(Event {
                     at: stamp_now(),
@@ -371,10 +462,8 @@ impl CameraTask {
             Ok(d) => d,
             Err(e) => return SessionEnd::retina(&e),
         };
-        tracing::info!(camera = %self.name, url = %redact::text(&self.url), "camera playing");
-        let up = EventKind::CameraUp {
-            camera: self.name.clone(),
-        };
+        tracing::info!(camera = %self.name, stream = self.role.as_str(), url = %redact::text(&self.url), "camera playing");
+        let up = self.up_event();
         if events
             .send(Event {
                 at: stamp_now(),
@@ -439,10 +528,7 @@ impl CameraTask {
                         if let Ok(Some(s)) = &mut sampler {
                             s.offer(frame.data(), summary.keyframe, received);
                         }
-                        let kind = EventKind::CameraFrame {
-                            camera: self.name.clone(),
-                            frame: summary,
-                        };
+                        let kind = self.frame_event(summary);
                         if events.send(Event { at, kind }).await.is_err() {
                             return SessionEnd::EventsClosed;
                         }
@@ -475,7 +561,7 @@ impl CameraTask {
         codec: Codec,
         events: &mpsc::Sender<Event>,
     ) -> Result<Option<Sampler>, ()> {
-        if self.picture == PicturePolicy::Off {
+        if !self.decodes_pictures() {
             return Ok(None);
         }
         let codec = match codec {
@@ -524,6 +610,34 @@ impl CameraTask {
             }
         }
     }
+}
+
+/// A URL without its userinfo, and the credentials for it: the URL's own,
+/// else the camera's `username` with `password` or `password_file`.
+fn credentials_for(url: &str, cfg: &config::Camera) -> (String, CredentialSource) {
+    let (url, from_url) = redact::split_credentials(url);
+    let credentials = match (from_url, &cfg.username) {
+        (Some((username, password)), _) => CredentialSource::Given {
+            username,
+            password: Secret::new(password),
+        },
+        (None, Some(username)) => match (&cfg.password, &cfg.password_file) {
+            (Some(password), _) => CredentialSource::Given {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (None, Some(path)) => CredentialSource::File {
+                username: username.clone(),
+                path: path.clone(),
+            },
+            (None, None) => CredentialSource::Given {
+                username: username.clone(),
+                password: Secret::new(""),
+            },
+        },
+        (None, None) => CredentialSource::None,
+    };
+    (url, credentials)
 }
 
 /// Why a session ended, as the task tells the owner and the log.

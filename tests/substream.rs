@@ -1,0 +1,194 @@
+//! A camera whose picture checks run on its substream (`picture_url:`), end
+//! to end: the real camera task with its two RTSP sessions against
+//! GStreamer's server (tests/rtsp_server.py: `/cam-main` and `/cam-sub`, two
+//! live x264 pipelines of one scene), feeding the core's per-camera judge
+//! (`doorwarden::core::streams`). The camera is live only while both
+//! streams are, and a fault of either names its stream.
+//!
+//! Timing margins are generous (shared, noisy machines): the tests assert
+//! which state a camera reaches and why; how fast is for the bench.
+
+#[path = "common/camera_watch.rs"]
+mod camera_watch;
+#[path = "common/gst.rs"]
+mod gst;
+
+use std::time::{Duration, Instant};
+
+use camera_watch::{CameraWatch, camera, quick};
+use doorwarden::core::liveness::LivenessKind;
+use doorwarden::core::{EventKind, SubstreamEvent};
+use doorwarden::io::picture::CloseLook;
+use gst::RtspTestServer;
+
+/// Connect, a close look, warmup and a clock measurement on a busy machine.
+const LONG: Duration = Duration::from_secs(30);
+
+/// Watches a camera with main stream `main` and picture substream `sub`,
+/// `picture_check: required`, with a close look on (a delivery running).
+fn watch(server: &RtspTestServer, main: &str, sub: &str) -> CameraWatch {
+    let cfg = camera(&format!(
+        "url: {}\npicture_url: {}\npicture_check: required\n",
+        server.url(main),
+        server.url(sub)
+    ));
+    let look = CloseLook::default();
+    look.set(true);
+    CameraWatch::start_looking(&cfg, quick(&cfg), look)
+}
+
+fn substream_frames_since(w: &CameraWatch, since: Instant) -> usize {
+    w.events()
+        .iter()
+        .filter(|(t, k)| {
+            *t >= since
+                && matches!(
+                    k,
+                    EventKind::Substream {
+                        event: SubstreamEvent::Frame(_),
+                        ..
+                    }
+                )
+        })
+        .count()
+}
+
+/// Waits for the camera to leave `Live` and returns the state and reason it
+/// went to.
+async fn lost(w: &CameraWatch, since: Instant) -> (LivenessKind, String) {
+    w.until("the camera leaves live", LONG, |w| {
+        w.first_loss_since(since).is_some()
+    })
+    .await;
+    let t = w.first_loss_since(since).expect("checked just above");
+    (t.to, t.reason.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_substream_carries_the_pictures_is_live() {
+    let server = RtspTestServer::start();
+    let w = watch(&server, "/cam-main", "/cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    let live_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(w.state(), (LivenessKind::Live, None), "{:#?}", w.summary());
+    // Both sessions deliver, and the pictures judged are decoded.
+    assert!(w.frames_since(live_at) >= 30, "{:#?}", w.summary());
+    assert!(
+        substream_frames_since(&w, live_at) >= 30,
+        "{:#?}",
+        w.summary()
+    );
+    assert!(w.pictures() >= 60, "{} pictures", w.pictures());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_substream_takes_the_camera_out_and_says_so() {
+    let mut server = RtspTestServer::start();
+    let w = watch(&server, "/cam-main", "/cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    let hung_at = Instant::now();
+    server.command("still cam-sub");
+    assert_eq!(
+        lost(&w, hung_at).await,
+        (
+            LivenessKind::Frozen,
+            "substream: picture frozen: not even sensor noise changes".to_string()
+        ),
+        "{:#?}",
+        w.summary()
+    );
+    // The main stream went on the whole time.
+    assert!(w.frames_since(hung_at) >= 15, "{:#?}", w.summary());
+    server.command("moving cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_substream_takes_the_camera_out_and_says_so() {
+    let mut server = RtspTestServer::start();
+    let w = watch(&server, "/cam-main", "/cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    let paused_at = Instant::now();
+    server.command("pause cam-sub");
+    let (kind, reason) = lost(&w, paused_at).await;
+    assert_eq!(kind, LivenessKind::Stalled, "{:#?}", w.summary());
+    assert!(
+        reason.starts_with("substream: no frame for "),
+        "{reason}: {:#?}",
+        w.summary()
+    );
+    server.command("resume cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_main_stream_takes_the_camera_out_while_the_substream_is_fine() {
+    let mut server = RtspTestServer::start();
+    let w = watch(&server, "/cam-main", "/cam-sub");
+    w.until_state(LivenessKind::Live, LONG).await;
+    let paused_at = Instant::now();
+    server.command("pause cam-main");
+    let (kind, reason) = lost(&w, paused_at).await;
+    assert_eq!(kind, LivenessKind::Stalled, "{:#?}", w.summary());
+    assert!(
+        reason.starts_with("no frame for "),
+        "{reason}: {:#?}",
+        w.summary()
+    );
+    // The substream's live pictures do not make up for the main stream.
+    let pictures = w.pictures();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_ne!(w.state().0, LivenessKind::Live, "{:#?}", w.summary());
+    assert!(substream_frames_since(&w, paused_at) >= 30);
+    assert!(w.pictures() > pictures, "the substream's pictures stopped");
+    server.command("resume cam-main");
+    w.until_state(LivenessKind::Live, LONG).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_main_stream_is_caught_behind_a_live_substream() {
+    // /live loops a pre-encoded 4 s clip: the substream is live, but the
+    // main stream's keyframes repeat byte for byte.
+    let server = RtspTestServer::start();
+    let w = watch(&server, "/live", "/cam-sub");
+    w.until("the replay is caught", LONG, |w| {
+        w.state()
+            .1
+            .is_some_and(|r| r.starts_with("the picture repeats every "))
+    })
+    .await;
+    let reason = w.state().1.unwrap_or_default();
+    let every: f64 = reason
+        .strip_prefix("the picture repeats every ")
+        .and_then(|r| r.strip_suffix(" s: a replayed recording"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("reason: {reason}"));
+    assert!((3.5..=4.5).contains(&every), "{reason}");
+    assert_eq!(w.state().0, LivenessKind::Frozen);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(w.state().0, LivenessKind::Frozen, "{:#?}", w.summary());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_substream_keeps_the_camera_out_with_its_reason() {
+    let server = RtspTestServer::start();
+    let w = watch(&server, "/cam-main", "/no-such-substream");
+    w.until("the substream's refusal is shown", LONG, |w| {
+        w.state().1.as_deref() == Some("substream: RTSP 404 Not Found")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !w.changes().iter().any(|t| t.to == LivenessKind::Live),
+        "{:#?}",
+        w.summary()
+    );
+    assert_eq!(w.state().0, LivenessKind::Offline);
+    w.stop().await;
+}
