@@ -36,6 +36,11 @@ fi
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 # The picture decoder (the openh264 crate) builds its bundled C++ source.
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+# ...and, when nasm is there at build time, its x86 SIMD assembly (about a
+# fifth less CPU per decoded frame, docs/performance.md); without it the
+# build silently falls back to plain C. Cargo does not notice nasm arriving
+# later: `cargo clean -p openh264-sys2` makes it rebuild with it.
+command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)

@@ -291,7 +291,37 @@ fn every_schema_key_options() -> Json {
     options["config_file"] = json!("");
     options["instance"] = json!("north");
     options["doors"][1]["zwave_js_server"] = json!("ws://core-zwave-js:3000");
+    options["cameras"][0]["picture_url"] = json!("rtsp://porch-camera.local:554/stream2");
     options
+}
+
+#[test]
+fn a_camera_substream_option_turns_on_its_picture_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = home_options();
+    options["cameras"][0]["picture_url"] = json!("rtsp://porch-camera.local:554/stream2");
+    let prepared = prepare(&options, &service(false, "1883"), &paths(dir.path())).unwrap();
+    let cfg = doorwarden::config::load_str(&prepared.yaml, "doorwarden.yaml")
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", prepared.yaml));
+    let porch = &cfg.cameras["porch_camera"];
+    assert_eq!(
+        porch.picture_url.as_deref(),
+        Some("rtsp://porch-camera.local:554/stream2")
+    );
+    assert_eq!(
+        porch.picture_check,
+        doorwarden::core::picture::PicturePolicy::Required
+    );
+    // The camera without one is as before.
+    assert!(cfg.cameras["hall"].picture_url.is_none());
+
+    options["cameras"][0]["picture_url"] = json!("http://viewer:Sub5ecret@cam/x");
+    let err = build_config(&options, &service(false, "1883"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cameras[0].picture_url"), "{err}");
+    assert!(err.contains("is not an rtsp:// URL"), "{err}");
+    assert!(!err.contains("Sub5ecret"), "{err}");
 }
 
 #[test]
