@@ -10,12 +10,14 @@
 
 #[path = "common/camera_watch.rs"]
 mod camera_watch;
+mod common;
 #[path = "common/gst.rs"]
 mod gst;
 
 use std::time::{Duration, Instant};
 
 use camera_watch::{CameraWatch, camera, quick};
+use common::mosquitto::{Mosquitto, TestClient};
 use doorwarden::core::liveness::LivenessKind;
 use doorwarden::core::{EventKind, SubstreamEvent};
 use doorwarden::io::picture::CloseLook;
@@ -191,4 +193,88 @@ async fn a_missing_substream_keeps_the_camera_out_with_its_reason() {
     );
     assert_eq!(w.state().0, LivenessKind::Offline);
     w.stop().await;
+}
+
+/// What Home Assistant gets: `doorwarden run`'s own code with a camera whose
+/// pictures come from its substream, publishing to a real Mosquitto. The
+/// camera's state and the door's interlock name the substream when it is
+/// the one at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_is_told_when_the_substream_is_the_stream_at_fault() {
+    let broker = Mosquitto::start();
+    let mut server = RtspTestServer::start();
+    let mut ha = TestClient::connect(&broker).await;
+    ha.subscribe("doorwarden/camera/porch/state").await;
+    ha.subscribe("doorwarden/front/state").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "mqtt:\n  url: {}\n  keep_alive: 5s\n\
+         locks:\n  front:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/front_lock\n    cameras: [porch]\n\
+         cameras:\n  porch:\n    url: {}\n    picture_url: {}\n    picture_check: required\n\
+         storage:\n  dir: {:?}\n",
+        broker.url(),
+        server.url("/cam-main"),
+        server.url("/cam-sub"),
+        dir.path().display().to_string()
+    );
+    let config = doorwarden::config::load_str(&text, "substream.yaml")
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bridge = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = doorwarden::runtime::run(config, shutdown).await {
+            panic!("bridge stopped: {e}");
+        }
+    });
+    ha.wait_for(
+        |m| m.topic == "doorwarden/camera/porch/state" && m.json()["state"] == "live",
+        LONG,
+        "the camera live",
+    )
+    .await;
+    // The lock reports locked and a window is open: the interlock now
+    // waits only on the camera.
+    ha.publish(
+        "zigbee2mqtt/front_lock",
+        r#"{"state":"LOCK","lock_state":"locked"}"#,
+        false,
+    )
+    .await;
+    ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
+        .await;
+    server.command("pause cam-sub");
+    // The camera's state and the door's come about together: both are
+    // read from one pass over what arrives.
+    let mut camera_state = None;
+    let mut door_state = None;
+    let mut doors = Vec::new();
+    ha.try_wait_for(
+        |m| {
+            if m.topic == "doorwarden/camera/porch/state" && m.json()["state"] == "stalled" {
+                camera_state.get_or_insert(m.json());
+            }
+            if m.topic == "doorwarden/front/state" {
+                doors.push(m.text());
+                if m.json()["interlock_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("substream: no frame for "))
+                {
+                    door_state.get_or_insert(m.json());
+                }
+            }
+            camera_state.is_some() && door_state.is_some()
+        },
+        LONG,
+    )
+    .await;
+    let state = camera_state.expect("the camera's state went to stalled");
+    let reason = state["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.starts_with("substream: no frame for "), "{state}");
+    let door =
+        door_state.unwrap_or_else(|| panic!("the door never named the substream: {doors:#?}"));
+    assert_eq!(door["interlock"], "blocking", "{door}");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), bridge).await;
 }
