@@ -278,3 +278,45 @@ async fn home_assistant_is_told_when_the_substream_is_the_stream_at_fault() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), bridge).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_substream_uses_its_own_or_the_cameras_credentials_and_never_shows_them() {
+    let server = RtspTestServer::start();
+    let wrong = "Sub-hunter2-wrong";
+    // The substream's own (wrong) credentials, in its URL.
+    let own = CameraWatch::start_looking(
+        &camera(&format!(
+            "url: {}\npicture_url: {}\npicture_check: required\n",
+            server.url("/cam-main"),
+            server.auth_url(gst::USER, wrong)
+        )),
+        quick(&camera("url: rtsp://127.0.0.1/x\n")),
+        CloseLook::default(),
+    );
+    own.until("the substream refused", LONG, |w| {
+        w.state().1.as_deref() == Some("substream: RTSP 401 Unauthorized")
+    })
+    .await;
+    // The camera's username and password reach the substream too: right
+    // ones get it past the camera's challenge (its pictures are then the
+    // looped clip /auth serves, a replay).
+    let cfg = camera(&format!(
+        "url: {}\npicture_url: rtsp://127.0.0.1:{}/auth\nusername: {}\npassword: {}\npicture_check: required\n",
+        server.url("/cam-main"),
+        server.auth_port,
+        gst::USER,
+        gst::PASSWORD
+    ));
+    let given = CameraWatch::start_looking(&cfg, quick(&cfg), CloseLook::default());
+    given
+        .until("the substream's pictures judged", LONG, |w| {
+            w.state()
+                .1
+                .is_some_and(|r| r.starts_with("substream: the picture repeats every "))
+        })
+        .await;
+    let seen = format!("{:?}", own.seen());
+    assert!(!seen.contains(wrong), "password in an event: {seen}");
+    own.stop().await;
+    given.stop().await;
+}
