@@ -96,7 +96,10 @@ pub enum PictureSample {
 }
 
 /// Whether a camera must show a judged picture to be live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+///
+/// There is no one default: a camera a door names defaults to `Required`,
+/// any other to `Optional` (`crate::config::Camera::picture_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PicturePolicy {
     /// Not live until its pictures were judged live; an undecodable camera
@@ -106,8 +109,17 @@ pub enum PicturePolicy {
     /// is judged by its stream alone.
     Optional,
     /// The picture is not looked at.
-    #[default]
     Off,
+}
+
+impl fmt::Display for PicturePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PicturePolicy::Required => "required",
+            PicturePolicy::Optional => "optional",
+            PicturePolicy::Off => "off",
+        })
+    }
 }
 
 /// What the picture shows that a live camera cannot.

@@ -185,7 +185,7 @@ impl CameraTask {
             transport: cfg.transport,
             timing: CameraTiming::for_camera(cfg),
             tap: None,
-            picture: cfg.picture_check,
+            picture: cfg.picture_policy(),
             close_look: CloseLook::default(),
             snapshots: None,
         }
