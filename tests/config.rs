@@ -51,6 +51,18 @@ fn example_config_loads_and_describes_every_door() {
     ] {
         assert!(summary.contains(line), "summary lacks {line:?}:\n{summary}");
     }
+    // Every camera's picture policy: porch says `required`; hallway and
+    // garage say nothing, and a door names each.
+    let pictures: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("picture check:"))
+        .collect();
+    let by_default = "    picture check: required (the default for a camera a door names: not live until its picture is checked)";
+    assert_eq!(
+        pictures,
+        [by_default, by_default, "    picture check: required"],
+        "{summary}"
+    );
     // The example carries an inline camera password; it must not be echoed.
     assert!(!summary.contains("change-me"), "{summary}");
 }

@@ -129,6 +129,10 @@ struct CameraOption {
     username: Option<String>,
     #[serde(default, deserialize_with = "lenient_secret")]
     password: Option<Secret>,
+    /// Left out: the config's default (`required` for a camera a door
+    /// names, `optional` for the others).
+    #[serde(default)]
+    picture_check: Option<crate::core::picture::PicturePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,6 +374,8 @@ struct CameraEntry {
     username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     password_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_check: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -517,6 +523,7 @@ fn from_options(
                 url: url.into(),
                 username: non_empty(&camera.username).map(str::to_string),
                 password_file,
+                picture_check: camera.picture_check.map(|p| p.to_string()),
             },
         ));
     }
