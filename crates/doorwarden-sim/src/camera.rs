@@ -413,6 +413,44 @@ impl SimCamera {
     }
 }
 
+/// What the live source costs per frame: drawing the scene and encoding
+/// it, each measured on its own (see [`measure_live_encoding`]).
+#[derive(Debug, Clone)]
+pub struct EncodingCost {
+    pub draw: Vec<Duration>,
+    pub encode: Vec<Duration>,
+}
+
+/// Draws and encodes `frames` pictures of a [`SimClip`]'s live scene (or,
+/// with `sensor_hung`, of a hung sensor behind the ticking clock) with the
+/// same scene and encoder settings a [`SimCamera`] uses, as fast as they
+/// go, on the calling thread. For the encoding-cost example; a recording
+/// costs nothing to encode, so it is refused.
+///
+/// # Errors
+///
+/// [`SimCameraError::Encoder`] if OpenH264 will not start or encode, or
+/// for [`SimClip::Recording`].
+pub fn measure_live_encoding(
+    clip: SimClip,
+    sensor_hung: bool,
+    frames: usize,
+) -> Result<EncodingCost, SimCameraError> {
+    let sensor = match (clip, sensor_hung) {
+        (SimClip::Recording, _) => {
+            return Err(SimCameraError::Encoder(
+                "a recording is not encoded".to_owned(),
+            ));
+        }
+        (_, true) => scene::Sensor::Hung,
+        (clip, false) => scene::Sensor::Live {
+            quiet: clip == SimClip::Quiet,
+        },
+    };
+    let (draw, encode) = live::measure(frames, sensor).map_err(SimCameraError::Encoder)?;
+    Ok(EncodingCost { draw, encode })
+}
+
 /// A random 64-bit value. The std hasher is seeded randomly per process
 /// and per `RandomState`, which is all a fake camera's SSRCs need.
 fn random_u64() -> u64 {

@@ -281,6 +281,35 @@ fn replay_loop(history: &VecDeque<Arc<Frame>>) -> Option<Vec<Arc<Frame>>> {
     Some(history.range(start..end).cloned().collect())
 }
 
+/// Draws and codes `frames` pictures of the scene as `sensor` says, as
+/// fast as it can (no pacing, no clients), and returns how long each
+/// drawing and each encoding took: what the live source costs per frame.
+pub(crate) fn measure(
+    frames: usize,
+    sensor: Sensor,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let mut encoder = LiveEncoder::new()?;
+    let mut scene = Scene::new(super::random_u64());
+    let mut draw = Vec::with_capacity(frames);
+    let mut encode = Vec::with_capacity(frames);
+    for index in 0..frames as u64 {
+        let t = Instant::now();
+        // The first picture is live so that a still or hung sensor has
+        // something to hold.
+        let now = if index == 0 {
+            Sensor::Live { quiet: false }
+        } else {
+            sensor
+        };
+        scene.draw(index, &scene::clock_text(SystemTime::now()), now);
+        draw.push(t.elapsed());
+        let t = Instant::now();
+        encoder.encode(&scene, index % KEYFRAME_EVERY == 0)?;
+        encode.push(t.elapsed());
+    }
+    Ok((draw, encode))
+}
+
 /// One connection's view of the live source: which frames it sends, with
 /// which RTP timestamps, given the faults on its way out. Pure.
 #[derive(Debug)]
