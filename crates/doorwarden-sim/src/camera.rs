@@ -561,9 +561,8 @@ async fn next_live(frames: &mut Option<broadcast::Receiver<LiveFrame>>) -> Optio
     loop {
         match frames.recv().await {
             Ok(frame) => return Some(frame),
-            // Frames lost to a slow client: the feed waits for the next
-            // IDR only if it never had one; later losses are like a lossy
-            // link's (the decoder conceals them).
+            // Frames lost to a slow client: the feed sees the gap in the
+            // frame numbers and waits for an IDR (`LiveFeed::take`).
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return None,
         }
@@ -695,7 +694,15 @@ impl Connection {
                     };
                     let faults = self.faults.borrow().clone();
                     let next = match &mut self.feed {
-                        Feed::Live(feed) => feed.take(&coded, &faults).map(|(f, t)| (FrameRef::Live(f), t)),
+                        Feed::Live(feed) => {
+                            let next = feed.take(&coded, &faults);
+                            if feed.needs_keyframe()
+                                && let Some(source) = &self.setup.live
+                            {
+                                source.request_keyframe();
+                            }
+                            next.map(|(f, t)| (FrameRef::Live(f), t))
+                        }
                         Feed::Recording(_) => None,
                     };
                     if let Some(bytes) = next.and_then(|(frame, t)| self.frame_bytes(&frame, t, &faults)) {

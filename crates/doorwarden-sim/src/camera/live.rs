@@ -111,8 +111,14 @@ impl LiveSource {
     /// frame is an IDR so it can start decoding at once.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<LiveFrame> {
         let rx = self.frames.subscribe();
-        self.keyframe_wanted.store(true, Ordering::Relaxed);
+        self.request_keyframe();
         rx
+    }
+
+    /// The next frame is to be an IDR (a client lost frames and cannot
+    /// decode the ones after them).
+    pub(crate) fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -318,6 +324,9 @@ pub(crate) struct LiveFeed {
     timestamp: u32,
     /// Index of the last frame taken; `None` until the first IDR.
     last_index: Option<u64>,
+    /// Frames were lost (a client too slow for the broadcast): nothing
+    /// after them decodes until the next IDR, so nothing is sent until one.
+    resync: bool,
     /// The frame sent last, kept so a freeze can repeat it byte for byte.
     last: Option<Arc<Frame>>,
     /// The frame a freeze repeats, while frozen.
@@ -329,6 +338,7 @@ impl LiveFeed {
         LiveFeed {
             timestamp: first_timestamp,
             last_index: None,
+            resync: false,
             last: None,
             held: None,
         }
@@ -339,14 +349,24 @@ impl LiveFeed {
         self.timestamp
     }
 
+    /// Whether the feed waits for an IDR after losing frames: the source
+    /// should send one soon.
+    pub(crate) fn needs_keyframe(&self) -> bool {
+        self.resync
+    }
+
     /// A frame from the source. Returns what to send and its timestamp, or
-    /// `None`: before the first IDR (nothing could decode it), and while
-    /// stalled (the clock runs on, nothing goes on the wire).
+    /// `None`: before the first IDR and after lost frames until the next
+    /// one (nothing could decode what comes between), and while stalled
+    /// (the clock runs on, nothing goes on the wire).
     pub(crate) fn take(&mut self, live: &LiveFrame, faults: &Faults) -> Option<(Arc<Frame>, u32)> {
         match self.last_index {
             None if !live.frame.is_idr => return None,
             None => {}
             Some(last) => {
+                if live.index > last + 1 {
+                    self.resync = true;
+                }
                 // Frames this client lost still took their time.
                 let frames = u32::try_from(live.index.saturating_sub(last)).unwrap_or(u32::MAX);
                 let step = match faults.clock {
@@ -358,6 +378,12 @@ impl LiveFeed {
             }
         }
         self.last_index = Some(live.index);
+        if self.resync {
+            if !live.frame.is_idr {
+                return None;
+            }
+            self.resync = false;
+        }
         let frame = if faults.picture == Picture::Frozen {
             let held = self
                 .held
@@ -438,10 +464,25 @@ mod tests {
         assert!(f.is_idr);
         assert_eq!(t0, u32::MAX - 1000);
         let (_, t1) = feed.take(&live(6, 3, false), &normal).unwrap();
-        // A frame lost on the way (index 7) still took its time.
-        let (_, t2) = feed.take(&live(8, 4, false), &normal).unwrap();
+        let (_, t2) = feed.take(&live(7, 4, false), &normal).unwrap();
         assert_eq!(t1.wrapping_sub(t0), 6000);
-        assert_eq!(t2.wrapping_sub(t1), 12000);
+        assert_eq!(t2.wrapping_sub(t1), 6000);
+    }
+
+    #[test]
+    fn after_lost_frames_a_feed_waits_for_the_next_idr_on_time() {
+        let mut feed = LiveFeed::new(0);
+        let normal = Faults::default();
+        feed.take(&live(0, 0, true), &normal).unwrap();
+        feed.take(&live(1, 1, false), &normal).unwrap();
+        // 2 and 3 lost: 4 would decode against a picture the client never
+        // got.
+        assert!(feed.take(&live(4, 4, false), &normal).is_none());
+        assert!(feed.needs_keyframe());
+        assert!(feed.take(&live(5, 5, false), &normal).is_none());
+        let (f, t) = feed.take(&live(6, 6, true), &normal).unwrap();
+        assert!(f.is_idr && !feed.needs_keyframe());
+        assert_eq!(t, 6 * 6000, "the clock ran on meanwhile");
     }
 
     #[test]

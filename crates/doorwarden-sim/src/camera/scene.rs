@@ -307,7 +307,9 @@ mod tests {
         let mut scene = Scene::new(7);
         scene.draw(10, "12:00:00", Sensor::Covered);
         let luma = scene.luma();
-        assert!(luma.iter().all(|&p| (17..=23).contains(&p)));
+        assert!(luma.iter().all(|&p| (20 - NOISE..=20 + NOISE).contains(&p)));
+        let mean = luma.iter().map(|&p| f64::from(p)).sum::<f64>() / luma.len() as f64;
+        assert!((mean - 20.0).abs() < 0.5, "{mean}");
     }
 
     #[test]
