@@ -705,12 +705,13 @@ mod tests {
         let t0 = Instant::now();
         let mut moving = noisy(3, 20);
         let base = scene();
-        let mut frame = |check: &mut PictureCheck, i: usize, hash: u64, cells: Vec<u16>| {
+        let frame = |check: &mut PictureCheck, i: usize, hash: u64, cells: Vec<u16>| {
             let at = t0 + Duration::from_millis(i as u64 * 1000 / 15);
-            if i % 15 == 0 {
+            let keyframe = i.is_multiple_of(15);
+            if keyframe {
                 check.handle_keyframe(at, hash);
             }
-            check.handle_sample(at + DECODE, &pic(cells, i % 15 == 0));
+            check.handle_sample(at + DECODE, &pic(cells, keyframe));
         };
         for i in 0..45 {
             frame(&mut check, i, 100 + (i / 15) as u64, moving(i));
