@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::core::EventKind;
 use doorwarden::core::liveness::LivenessKind;
+use doorwarden::io::picture::CloseLook;
 use doorwarden_sim::camera::{SimCamera, SimCameraOptions};
 use gst::RtspTestServer;
 
@@ -357,10 +358,22 @@ async fn sim() -> SimCamera {
         .expect("simulated camera starts")
 }
 
+/// Watches the simulated camera with its default picture check and the
+/// close look the runtime takes while a window is open. Outside one, a
+/// single keyframe in ten seconds is decoded, and a picture verdict left
+/// by a fault takes minutes to clear after the camera recovers.
+fn watch_sim(cam: &SimCamera) -> CameraWatch {
+    captured_log();
+    let cfg = camera(&format!("url: {}\n", cam.url()));
+    let look = CloseLook::default();
+    look.set(true);
+    CameraWatch::start_looking(&cfg, quick(&cfg), look)
+}
+
 /// Starts watching a healthy simulated camera and waits until it is Live.
 async fn live_sim() -> (SimCamera, CameraWatch) {
     let cam = sim().await;
-    let w = watch(&cam.url(), "");
+    let w = watch_sim(&cam);
     w.until_state(LivenessKind::Live, LONG).await;
     (cam, w)
 }
@@ -458,7 +471,7 @@ async fn sim_garbage_is_never_live() {
     // Garbage from the first byte: nothing to parse, never live.
     let cam = sim().await;
     cam.garbage();
-    let w = watch(&cam.url(), "");
+    let w = watch_sim(&cam);
     w.until("reported down", LONG, |w| !w.downs().is_empty())
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
