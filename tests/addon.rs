@@ -292,11 +292,12 @@ fn every_schema_key_options() -> Json {
     options["instance"] = json!("north");
     options["doors"][1]["zwave_js_server"] = json!("ws://core-zwave-js:3000");
     options["cameras"][0]["picture_url"] = json!("rtsp://porch-camera.local:554/stream2");
+    options["cameras"][1]["picture_check"] = json!("optional");
     options
 }
 
 #[test]
-fn a_camera_substream_option_turns_on_its_picture_checks() {
+fn a_camera_substream_option_is_passed_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = home_options();
     options["cameras"][0]["picture_url"] = json!("rtsp://porch-camera.local:554/stream2");
@@ -308,8 +309,9 @@ fn a_camera_substream_option_turns_on_its_picture_checks() {
         porch.picture_url.as_deref(),
         Some("rtsp://porch-camera.local:554/stream2")
     );
+    // A door's camera: its pictures are checked by default, now on the substream.
     assert_eq!(
-        porch.picture_check,
+        porch.picture_policy(),
         doorwarden::core::picture::PicturePolicy::Required
     );
     // The camera without one is as before.
@@ -322,6 +324,34 @@ fn a_camera_substream_option_turns_on_its_picture_checks() {
     assert!(err.contains("cameras[0].picture_url"), "{err}");
     assert!(err.contains("is not an rtsp:// URL"), "{err}");
     assert!(!err.contains("Sub5ecret"), "{err}");
+}
+
+#[test]
+fn a_cameras_picture_check_is_passed_on_and_left_out_gets_the_configs_default() {
+    use doorwarden::core::picture::PicturePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = home_options();
+    // The hall camera streams H.265: the owner lets it count on its stream.
+    options["cameras"][1]["picture_check"] = json!("optional");
+    // A yard camera no door names.
+    options["cameras"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "Yard", "url": "rtsp://yard-camera.local/live"}));
+    let prepared = prepare(&options, &service(false, "1883"), &paths(dir.path())).unwrap();
+    let cfg = doorwarden::config::load_str(&prepared.yaml, "doorwarden.yaml")
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", prepared.yaml));
+    let policy = |cam: &str| cfg.cameras[cam].picture_policy();
+    assert_eq!(policy("hall"), PicturePolicy::Optional);
+    // Left out: a door's camera must show a checked picture, another not.
+    assert_eq!(policy("porch_camera"), PicturePolicy::Required);
+    assert_eq!(policy("yard"), PicturePolicy::Optional);
+    assert_eq!(
+        prepared.yaml.matches("picture_check").count(),
+        1,
+        "{}",
+        prepared.yaml
+    );
 }
 
 #[test]

@@ -51,6 +51,18 @@ fn example_config_loads_and_describes_every_door() {
     ] {
         assert!(summary.contains(line), "summary lacks {line:?}:\n{summary}");
     }
+    // Every camera's picture policy: porch says `required`; hallway and
+    // garage say nothing, and a door names each.
+    let pictures: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("picture check:"))
+        .collect();
+    let by_default = "    picture check: required (the default for a camera a door names: not live until its picture is checked)";
+    assert_eq!(
+        pictures,
+        [by_default, by_default, "    picture check: required"],
+        "{summary}"
+    );
     // The example carries an inline camera password; it must not be echoed.
     assert!(!summary.contains("change-me"), "{summary}");
 }
@@ -79,6 +91,58 @@ fn defaults_fill_what_is_left_out() {
 }
 
 /// Each broken file, with every message it must produce, in order.
+#[test]
+fn picture_check_defaults_to_required_for_a_door_camera_and_optional_for_the_others() {
+    use doorwarden::core::picture::PicturePolicy;
+    let text = format!(
+        "{MQTT}cameras:\n  porch:\n    url: rtsp://porch.lan/s\n  yard:\n    url: rtsp://yard.lan/s\n  \
+         side:\n    url: rtsp://side.lan/s\n    picture_check: off\n  \
+         shed:\n    url: rtsp://shed.lan/s\n    picture_check: required\n\
+         locks:\n  front:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/front\n    cameras: [porch, side]\n"
+    );
+    let cfg = load_str(&text, "home.yaml").expect("valid config");
+    let policy = |cam: &str| cfg.cameras[cam].picture_policy();
+    // Named by a door, nothing said: its picture must be checked.
+    assert_eq!(policy("porch"), PicturePolicy::Required);
+    // Named by no door: checked, but an undecodable stream does not make
+    // it unlive (it gates nothing).
+    assert_eq!(policy("yard"), PicturePolicy::Optional);
+    // What the file says wins, either way.
+    assert_eq!(policy("side"), PicturePolicy::Off);
+    assert_eq!(policy("shed"), PicturePolicy::Required);
+
+    // check-config shows the policy in force and why.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("home.yaml");
+    std::fs::write(&path, &text).expect("write");
+    let out = Command::new(DOORWARDEN)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run doorwarden");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let cameras: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("picture check:"))
+        .collect();
+    assert_eq!(
+        cameras,
+        [
+            // BTreeMap order: porch, shed, side, yard.
+            "    picture check: required (the default for a camera a door names: not live until its picture is checked)",
+            "    picture check: required",
+            "    picture check: off",
+            "    picture check: optional (the default for a camera no door names)",
+        ],
+        "{summary}"
+    );
+}
+
 #[test]
 fn broken_configs_are_reported_with_line_and_column() {
     let cases: &[(&str, &str, &[&str])] = &[
@@ -432,9 +496,10 @@ fn a_picture_substream_is_checked_and_its_credentials_never_shown() {
         ),
         (
             "pictures not checked",
-            cam("    picture_url: rtsp://porch-camera.local/sub\n"),
+            // Only an explicit `off`: left out, the policy is never off.
+            cam("    picture_check: off\n    picture_url: rtsp://porch-camera.local/sub\n"),
             &[
-                "home.yaml:6:5: cameras.porch.picture_url is set but picture_check is off: the substream would never be looked at (set picture_check: required or optional, or remove picture_url)",
+                "home.yaml:7:5: cameras.porch.picture_url is set but picture_check is off: the substream would never be looked at (set picture_check: required or optional, or remove picture_url)",
             ],
         ),
     ];

@@ -55,6 +55,13 @@ async fn the_demo_story_runs_headless_and_matches_the_broker() {
         "refused: camera porch frozen since",
         "camera porch live again",
         "interlock clear: deliveries possible again",
+        "saboteur swaps the camera's picture for a recording of its last 3 seconds",
+        "s: a replayed recording  [doorwarden/camera/porch/state]",
+        "a courier asks to be let in in front of the recording",
+        "refused: camera porch frozen since",
+        "s: a replayed recording)  [doorwarden/front_door/delivery/response]",
+        "camera fixed and rebooted",
+        "camera porch live again: a new live picture",
         "story complete",
     ] {
         match rest.find(line) {
@@ -84,9 +91,17 @@ async fn the_demo_story_runs_headless_and_matches_the_broker() {
     let refused = position("the refusal", &|m| {
         m.topic == "doorwarden/front_door/delivery/response" && m.json()["granted"] == false
     });
+    // The replayed camera's refusal names the replay, after the first.
+    let replay_refused = position("the refusal in front of the replay", &|m| {
+        m.topic == "doorwarden/front_door/delivery/response"
+            && m.json()["granted"] == false
+            && m.json()["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("s: a replayed recording)"))
+    });
     assert!(
-        unlock < tripped && tripped < relock && relock < refused,
-        "{unlock} {tripped} {relock} {refused}"
+        unlock < tripped && tripped < relock && relock < refused && refused < replay_refused,
+        "{unlock} {tripped} {relock} {refused} {replay_refused}"
     );
     assert_eq!(seen[tripped].json()["camera"], "porch");
 }

@@ -33,23 +33,30 @@ locks:
     zwave_js:
       node: 7
     cameras: [drive]
+# Both cameras' pictures are not looked at (`off`): these are the stream's
+# entities, which the fixtures and counts below pin down. snapshot_home()
+# leaves porch at its default, which for a door's camera decodes pictures.
 cameras:
   porch:
     name: Porch camera
     url: rtsp://porch.lan/stream1
+    picture_check: off
   drive:
     url: rtsp://drive.lan/stream1
+    picture_check: off
 "#;
 
 fn home() -> Config {
     config_from(HOME)
 }
 
-/// The default home with the porch camera's pictures decoded.
+/// The default home with the porch camera's `picture_check` left out: the
+/// front door names it, so its pictures are decoded (`required`).
 fn snapshot_home() -> Config {
-    config_from(&HOME.replace(
+    config_from(&HOME.replacen(
+        "    url: rtsp://porch.lan/stream1\n    picture_check: off\n",
         "    url: rtsp://porch.lan/stream1\n",
-        "    url: rtsp://porch.lan/stream1\n    picture_check: required\n",
+        1,
     ))
 }
 
@@ -685,6 +692,9 @@ fn entities_removed_from_the_config_are_cleared_and_others_left_alone() {
             };
             format!("homeassistant/{component}/doorwarden_camera_side_{k}/config")
         })
+        // No door names side, so its pictures were decoded by default
+        // (`optional`): its snapshot entity goes too.
+        .chain(["homeassistant/image/doorwarden_camera_side_snapshot/config".to_string()])
         .collect();
     let mut removed_sorted = removed.clone();
     removed_sorted.sort();
@@ -1326,9 +1336,12 @@ async fn stale_entities_on_the_broker_are_removed_at_start() {
             }
         }
     }
+    // Six entities (the snapshot image among them: a camera no door names
+    // has its pictures decoded by default), the state topic, and the
+    // snapshot's picture and meta topics.
     assert_eq!(
-        cleared, 6,
-        "the five entities of the removed camera and its state topic"
+        cleared, 9,
+        "the six entities of the removed camera, its state and its snapshot topics"
     );
 
     let mut ha = TestClient::connect(&broker).await;
@@ -1639,7 +1652,9 @@ fn an_instance_name_keeps_two_bridges_apart() {
         .into_iter()
         .flat_map(|m| north_mirror.stale(&m.topic, m.payload.as_bytes(), true))
         .collect();
-    assert_eq!(side.len(), 5 + 1, "{side:?}");
+    // Six entities (with the snapshot of its default `optional` picture
+    // check), its state, its snapshot's picture and meta.
+    assert_eq!(side.len(), 6 + 1 + 2, "{side:?}");
     assert!(
         side.iter()
             .any(|m| m.topic == "doorwarden_north/camera/side/state")
@@ -1703,7 +1718,7 @@ fn a_camera_whose_pictures_are_decoded_has_a_snapshot_image_entity() {
         !discovered(&home())
             .keys()
             .any(|t| t.starts_with("homeassistant/image/")),
-        "no image entity without picture_check"
+        "no image entity with picture_check off"
     );
 }
 

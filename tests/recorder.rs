@@ -17,7 +17,9 @@ use serde_json::Value;
 const CONFIG: &str = r#"
 mqtt: { url: "mqtt://127.0.0.1:1883" }
 cameras:
-  porch: { url: "rtsp://127.0.0.1/porch" }
+  # Frame summaries only, no decoded picture: the state topic's traffic is
+  # what is counted here, not the picture check.
+  porch: { url: "rtsp://127.0.0.1/porch", picture_check: off }
 locks:
   front:
     zigbee2mqtt: { topic: zigbee2mqtt/front }

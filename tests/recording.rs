@@ -70,8 +70,13 @@ impl Home {
             .expect("simulated contact sensor");
         // The camera's freeze must not end the delivery: the owner chose
         // to be alerted only, so the clip spans the whole freeze.
-        let mut text = config_text(&Rules::default(), broker, &server.url("/live"), &storage)
-            .replace("on_camera_loss: relock", "on_camera_loss: alert_only");
+        let rules = Rules::default();
+        let warmup = format!("    warmup: {}\n", rules.warmup);
+        let mut text = config_text(&rules, broker, &server.url("/live"), &storage)
+            .replace("on_camera_loss: relock", "on_camera_loss: alert_only")
+            // About the clip on disk, which the picture check does not
+            // touch; /live loops a pre-encoded clip, a replay to that check.
+            .replacen(&warmup, &format!("{warmup}    picture_check: off\n"), 1);
         text.push_str(&format!(
             "recordings:\n  path: {:?}\n  pre_roll: {PRE_ROLL}s\n  post_roll: {POST_ROLL}s\n",
             recordings.display().to_string()

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use doorwarden::config::Secret;
-use doorwarden_sim::camera::{SimAuthScheme, SimCamera, SimCameraOptions, SimCredentials};
+use doorwarden_sim::camera::{SimAuthScheme, SimCamera, SimCameraOptions, SimClip, SimCredentials};
 use futures::StreamExt;
 use retina::client::{
     Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
@@ -159,14 +159,60 @@ async fn live_stream_paces_15_fps_with_keyframes_every_second() {
 }
 
 #[tokio::test]
-async fn the_clip_loops_with_timestamps_still_rising() {
-    let camera = start(SimCameraOptions::default()).await;
+async fn a_recording_loops_its_clip_with_timestamps_still_rising() {
+    let camera = start(SimCameraOptions {
+        clip: SimClip::Recording,
+        ..SimCameraOptions::default()
+    })
+    .await;
     let mut stream = play(&camera.url(), None).await.expect("plays");
     // The clip is 60 frames; 75 spans the loop point.
     let seen = frames(&mut stream, 75).await;
     assert!(rtp_steps(&seen).iter().all(|&d| d == 6000));
     assert_eq!(seen[60].data, seen[0].data, "the clip starts over");
     assert!(seen[60].key);
+}
+
+#[tokio::test]
+async fn the_live_source_never_repeats_a_keyframe() {
+    let camera = start(SimCameraOptions::default()).await;
+    let mut stream = play(&camera.url(), None).await.expect("plays");
+    // Five seconds: past where the recording loops.
+    let seen = frames(&mut stream, 75).await;
+    let keys: Vec<&Seen> = seen.iter().filter(|f| f.key).collect();
+    assert_eq!(keys.len(), 5, "one IDR a second");
+    for (i, a) in keys.iter().enumerate() {
+        for b in &keys[i + 1..] {
+            assert_ne!(a.data, b.data, "a live keyframe is new every time");
+        }
+    }
+}
+
+#[tokio::test]
+async fn replay_loops_the_last_three_seconds_byte_for_byte() {
+    let camera = start(SimCameraOptions::default()).await;
+    let mut stream = play(&camera.url(), None).await.expect("plays");
+    let before = frames(&mut stream, 75).await;
+    camera.replay();
+    // The loop starts at a keyframe already sent.
+    let first = wait_for(&mut stream, "a replayed keyframe", |_, b| {
+        b.key && before.iter().any(|f| f.data == b.data)
+    })
+    .await;
+    let mut looped = vec![first];
+    looped.extend(frames(&mut stream, 89).await);
+    // Three GOPs of 15 frames, over and over, with timestamps running on.
+    for k in 0..45 {
+        assert_eq!(looped[k].data, looped[k + 45].data, "frame {k}");
+    }
+    assert_eq!(looped.iter().filter(|f| f.key).count(), 6);
+    assert!(rtp_steps(&looped).iter().all(|&d| d == 6000));
+
+    camera.restore();
+    wait_for(&mut stream, "a new keyframe", |_, b| {
+        b.key && !looped.iter().any(|f| f.data == b.data)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -195,6 +241,8 @@ async fn freeze_repeats_identical_bytes_then_restore_moves_again() {
 
 #[tokio::test]
 async fn still_gives_small_p_frames_that_still_differ() {
+    // The live encoder coding one unchanging picture: its P-frames are
+    // near-empty, yet never byte-identical (each has its own frame number).
     let camera = start(SimCameraOptions::default()).await;
     let mut stream = play(&camera.url(), None).await.expect("plays");
     let before = frames(&mut stream, 10).await;
@@ -206,7 +254,7 @@ async fn still_gives_small_p_frames_that_still_differ() {
     assert!(moving_p.iter().all(|&n| n > 500), "{moving_p:?}");
 
     camera.still();
-    // The still clip starts with its own IDR; wait for it.
+    // Wait for the next IDR: after it, nothing changes.
     let mut waited = 0;
     loop {
         let f = frames(&mut stream, 1).await.remove(0);

@@ -1,13 +1,21 @@
 //! A simulated RTSP camera: a fake, for tests and `doorwarden demo`.
 //!
-//! It is an in-process RTSP/1.0 server on 127.0.0.1 that streams a bundled
-//! H.264 clip in real time (15 fps, RTP over interleaved TCP, looping
-//! forever) and can be told to misbehave on cue in the ways a broken or
-//! tampered camera does: repeat a frame byte for byte, show a still picture
-//! with the encoder still running, stop sending while keeping the session
-//! up, drop or refuse connections, run its RTP clock slow or not at all, or
-//! send garbage. A real RTSP server cannot produce most of these on demand,
-//! which is the only reason this exists; it is not a general RTSP server.
+//! It is an in-process RTSP/1.0 server on 127.0.0.1 that streams H.264 in
+//! real time (15 fps, RTP over interleaved TCP or UDP). By default it is a
+//! live camera: it encodes a moving scene as it goes (320x180, faint sensor
+//! noise, a burnt-in clock and frame counter; see [`SimClip::Live`]), so
+//! doorwarden's picture checks judge it live. [`SimClip::Recording`] loops a
+//! bundled pre-encoded clip instead: a replayed recording, which the
+//! picture checks catch.
+//!
+//! It can be told to misbehave on cue in the ways a broken or tampered
+//! camera does: repeat a frame byte for byte, code one unchanging picture
+//! with the encoder still running, hang its sensor behind a ticking
+//! on-screen clock, show a covered lens, replay the last seconds it sent,
+//! stop sending while keeping the session up, drop or refuse connections,
+//! run its RTP clock slow or not at all, or send garbage. A real RTSP
+//! server cannot produce most of these on demand, which is the only reason
+//! this exists; it is not a general RTSP server.
 //!
 //! # Wire behaviour
 //!
@@ -35,14 +43,18 @@
 //! let url = camera.url(); // rtsp://127.0.0.1:<port>/sim/camera
 //! camera.freeze(); // every client now gets the same frame, byte for byte
 //! camera.restore();
+//! camera.replay(); // the last three seconds sent, looped byte for byte
+//! camera.restore();
 //! # Ok(()) }
 //! ```
 
 mod auth;
 mod clip;
+mod live;
 mod playback;
 mod rtp;
 mod rtsp;
+mod scene;
 mod transport;
 
 use std::collections::hash_map::RandomState;
@@ -54,12 +66,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use auth::Auth;
 pub use auth::SimAuthScheme;
-use clip::Clip;
+use clip::{Clip, ParameterSets};
 use doorwarden::config::Secret;
+use live::{LiveFeed, LiveFrame, LiveSource};
 use playback::Playback;
 use rtsp::{Parsed, Request, Response};
 use transport::{Delivery, Requested};
@@ -84,7 +97,7 @@ impl Default for SimCameraOptions {
             port: 0,
             path: "sim/camera".to_owned(),
             credentials: None,
-            clip: SimClip::Moving,
+            clip: SimClip::Live,
         }
     }
 }
@@ -108,15 +121,27 @@ impl SimCredentials {
     }
 }
 
-/// The bundled clips (4 s each, 640x360, 15 fps, one IDR a second).
+/// What the camera streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimClip {
-    /// A moving test pattern: what a working camera looks like.
+    /// A live camera: a scene encoded in real time by OpenH264 (320x180,
+    /// 15 fps, Constrained Baseline, an IDR a second), a ball moving over a
+    /// static view, faint sensor noise in every frame, and a clock and
+    /// frame counter burnt in at the top left. What a working camera looks
+    /// like, to the stream rules and to the picture checks alike.
     #[default]
-    Moving,
-    /// An unchanging picture, still encoded: frames keep coming but the
-    /// P-frames are near-empty (a hung sensor with the encoder running).
-    Still,
+    Live,
+    /// Live as well, but a quiet scene: the static view with sensor noise
+    /// and the ticking clock, nothing moving (a porch at night).
+    Quiet,
+    /// A replayed recording: a bundled pre-encoded 4 s clip (640x360,
+    /// 15 fps, one IDR a second) looped byte for byte. It passes every
+    /// stream rule; doorwarden's picture checks catch its repeating
+    /// keyframes ("the picture repeats every 4.0 s: a replayed recording").
+    /// The sensor faults ([`SimCamera::hang_sensor`], [`SimCamera::cover`],
+    /// [`SimCamera::replay`]) do nothing to it; [`SimCamera::still`]
+    /// switches to a bundled still clip.
+    Recording,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +154,8 @@ pub enum SimCameraError {
     },
     #[error("simulated camera's bundled clip is unusable: {0}")]
     Clip(String),
+    #[error("simulated camera cannot encode live: {0}")]
+    Encoder(String),
 }
 
 /// What the picture does.
@@ -136,9 +163,17 @@ pub enum SimCameraError {
 enum Picture {
     #[default]
     Moving,
+    /// The encoder codes one unchanging picture (a recording: the still
+    /// clip).
     Still,
     /// The last frame sent, repeated byte for byte.
     Frozen,
+    /// The sensor's picture stops; the on-screen clock goes on.
+    HungSensor,
+    /// A dark, even picture.
+    Covered,
+    /// The last seconds sent, looped byte for byte.
+    Replay,
 }
 
 /// How the RTP timestamps advance per frame.
@@ -181,7 +216,6 @@ struct Shared {
     faults: watch::Sender<Faults>,
     addr: SocketAddr,
     path: String,
-    base_clip: SimClip,
     frames_sent: Arc<AtomicU64>,
 }
 
@@ -193,6 +227,11 @@ struct Setup {
     auth: Option<Auth>,
     moving: &'static Clip,
     still: &'static Clip,
+    /// The encoder every client of a live camera shares; `None` for a
+    /// recording, whose clients each loop the clip from its start.
+    live: Option<LiveSource>,
+    /// What the SDP announces: the live encoder's or the clip's.
+    params: ParameterSets,
     frames_sent: Arc<AtomicU64>,
 }
 
@@ -203,8 +242,9 @@ impl SimCamera {
     /// # Errors
     ///
     /// [`SimCameraError::Bind`] when the port cannot be bound;
-    /// [`SimCameraError::Clip`] if a bundled clip does not parse (a build
-    /// problem, not a runtime one).
+    /// [`SimCameraError::Clip`] if a bundled clip does not parse, and
+    /// [`SimCameraError::Encoder`] if OpenH264 will not start (build
+    /// problems, not runtime ones).
     pub async fn start(options: SimCameraOptions) -> Result<SimCamera, SimCameraError> {
         let moving = Clip::moving().map_err(SimCameraError::Clip)?;
         let still = Clip::still().map_err(SimCameraError::Clip)?;
@@ -222,6 +262,25 @@ impl SimCamera {
             })?;
         let path = options.path.trim_matches('/').to_owned();
         let frames_sent = Arc::new(AtomicU64::new(0));
+        let (faults, faults_rx) = watch::channel(Faults::default());
+        let live = match options.clip {
+            SimClip::Live | SimClip::Quiet => {
+                let rx = faults_rx.clone();
+                let quiet = options.clip == SimClip::Quiet;
+                // Making the encoder and coding a first picture is blocking
+                // work, kept off the async threads.
+                let started = tokio::task::spawn_blocking(move || LiveSource::start(rx, quiet))
+                    .await
+                    .map_err(|e| SimCameraError::Encoder(e.to_string()))?
+                    .map_err(SimCameraError::Encoder)?;
+                Some(started)
+            }
+            SimClip::Recording => None,
+        };
+        let params = match &live {
+            Some(live) => live.params().clone(),
+            None => moving.params(),
+        };
         let setup = Arc::new(Setup {
             path: path.clone(),
             auth: options
@@ -230,13 +289,10 @@ impl SimCamera {
                 .map(|c| Auth::new(c.scheme, &c.username, c.password.expose(), random_u64())),
             moving,
             still,
+            live,
+            params,
             frames_sent: frames_sent.clone(),
         });
-        let initial = Faults {
-            picture: base_picture(options.clip),
-            ..Faults::default()
-        };
-        let (faults, faults_rx) = watch::channel(initial);
         tokio::spawn(accept_loop(listener, addr, faults_rx, setup));
         tracing::debug!(%addr, "simulated camera listening");
         Ok(SimCamera {
@@ -244,7 +300,6 @@ impl SimCamera {
                 faults,
                 addr,
                 path,
-                base_clip: options.clip,
                 frames_sent,
             }),
         })
@@ -272,10 +327,34 @@ impl SimCamera {
         self.modify(|f| f.picture = Picture::Frozen);
     }
 
-    /// Switch to the still clip: frames differ a little, P-frames are
-    /// near-empty (a hung sensor, the encoder still running).
+    /// A hung camera whose encoder keeps running: a live camera codes one
+    /// unchanging picture, clock and all, without even sensor noise, so
+    /// its P-frames decode to exactly the same picture; doorwarden's
+    /// picture checks say "picture frozen: not even sensor noise changes".
+    /// (A [`SimClip::Recording`] switches to the bundled still clip.)
     pub fn still(&self) {
         self.modify(|f| f.picture = Picture::Still);
+    }
+
+    /// A hung sensor behind a ticking on-screen clock: the live camera's
+    /// picture stops, noise included, while its clock and frame counter
+    /// keep changing ("picture frozen; only the on-screen clock changes").
+    pub fn hang_sensor(&self) {
+        self.modify(|f| f.picture = Picture::HungSensor);
+    }
+
+    /// Something over the lens: the live camera codes a dark, even picture
+    /// ("no picture: the lens may be covered").
+    pub fn cover(&self) {
+        self.modify(|f| f.picture = Picture::Covered);
+    }
+
+    /// A replay attack from inside the camera: it loops the last three
+    /// seconds it sent (three whole GOPs), byte for byte, with timestamps
+    /// still advancing ("the picture repeats every 3.0 s: a replayed
+    /// recording"). Live until three seconds were sent.
+    pub fn replay(&self) {
+        self.modify(|f| f.picture = Picture::Replay);
     }
 
     /// Stop sending RTP, keep the TCP session, keep answering keepalives
@@ -317,12 +396,11 @@ impl SimCamera {
         self.modify(|f| f.garbage = true);
     }
 
-    /// Back to normal: the starting clip, a true clock, sending, accepting.
+    /// Back to normal: the starting picture, a true clock, sending,
+    /// accepting. A live camera starts a fresh IDR after a replay.
     pub fn restore(&self) {
-        let picture = base_picture(self.shared.base_clip);
         self.modify(|f| {
             *f = Faults {
-                picture,
                 drop_generation: f.drop_generation,
                 ..Faults::default()
             }
@@ -335,11 +413,42 @@ impl SimCamera {
     }
 }
 
-fn base_picture(clip: SimClip) -> Picture {
-    match clip {
-        SimClip::Moving => Picture::Moving,
-        SimClip::Still => Picture::Still,
-    }
+/// What the live source costs per frame: drawing the scene and encoding
+/// it, each measured on its own (see [`measure_live_encoding`]).
+#[derive(Debug, Clone)]
+pub struct EncodingCost {
+    pub draw: Vec<Duration>,
+    pub encode: Vec<Duration>,
+}
+
+/// Draws and encodes `frames` pictures of a [`SimClip`]'s live scene (or,
+/// with `sensor_hung`, of a hung sensor behind the ticking clock) with the
+/// same scene and encoder settings a [`SimCamera`] uses, as fast as they
+/// go, on the calling thread. For the encoding-cost example; a recording
+/// costs nothing to encode, so it is refused.
+///
+/// # Errors
+///
+/// [`SimCameraError::Encoder`] if OpenH264 will not start or encode, or
+/// for [`SimClip::Recording`].
+pub fn measure_live_encoding(
+    clip: SimClip,
+    sensor_hung: bool,
+    frames: usize,
+) -> Result<EncodingCost, SimCameraError> {
+    let sensor = match (clip, sensor_hung) {
+        (SimClip::Recording, _) => {
+            return Err(SimCameraError::Encoder(
+                "a recording is not encoded".to_owned(),
+            ));
+        }
+        (_, true) => scene::Sensor::Hung,
+        (clip, false) => scene::Sensor::Live {
+            quiet: clip == SimClip::Quiet,
+        },
+    };
+    let (draw, encode) = live::measure(frames, sensor).map_err(SimCameraError::Encoder)?;
+    Ok(EncodingCost { draw, encode })
 }
 
 /// A random 64-bit value. The std hasher is seeded randomly per process
@@ -419,9 +528,45 @@ struct Connection {
     stream: Option<(Delivery, rtp::Packetizer)>,
     /// The client's address, where UDP streams are sent.
     peer: IpAddr,
-    playback: Playback,
+    feed: Feed,
     playing: bool,
     garbage_state: u64,
+}
+
+/// Where a connection's frames come from.
+enum Feed {
+    /// Its own loop over the bundled clips, paced by its own timer.
+    Recording(Playback),
+    /// The camera's live encoder, shared with every client.
+    Live(LiveFeed),
+}
+
+impl Feed {
+    /// The RTP timestamp the next frame will carry (for `RTP-Info` and
+    /// sender reports).
+    fn timestamp(&self) -> u32 {
+        match self {
+            Feed::Recording(playback) => playback.timestamp(),
+            Feed::Live(feed) => feed.timestamp(),
+        }
+    }
+}
+
+/// The next frame from the live source; `None` once the source is gone.
+/// Pending without a subscription, so it can sit in a `select!`.
+async fn next_live(frames: &mut Option<broadcast::Receiver<LiveFrame>>) -> Option<LiveFrame> {
+    let Some(frames) = frames else {
+        return std::future::pending().await;
+    };
+    loop {
+        match frames.recv().await {
+            Ok(frame) => return Some(frame),
+            // Frames lost to a slow client: the feed sees the gap in the
+            // frame numbers and waits for an IDR (`LiveFeed::take`).
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 /// What the connection loop should do after a request.
@@ -434,14 +579,18 @@ enum After {
 impl Connection {
     fn new(setup: Arc<Setup>, faults: watch::Receiver<Faults>, peer: IpAddr) -> Self {
         let current = faults.borrow().clone();
-        let random = random_u64();
-        let playback = Playback::new(
-            setup.moving,
-            setup.still,
-            current.picture == Picture::Still,
-            // Truncation intended: the low half is the random timestamp.
-            random as u32,
-        );
+        // Truncation intended: the low half is the random timestamp.
+        let first_timestamp = random_u64() as u32;
+        let feed = if setup.live.is_some() {
+            Feed::Live(LiveFeed::new(first_timestamp))
+        } else {
+            Feed::Recording(Playback::new(
+                setup.moving,
+                setup.still,
+                current.picture == Picture::Still,
+                first_timestamp,
+            ))
+        };
         Connection {
             setup,
             generation: current.drop_generation,
@@ -449,7 +598,7 @@ impl Connection {
             session_id: format!("{:016X}", random_u64()),
             stream: None,
             peer,
-            playback,
+            feed,
             playing: false,
             garbage_state: random_u64() | 1,
         }
@@ -475,6 +624,9 @@ impl Connection {
             1_000_000 * u64::from(playback::TICKS_PER_FRAME) / 90_000,
         ));
         let mut rtcp = tokio::time::interval(RTCP_INTERVAL);
+        // A live camera's frames, from PLAY on.
+        let mut live: Option<broadcast::Receiver<LiveFrame>> = None;
+        let recording = self.setup.live.is_none();
         // Whether queued bytes still go out before the socket closes: yes
         // after a last response, no when the camera cuts the connection.
         let mut flush = true;
@@ -515,17 +667,45 @@ impl Connection {
                             After::Play => {
                                 self.playing = true;
                                 frames.reset_immediately();
+                                if let Some(source) = &self.setup.live {
+                                    live = Some(source.subscribe());
+                                }
                                 rtcp.reset();
                             }
                             After::Close => break 'serve,
                         }
                     }
                 }
-                _ = frames.tick(), if self.playing => {
+                _ = frames.tick(), if self.playing && recording => {
                     let faults = self.faults.borrow().clone();
-                    if let Some(bytes) = self.next_frame_bytes(&faults) {
+                    let next = match &mut self.feed {
+                        Feed::Recording(playback) => playback.tick(&faults).map(|(f, t)| (FrameRef::Clip(f), t)),
+                        Feed::Live(_) => None,
+                    };
+                    if let Some(bytes) = next.and_then(|(frame, t)| self.frame_bytes(&frame, t, &faults)) {
                         // A full queue means the client is not reading:
                         // drop the frame, as a congested camera would.
+                        let _ = out.try_send(bytes);
+                    }
+                }
+                coded = next_live(&mut live), if self.playing => {
+                    let Some(coded) = coded else {
+                        break 'serve;
+                    };
+                    let faults = self.faults.borrow().clone();
+                    let next = match &mut self.feed {
+                        Feed::Live(feed) => {
+                            let next = feed.take(&coded, &faults);
+                            if feed.needs_keyframe()
+                                && let Some(source) = &self.setup.live
+                            {
+                                source.request_keyframe();
+                            }
+                            next.map(|(f, t)| (FrameRef::Live(f), t))
+                        }
+                        Feed::Recording(_) => None,
+                    };
+                    if let Some(bytes) = next.and_then(|(frame, t)| self.frame_bytes(&frame, t, &faults)) {
                         let _ = out.try_send(bytes);
                     }
                 }
@@ -534,7 +714,7 @@ impl Connection {
                         && let Some((delivery, packetizer)) = &self.stream
                     {
                         let report = packetizer
-                            .sender_report(std::time::SystemTime::now(), self.playback.timestamp());
+                            .sender_report(std::time::SystemTime::now(), self.feed.timestamp());
                         let mut bytes = Vec::new();
                         delivery.send(true, &[report], &mut bytes);
                         if !bytes.is_empty() {
@@ -558,11 +738,19 @@ impl Connection {
         tracing::debug!("simulated camera: connection closed");
     }
 
-    /// Sends the next frame. Returns what must go out on the RTSP
-    /// connection: interleaved packets or garbage; nothing when stalled or
-    /// when the frame went out over UDP.
-    fn next_frame_bytes(&mut self, faults: &Faults) -> Option<Vec<u8>> {
-        let (frame, timestamp) = self.playback.tick(faults)?;
+    /// Sends a frame. Returns what must go out on the RTSP connection:
+    /// interleaved packets or garbage; nothing when the frame went out over
+    /// UDP.
+    fn frame_bytes(
+        &mut self,
+        frame: &FrameRef,
+        timestamp: u32,
+        faults: &Faults,
+    ) -> Option<Vec<u8>> {
+        let frame: &clip::Frame = match frame {
+            FrameRef::Clip(f) => f,
+            FrameRef::Live(f) => f,
+        };
         let (delivery, packetizer) = self.stream.as_mut()?;
         if faults.garbage {
             let channel = match delivery {
@@ -648,7 +836,7 @@ impl Connection {
                 let rtp_info = format!(
                     "url={track};seq={};rtptime={}",
                     packetizer.next_seq,
-                    self.playback.timestamp()
+                    self.feed.timestamp()
                 );
                 let response = ok()
                     .header("Session", self.session_id.clone())
@@ -711,7 +899,7 @@ impl Connection {
     }
 
     fn sdp(&self) -> String {
-        let clip = self.setup.moving;
+        let params = &self.setup.params;
         format!(
             "v=0\r\n\
              o=- {session} 1 IN IP4 127.0.0.1\r\n\
@@ -727,10 +915,16 @@ impl Connection {
              a=framerate:15\r\n\
              a=control:trackID=0\r\n",
             session = random_u64() >> 1,
-            profile = clip.profile_level_id(),
-            sprop = clip.sprop_parameter_sets(),
+            profile = params.profile_level_id(),
+            sprop = params.sprop_parameter_sets(),
         )
     }
+}
+
+/// A frame to send: a bundled clip's, or one the live encoder shares.
+enum FrameRef {
+    Clip(&'static clip::Frame),
+    Live(Arc<clip::Frame>),
 }
 
 /// The path of an `rtsp://host:port/path` URI without slashes at either

@@ -1,8 +1,9 @@
 //! Simulated devices, clearly named as such: used by the test suite and by
 //! `doorwarden demo` where no real lock or camera is present.
 //!
-//! - `camera`: an in-process RTSP camera serving a bundled H.264 clip, able to
-//!   freeze, stall and drop on cue.
+//! - `camera`: an in-process RTSP camera encoding a live scene with OpenH264
+//!   (or looping a bundled recording), able to freeze, hang, go dark,
+//!   replay, stall and drop on cue.
 //! - `zigbee2mqtt_lock`, `zwave_js_lock`: locks and contact sensors that
 //!   answer on MQTT the way Zigbee2MQTT and Z-Wave JS UI do.
 //! - `demo`: `doorwarden demo`, the whole story on one machine.

@@ -57,6 +57,14 @@ pub fn render(cfg: &Config, now: jiff::Timestamp) -> String {
             show(cam.freeze_after),
             show(cam.warmup),
         );
+        let why = match cam.picture_check {
+            Some(_) => "",
+            None if cam.picture_default == crate::core::picture::PicturePolicy::Required => {
+                " (the default for a camera a door names: not live until its picture is checked)"
+            }
+            None => " (the default for a camera no door names)",
+        };
+        let _ = writeln!(out, "    picture check: {}{why}", cam.picture_policy());
         if let Some(sub) = &cam.picture_url {
             let _ = writeln!(
                 out,

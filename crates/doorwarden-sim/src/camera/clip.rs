@@ -62,66 +62,65 @@ impl Clip {
     /// frame, no SPS/PPS, or does not open with an IDR: looping such a clip
     /// would hand clients undecodable video.
     pub(crate) fn parse(annex_b: &[u8]) -> Result<Clip, String> {
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut current = Frame {
-            nals: Vec::new(),
-            is_idr: false,
-        };
-        let mut current_has_slice = false;
-        let mut sps = None;
-        let mut pps = None;
-        for nal in split_annex_b(annex_b) {
-            let Some(&header) = nal.first() else {
-                continue;
-            };
-            let kind = header & 0x1f;
-            let is_slice = kind == NAL_SLICE || kind == NAL_IDR;
-            // A new frame starts at a non-VCL NAL that may only come before a
-            // frame's slices, or at a slice whose first macroblock is 0 (the
-            // first bit of its ue(v) first_mb_in_slice is 1).
-            let starts_frame = if is_slice {
-                nal.get(1).is_some_and(|b| b & 0x80 != 0)
-            } else {
-                matches!(kind, NAL_AUD | NAL_SPS | NAL_PPS | NAL_SEI)
-            };
-            if starts_frame && current_has_slice {
-                frames.push(std::mem::replace(
-                    &mut current,
-                    Frame {
-                        nals: Vec::new(),
-                        is_idr: false,
-                    },
-                ));
-                current_has_slice = false;
-            }
-            match kind {
-                NAL_SPS if sps.is_none() => sps = Some(nal.to_vec()),
-                NAL_PPS if pps.is_none() => pps = Some(nal.to_vec()),
-                _ => {}
-            }
-            current.is_idr |= kind == NAL_IDR;
-            current_has_slice |= is_slice;
-            current.nals.push(nal.to_vec());
-        }
-        if current_has_slice {
-            frames.push(current);
-        }
-        let sps = sps.ok_or("no SPS")?;
-        let pps = pps.ok_or("no PPS")?;
-        if sps.len() < 4 {
-            return Err("SPS too short for a profile-level-id".to_owned());
-        }
+        let frames = split_frames(annex_b);
+        let all: Vec<Vec<u8>> = frames.iter().flat_map(|f| f.nals.clone()).collect();
+        let params = ParameterSets::find(&all).ok_or("no SPS and PPS, or an SPS too short")?;
         match frames.first() {
             None => return Err("no frames".to_owned()),
             Some(f) if !f.is_idr => return Err("does not start with an IDR".to_owned()),
             Some(_) => {}
         }
-        Ok(Clip { frames, sps, pps })
+        Ok(Clip {
+            frames,
+            sps: params.sps,
+            pps: params.pps,
+        })
+    }
+
+    pub(crate) fn params(&self) -> ParameterSets {
+        ParameterSets {
+            sps: self.sps.clone(),
+            pps: self.pps.clone(),
+        }
+    }
+
+    /// `profile-level-id` for the SDP.
+    #[cfg(test)]
+    pub(crate) fn profile_level_id(&self) -> String {
+        self.params().profile_level_id()
+    }
+
+    /// `sprop-parameter-sets` for the SDP.
+    #[cfg(test)]
+    pub(crate) fn sprop_parameter_sets(&self) -> String {
+        self.params().sprop_parameter_sets()
+    }
+}
+
+/// The SPS and PPS a stream's SDP announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParameterSets {
+    pub(crate) sps: Vec<u8>,
+    pub(crate) pps: Vec<u8>,
+}
+
+impl ParameterSets {
+    /// The first SPS and PPS among `nals`; `None` if either is missing or
+    /// the SPS is too short to name a profile and level.
+    pub(crate) fn find(nals: &[Vec<u8>]) -> Option<ParameterSets> {
+        let of = |kind: u8| {
+            nals.iter()
+                .find(|n| n.first().is_some_and(|h| h & 0x1f == kind))
+                .cloned()
+        };
+        let sps = of(NAL_SPS)?;
+        let pps = of(NAL_PPS)?;
+        (sps.len() >= 4).then_some(ParameterSets { sps, pps })
     }
 
     /// `profile-level-id` for the SDP: profile, constraint flags, level.
     pub(crate) fn profile_level_id(&self) -> String {
-        // parse() checked the SPS has at least 4 bytes.
+        // find() checked the SPS has at least 4 bytes.
         format!("{:02X}{:02X}{:02X}", self.sps[1], self.sps[2], self.sps[3])
     }
 
@@ -133,6 +132,50 @@ impl Clip {
             super::rtsp::base64(&self.pps)
         )
     }
+}
+
+/// Cuts an Annex B stream into frames (access units): a new frame starts
+/// at a parameter set, SEI or delimiter after a slice, or at a slice whose
+/// first macroblock is 0.
+pub(crate) fn split_frames(annex_b: &[u8]) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut current = Frame {
+        nals: Vec::new(),
+        is_idr: false,
+    };
+    let mut current_has_slice = false;
+    for nal in split_annex_b(annex_b) {
+        let Some(&header) = nal.first() else {
+            continue;
+        };
+        let kind = header & 0x1f;
+        let is_slice = kind == NAL_SLICE || kind == NAL_IDR;
+        // A new frame starts at a non-VCL NAL that may only come before a
+        // frame's slices, or at a slice whose first macroblock is 0 (the
+        // first bit of its ue(v) first_mb_in_slice is 1).
+        let starts_frame = if is_slice {
+            nal.get(1).is_some_and(|b| b & 0x80 != 0)
+        } else {
+            matches!(kind, NAL_AUD | NAL_SPS | NAL_PPS | NAL_SEI)
+        };
+        if starts_frame && current_has_slice {
+            frames.push(std::mem::replace(
+                &mut current,
+                Frame {
+                    nals: Vec::new(),
+                    is_idr: false,
+                },
+            ));
+            current_has_slice = false;
+        }
+        current.is_idr |= kind == NAL_IDR;
+        current_has_slice |= is_slice;
+        current.nals.push(nal.to_vec());
+    }
+    if current_has_slice {
+        frames.push(current);
+    }
+    frames
 }
 
 /// Splits an Annex B byte stream at its 3- and 4-byte start codes.

@@ -98,7 +98,11 @@ impl Playback {
     fn next_clip_frame(&mut self, picture: Picture) -> &'static Frame {
         let wanted = match picture {
             Picture::Still => Source::Still,
-            Picture::Moving => Source::Moving,
+            // Faults inside a live camera's sensor: a recording has no
+            // sensor, it just goes on.
+            Picture::Moving | Picture::HungSensor | Picture::Covered | Picture::Replay => {
+                Source::Moving
+            }
             // Frozen before any frame went out: start from the clip in use.
             Picture::Frozen => self.source,
         };

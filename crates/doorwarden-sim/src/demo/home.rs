@@ -1,5 +1,6 @@
 //! A simulated home with the real bridge on top: one door with a
-//! Zigbee2MQTT-style lock and contact sensor, one RTSP camera, all of them
+//! Zigbee2MQTT-style lock and contact sensor, one RTSP camera (encoding a
+//! live scene, so its pictures pass the picture checks), all of them
 //! simulations from [`crate`], and doorwarden itself running the same
 //! code as `doorwarden run` ([`doorwarden::runtime::run`]).
 //!
@@ -64,6 +65,9 @@ cameras:
     stall_after: 1s
     freeze_after: 400ms
     warmup: 2s
+    # The simulated camera encodes live, so its picture is checked too:
+    # a frozen, covered or replayed picture keeps the door shut.
+    picture_check: required
 locks:
   {DOOR}:
     name: Front door (simulated)

@@ -266,9 +266,11 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         "\nThe simulated home stays up: point Home Assistant's MQTT integration at 127.0.0.1:{port}"
     );
     println!(
-        "or watch with mosquitto_sub. Commands: freeze, still, stall, drop, restore, grant, end,"
+        "or watch with mosquitto_sub. Commands: freeze, still, hang, cover, replay, stall, drop,"
     );
-    println!("request [code], open, close, unlock, lock, help, quit.  Ctrl-C to leave.");
+    println!(
+        "restore, grant, end, request [code], open, close, unlock, lock, help, quit.  Ctrl-C to leave."
+    );
     interact(&home, &mut observer, &timeline).await;
     home.stop().await;
     Ok(())
@@ -315,7 +317,9 @@ async fn story(home: &SimHome, obs: &mut Observer, tl: &Timeline) -> Result<(), 
     let fps = live.json()["fps"].as_f64().unwrap_or(0.0);
     tl.line(
         Tone::Good,
-        &format!("camera porch is live ({fps:.0} fps, frames changing, clock on time)"),
+        &format!(
+            "camera porch is live ({fps:.0} fps, frames changing, clock on time, picture checked: a live scene)"
+        ),
         &camera_state,
     );
 
@@ -478,12 +482,95 @@ async fn story(home: &SimHome, obs: &mut Observer, tl: &Timeline) -> Result<(), 
         "interlock clear: deliveries possible again",
         &door_state,
     );
+    let replay_ms = replay_chapter(home, obs, tl).await?;
     tl.line(
         Tone::Note,
-        &format!("story complete; the frozen camera was caught in {ms} ms"),
+        &format!(
+            "story complete; the frozen camera was caught in {ms} ms, the replayed one in {replay_ms} ms"
+        ),
         "",
     );
     Ok(())
+}
+
+/// The camera is swapped for a recording of itself: it replays its last
+/// three seconds, byte for byte, on time. Every stream rule passes that;
+/// the picture checks see its keyframes come round again. Returns how long
+/// that took to catch.
+async fn replay_chapter(
+    home: &SimHome,
+    obs: &mut Observer,
+    tl: &Timeline,
+) -> Result<u128, DemoError> {
+    let base = "doorwarden";
+    let camera_state = format!("{base}/camera/{CAMERA}/state");
+    let request = format!("{base}/{DOOR}/delivery/request");
+    let response = format!("{base}/{DOOR}/delivery/response");
+    let step = Duration::from_secs(20);
+
+    let fault = Instant::now();
+    home.camera.replay();
+    tl.line(
+        Tone::Alarm,
+        "saboteur swaps the camera's picture for a recording of its last 3 seconds, looped on time",
+        "",
+    );
+    let caught = obs
+        .wait("the replay to be caught", fault, step, |s| {
+            topic_is(s, &camera_state)
+                && s.json()["live"] == false
+                && s.json()["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("replayed recording"))
+        })
+        .await?;
+    let ms = caught.at.duration_since(fault).as_millis();
+    let reason = caught.json()["reason"].as_str().unwrap_or("").to_string();
+    tl.line(
+        Tone::Alarm,
+        &format!("camera porch caught {ms} ms after the swap: {reason}"),
+        &camera_state,
+    );
+
+    let t = Instant::now();
+    tl.line(
+        Tone::Step,
+        "a courier asks to be let in in front of the recording",
+        &request,
+    );
+    obs.publish(&request, r#"{"carrier":"Demo Parcel Co"}"#)
+        .await?;
+    let refused = obs
+        .wait("the refusal", t, step, |s| topic_is(s, &response))
+        .await?;
+    let why = refused.json()["reason"].as_str().unwrap_or("").to_string();
+    if refused.json()["granted"] != false || !why.contains("replayed recording") {
+        return Err(DemoError::Story(format!(
+            "in front of a replayed camera the answer was: {}",
+            refused.text()
+        )));
+    }
+    tl.line(Tone::Alarm, &format!("refused: {why}"), &response);
+
+    // A replay verdict stands for the rest of the camera's session: the
+    // camera must come back on a new one, as after a reboot.
+    let t = Instant::now();
+    home.camera.restore();
+    home.camera.drop_all();
+    tl.line(Tone::Step, "camera fixed and rebooted", "");
+    obs.wait(
+        "the camera to be live again",
+        t,
+        Duration::from_secs(30),
+        |s| topic_is(s, &camera_state) && s.json()["live"] == true,
+    )
+    .await?;
+    tl.line(
+        Tone::Good,
+        "camera porch live again: a new live picture",
+        &camera_state,
+    );
+    Ok(ms)
 }
 
 /// After the story: commands from stdin, and a line for every delivery event.
@@ -554,6 +641,18 @@ async fn command(home: &SimHome, obs: &Observer, tl: &Timeline, line: &str) -> b
             camera.still();
             Ok(())
         }
+        "hang" => {
+            camera.hang_sensor();
+            Ok(())
+        }
+        "cover" => {
+            camera.cover();
+            Ok(())
+        }
+        "replay" => {
+            camera.replay();
+            Ok(())
+        }
         "stall" => {
             camera.stall();
             Ok(())
@@ -596,7 +695,7 @@ async fn command(home: &SimHome, obs: &Observer, tl: &Timeline, line: &str) -> b
         "quit" | "exit" => return false,
         _ => {
             println!(
-                "commands: freeze, still, stall, drop, restore, grant, end, request [code], open, close, unlock, lock, quit"
+                "commands: freeze, still, hang, cover, replay, stall, drop, restore, grant, end, request [code], open, close, unlock, lock, quit"
             );
             Ok(())
         }

@@ -132,6 +132,10 @@ struct CameraOption {
     /// The camera's low-resolution substream, for the picture checks.
     #[serde(default)]
     picture_url: Option<String>,
+    /// Left out: the config's default (`required` for a camera a door
+    /// names, `optional` for the others).
+    #[serde(default)]
+    picture_check: Option<crate::core::picture::PicturePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,7 +378,7 @@ struct CameraEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     password_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    picture_check: Option<&'static str>,
+    picture_check: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     picture_url: Option<String>,
 }
@@ -533,8 +537,7 @@ fn from_options(
                 url: url.into(),
                 username: non_empty(&camera.username).map(str::to_string),
                 password_file,
-                // A substream is given for the picture checks: they are on.
-                picture_check: picture_url.as_ref().map(|_| "required"),
+                picture_check: camera.picture_check.map(|p| p.to_string()),
                 picture_url,
             },
         ));

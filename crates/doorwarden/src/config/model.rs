@@ -129,9 +129,10 @@ pub struct Camera {
     /// Whether decoded pictures are judged (`required`: the camera is live
     /// only once its pictures were seen to be a live scene, and never when
     /// they cannot be decoded; `optional`: picture faults count, an
-    /// undecodable camera is judged by its stream; `off`).
+    /// undecodable camera is judged by its stream; `off`), as the file
+    /// says. Left out, [`Camera::picture_policy`] decides.
     #[serde(default)]
-    pub picture_check: crate::core::picture::PicturePolicy,
+    pub picture_check: Option<crate::core::picture::PicturePolicy>,
     /// The same camera's low-resolution substream (`rtsp://...`), whose
     /// pictures the picture checks decode instead of the main stream's (a
     /// 320x180 frame costs a small fraction of a 720p one). The camera is
@@ -139,6 +140,25 @@ pub struct Camera {
     /// (in the URL, or the camera's `username` / `password`).
     #[serde(default)]
     pub picture_url: Option<String>,
+    /// The policy when `picture_check` is left out. Loading the config sets
+    /// it from the doors: `required` for a camera a door names (a stream
+    /// alone must not open a door), `optional` for one no door names (it
+    /// gates nothing). A camera built without loading a whole config (a
+    /// test, a bench) gets the stricter one.
+    #[serde(skip, default = "default_picture_check")]
+    pub picture_default: crate::core::picture::PicturePolicy,
+}
+
+impl Camera {
+    /// The picture policy in force: the file's, else the default for this
+    /// camera (see `picture_default`).
+    pub fn picture_policy(&self) -> crate::core::picture::PicturePolicy {
+        self.picture_check.unwrap_or(self.picture_default)
+    }
+}
+
+fn default_picture_check() -> crate::core::picture::PicturePolicy {
+    crate::core::picture::PicturePolicy::Required
 }
 
 fn default_stall_after() -> Duration {

@@ -115,8 +115,9 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             None
         }
     };
-    let cameras = typed_map::<Camera>(get("cameras"), "cameras", &mut report);
+    let mut cameras = typed_map::<Camera>(get("cameras"), "cameras", &mut report);
     let locks = typed_map::<Door>(get("locks"), "locks", &mut report);
+    resolve_picture_defaults(&mut cameras, &locks);
     let deliveries = typed_map::<Deliveries>(get("deliveries"), "deliveries", &mut report);
     let recordings = match get("recordings") {
         Some(Value::Null) | None => None,
@@ -178,6 +179,25 @@ pub fn check(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             report.errors.sort_by_key(|e| (e.line, e.col));
             Err(ConfigErrors(report.errors))
         }
+    }
+}
+
+/// A camera a door names gates that door, so by default it must show a
+/// picture that was checked (a recording or an undecodable stream must not
+/// open the door); a camera no door names gates nothing, so its picture is
+/// checked (its snapshot, its faults) without making it unlive where the
+/// picture cannot be decoded. `picture_check` in the file wins either way.
+fn resolve_picture_defaults(
+    cameras: &mut BTreeMap<String, Camera>,
+    locks: &BTreeMap<String, Door>,
+) {
+    for (key, cam) in cameras.iter_mut() {
+        let named = locks.values().any(|door| door.cameras.contains(key));
+        cam.picture_default = if named {
+            crate::core::picture::PicturePolicy::Required
+        } else {
+            crate::core::picture::PicturePolicy::Optional
+        };
     }
 }
 
@@ -447,7 +467,8 @@ fn check_picture_url(name: &str, cam: &Camera, sub: &str, base: &[Seg], r: &mut 
             ),
         ),
     }
-    if cam.picture_check == crate::core::picture::PicturePolicy::Off {
+    // Only an explicit `off` can be off: neither default is.
+    if cam.picture_check == Some(crate::core::picture::PicturePolicy::Off) {
         r.key(
             &at,
             format!(

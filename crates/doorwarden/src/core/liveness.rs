@@ -29,7 +29,8 @@
 //!
 //! - `Connecting`: no session yet, or a session that has not proved itself.
 //!   Its reason says which step it is on: "connecting to the camera",
-//!   "waiting for the first keyframe", "checking the stream".
+//!   "waiting for the first keyframe", "checking the stream", and, where
+//!   the picture must be checked, "waiting for a checked picture".
 //! - `Live`: every rule below has held continuously for `warmup`, and still
 //!   holds.
 //! - `Stalled`: frames came in this session, then none for `stall_after`.
@@ -264,7 +265,7 @@ impl From<&crate::config::Camera> for CameraSettings {
             freeze_after: cam.freeze_after,
             warmup: cam.warmup,
             clock_tolerance: cam.clock_tolerance,
-            picture: cam.picture_check,
+            picture: cam.picture_policy(),
         }
     }
 }
@@ -285,6 +286,9 @@ pub enum Startup {
     Keyframe,
     /// Good frames are coming; the warmup is running.
     Checking,
+    /// The stream has passed its warmup; the picture check (`required`)
+    /// has not yet seen a live scene.
+    Picture,
 }
 
 /// Why a camera that sends frames is not showing a live picture.
@@ -391,6 +395,7 @@ impl Liveness {
                 Startup::Session => "connecting to the camera",
                 Startup::Keyframe => "waiting for the first keyframe",
                 Startup::Checking => "checking the stream",
+                Startup::Picture => "waiting for a checked picture",
             })?,
             Liveness::Live { .. } => return Ok(false),
             Liveness::Stalled { silent_for, .. } => {
@@ -1061,15 +1066,25 @@ impl CameraLiveness {
         }
         // A standing run of empty P-frames may be a hang the still rule has
         // not had time to judge; wait until a frame breaks it.
-        let ready = self.stream.keyframe_seen
+        let stream_ready = self.stream.keyframe_seen
             && self.stream.drift.checked
             && self.stream.drift.suspect_since.is_none()
-            && self.stream.still.is_none_or(|run| run.frames < 2)
-            && self.picture.allows_live();
+            && self.stream.still.is_none_or(|run| run.frames < 2);
+        let ready = stream_ready && self.picture.allows_live();
         match good_since.checked_add(self.settings.warmup) {
             Some(end) if end <= now.mono => {
                 if ready {
                     self.state = Liveness::Live { since: now };
+                } else if stream_ready
+                    && self.picture.fault().is_none()
+                    && let Liveness::Connecting { since, .. } = self.state
+                {
+                    // Only the picture is owed: say so, rather than let the
+                    // owner think the stream is still being judged.
+                    self.state = Liveness::Connecting {
+                        since,
+                        step: Startup::Picture,
+                    };
                 }
                 // Not ready: the next frame will try again. A timer in the
                 // past would spin.
@@ -1150,11 +1165,21 @@ mod tests {
     }
 
     /// The settings a camera gets when its config block gives only a URL.
-    fn defaults() -> CameraSettings {
+    fn given_only_a_url() -> CameraSettings {
         // The test's own literal YAML; a parse failure is a broken test.
         let cam: crate::config::Camera =
             serde_yaml::from_str("url: rtsp://127.0.0.1/porch").unwrap();
         CameraSettings::from(&cam)
+    }
+
+    /// [`given_only_a_url`]'s stream thresholds with the picture check off:
+    /// most tests here feed frame summaries only, to judge the stream rules;
+    /// the picture rules have tests of their own ("frozen content").
+    fn defaults() -> CameraSettings {
+        CameraSettings {
+            picture: PicturePolicy::Off,
+            ..given_only_a_url()
+        }
     }
 
     #[test]
@@ -1603,8 +1628,28 @@ mod tests {
         // single picture the camera is not.
         sim.play(&mut feed, secs(6));
         assert_eq!(sim.kind(), LivenessKind::Connecting);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("waiting for a checked picture")
+        );
         sim.play_with_pictures(&mut feed, secs(12), live_picture);
         assert_eq!(sim.kind(), LivenessKind::Live);
+    }
+
+    #[test]
+    fn a_camera_given_only_a_url_is_never_live_from_its_stream_alone() {
+        // Outside a loaded config (which picks per camera), the stricter
+        // default: a healthy stream for a minute, no picture, not live.
+        let settings = given_only_a_url();
+        assert_eq!(settings.picture, PicturePolicy::Required);
+        let mut sim = Sim::up(settings);
+        let mut feed = Feed::new(Duration::ZERO, 15.0);
+        sim.play(&mut feed, secs(60));
+        assert_eq!(sim.entered(LivenessKind::Live), None);
+        assert_eq!(
+            sim.reason().as_deref(),
+            Some("waiting for a checked picture")
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //!
 //! The monotonic half of each [`Stamp`] never goes backwards inside the
 //! core: an event stamped earlier than the last one is handled as if it
-//! came at the last instant. The wall half is taken as given (wall clocks
-//! are stepped), and every window is re-read from it on every event, so a
-//! jump opens or closes windows at once. [`Core::next_deadline`] turns the
+//! came at the last instant (its wall half moved forward by as much). The
+//! wall half is otherwise taken as given (wall clocks are stepped), and
+//! every window is re-read from it on every event, so a jump opens or
+//! closes windows at once. [`Core::next_deadline`] turns the
 //! next window edge into an `Instant` from the latest stamp; if the wall
 //! clock jumps in between, the tick comes early or late and the next event
 //! corrects it. Early and spurious ticks are harmless.
@@ -552,11 +553,23 @@ impl Core {
 
     // ---- internals -----------------------------------------------------
 
-    /// Keep the monotonic clock from going backwards.
+    /// Keep the monotonic clock from going backwards. A late event (a
+    /// camera's decoded picture of a frame that came a moment before the
+    /// last event) is handled as if it came at the last instant, its wall
+    /// half moved forward by the same lateness: read as given, it would
+    /// step the wall clock back, and a window granted in between would
+    /// close, its code with it, and open again without one. A real step of
+    /// the wall clock still shows: the lateness is measured on the
+    /// monotonic half only.
     fn stamp(&mut self, at: Stamp) -> Stamp {
+        let late = self.last.mono.saturating_duration_since(at.mono);
+        let wall = jiff::SignedDuration::try_from(late)
+            .ok()
+            .and_then(|d| at.wall.checked_add(d).ok())
+            .unwrap_or(at.wall);
         let now = Stamp {
             mono: at.mono.max(self.last.mono),
-            wall: at.wall,
+            wall,
         };
         self.last = now;
         now
@@ -902,6 +915,49 @@ deliveries:
         shown.push_str(&format!("{core:?}{actions:?}"));
         assert!(shown.contains("window_granted"), "the grant was handled");
         assert!(!shown.contains("918273"), "{shown}");
+    }
+
+    #[test]
+    fn a_late_event_does_not_close_a_window_granted_just_before_it() {
+        // No weekly window: only the grant opens one.
+        let home = HOME.replace(
+            r#"windows: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "09:00", to: "17:00" }]"#,
+            "windows: []",
+        );
+        let t0 = Instant::now();
+        let at = stamp(t0, "2026-11-28T20:00:00Z");
+        let mut core = match Core::new(&config(&home), PersistedState::default(), [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(at);
+        let grant = Command::Grant {
+            duration: None,
+            code: Some(crate::config::Secret::new("918273")),
+        };
+        let _ = core.handle(Event {
+            at: stamp(t0 + Duration::from_secs(10), "2026-11-28T20:00:10Z"),
+            kind: EventKind::Command {
+                door: "front".into(),
+                command: grant,
+            },
+        });
+        // A camera's decoded picture of a frame that came 200 ms before the
+        // grant, handled after it: both halves of its stamp are that old.
+        let late = core.handle(Event {
+            at: stamp(
+                t0 + Duration::from_millis(9_800),
+                "2026-11-28T20:00:09.800Z",
+            ),
+            kind: EventKind::Tick,
+        });
+        let closed: Vec<&Action> = late
+            .iter()
+            .filter(|a| format!("{a:?}").contains("WindowClosed"))
+            .collect();
+        assert!(closed.is_empty(), "{closed:?}");
+        let status = core.door_status("front").map(|s| s.delivery);
+        assert_eq!(status, Some(crate::core::DeliveryState::WindowOpen));
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub enum PictureSample {
 }
 
 /// Whether a camera must show a judged picture to be live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+///
+/// There is no one default: a camera a door names defaults to `Required`,
+/// any other to `Optional` (`crate::config::Camera::picture_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PicturePolicy {
     /// Not live until its pictures were judged live; an undecodable camera
@@ -106,8 +109,17 @@ pub enum PicturePolicy {
     /// is judged by its stream alone.
     Optional,
     /// The picture is not looked at.
-    #[default]
     Off,
+}
+
+impl fmt::Display for PicturePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PicturePolicy::Required => "required",
+            PicturePolicy::Optional => "optional",
+            PicturePolicy::Off => "off",
+        })
+    }
 }
 
 /// What the picture shows that a live camera cannot.
@@ -176,8 +188,10 @@ struct Change {
 #[derive(Debug, Clone)]
 pub struct PictureCheck {
     policy: PicturePolicy,
-    last_key: Option<Thumbnail>,
-    last_p: Option<Thumbnail>,
+    /// The last keyframe's and the last other frame's picture, each with
+    /// when it was judged.
+    last_key: Option<(Instant, Thumbnail)>,
+    last_p: Option<(Instant, Thumbnail)>,
     /// Comparisons within the last few seconds.
     changes: VecDeque<Change>,
     /// Since when every sample was uniform.
@@ -187,6 +201,11 @@ pub struct PictureCheck {
     /// The last comparison that showed the scene move (kept across
     /// sessions, with the keyframe hashes).
     last_motion: Option<Instant>,
+    /// The earlier picture of that comparison: the scene moved after this
+    /// instant. The first still picture of a hung sensor differs from the
+    /// last live one, so `last_motion` falls just after the first still
+    /// keyframe; only this one says the scene moved after it.
+    moved_after: Option<Instant>,
     replayed: Option<Duration>,
     undecodable: Option<Undecodable>,
     /// Enough comparisons were judged, this session, and found a live scene.
@@ -206,6 +225,7 @@ impl PictureCheck {
             uniform_since: None,
             keys: VecDeque::new(),
             last_motion: None,
+            moved_after: None,
             replayed: None,
             undecodable: None,
             judged_live: false,
@@ -222,10 +242,11 @@ impl PictureCheck {
     /// reconnect to the same recording is caught at its first repeat.
     pub fn restart(&mut self) {
         let keys = std::mem::take(&mut self.keys);
-        let last_motion = self.last_motion;
+        let (last_motion, moved_after) = (self.last_motion, self.moved_after);
         *self = PictureCheck::new(self.policy);
         self.keys = keys;
         self.last_motion = last_motion;
+        self.moved_after = moved_after;
     }
 
     /// What is wrong with the picture now, if anything.
@@ -276,16 +297,30 @@ impl PictureCheck {
         let earlier = self
             .keys
             .iter()
+            .enumerate()
             .rev()
             .skip(1)
-            .find(|(_, h)| *h == hash)
-            .map(|(t, _)| *t);
+            .find(|(_, (_, h))| *h == hash)
+            .map(|(i, (t, _))| (i, *t));
         let previous_differs = self.keys.back().is_some_and(|(_, h)| *h != hash);
-        if let Some(then) = earlier
+        if let Some((i, then)) = earlier
             && previous_differs
-            && self.last_motion.is_some_and(|m| m > then)
         {
-            self.replayed = Some(at.saturating_duration_since(then));
+            // A hung sensor's keyframes alternate between two byte strings
+            // (x264 alternates idr_pic_id), one keyframe in between, and the
+            // change from the last live picture to the still one is seen
+            // just after the first of them. So a pair that merely ended
+            // after `then` counts only with several pictures in between (a
+            // recording of three GOPs or more); with one, the scene must
+            // have moved between two pictures taken after `then`.
+            let mut between = self.keys.range(i + 1..).map(|(_, h)| *h);
+            let first = between.next();
+            let several = between.any(|h| Some(h) != first);
+            let moved_over = self.last_motion.is_some_and(|m| m > then);
+            let moved_after = self.moved_after.is_some_and(|m| m >= then);
+            if moved_after || (several && moved_over) {
+                self.replayed = Some(at.saturating_duration_since(then));
+            }
         }
         self.keys.push_back((at, hash));
     }
@@ -322,17 +357,18 @@ impl PictureCheck {
         } else {
             &mut self.last_p
         };
-        if let Some(prev) = previous.as_ref()
+        if let Some((prev_at, prev)) = previous.as_ref()
             && prev.width == picture.width
             && prev.height == picture.height
         {
             let change = compare(at, prev, picture);
             if !is_small_box(change.bbox, picture) {
                 self.last_motion = Some(at);
+                self.moved_after = Some(*prev_at);
             }
             self.changes.push_back(change);
         }
-        *previous = Some(picture.clone());
+        *previous = Some((at, picture.clone()));
         // Keep a little more than the frozen span: the verdict needs the
         // oldest comparison to be at least that old.
         while self.changes.len() > FROZEN_MIN_PAIRS
@@ -658,6 +694,62 @@ mod tests {
             check.handle_sample(at, &pic(base.clone(), i % 15 == 0));
         }
         assert!(matches!(check.fault(), Some(PictureFault::Frozen)));
+    }
+
+    #[test]
+    fn a_live_camera_whose_sensor_hangs_a_while_is_frozen_not_replayed_and_recovers() {
+        // The picture of each frame is judged a few ms after its keyframe's
+        // bytes were hashed: decoding takes that long.
+        const DECODE: Duration = Duration::from_millis(5);
+        let mut check = PictureCheck::new(PicturePolicy::Required);
+        let t0 = Instant::now();
+        let mut moving = noisy(3, 20);
+        let base = scene();
+        let frame = |check: &mut PictureCheck, i: usize, hash: u64, cells: Vec<u16>| {
+            let at = t0 + Duration::from_millis(i as u64 * 1000 / 15);
+            let keyframe = i.is_multiple_of(15);
+            if keyframe {
+                check.handle_keyframe(at, hash);
+            }
+            check.handle_sample(at + DECODE, &pic(cells, keyframe));
+        };
+        for i in 0..45 {
+            frame(&mut check, i, 100 + (i / 15) as u64, moving(i));
+        }
+        assert!(check.allows_live());
+        // The sensor hangs for 4 s; x264 alternates idr_pic_id, so the
+        // keyframes of the still picture repeat every other one.
+        for i in 45..105 {
+            frame(&mut check, i, (i / 15 % 2) as u64, base.clone());
+        }
+        assert_eq!(check.fault(), Some(PictureFault::Frozen));
+        // The sensor comes back: so does the camera.
+        for i in 105..180 {
+            frame(&mut check, i, 200 + (i / 15) as u64, moving(i));
+        }
+        assert_eq!(check.fault(), None);
+        assert!(check.allows_live());
+    }
+
+    #[test]
+    fn a_looped_recording_is_caught_from_one_decoded_keyframe_in_ten() {
+        // Outside a close look only one keyframe in ten is decoded; every
+        // keyframe's bytes are still hashed. A 4-GOP loop, one GOP a second.
+        let mut check = PictureCheck::new(PicturePolicy::Required);
+        let t0 = Instant::now();
+        let mut moving = noisy(5, 20);
+        for k in 0..30u64 {
+            let at = t0 + Duration::from_secs(k);
+            check.handle_keyframe(at, 500 + k % 4);
+            if k % 10 == 0 {
+                let at = at + Duration::from_millis(5);
+                check.handle_sample(at, &pic(moving(k as usize), true));
+            }
+        }
+        assert_eq!(
+            check.fault().map(|f| f.to_string()).as_deref(),
+            Some("the picture repeats every 4.0 s: a replayed recording")
+        );
     }
 
     #[test]

@@ -490,8 +490,9 @@ mod tests {
     #[test]
     fn without_a_substream_it_is_the_main_streams_liveness() {
         let clock = Clock::new();
+        // Stream rules only, so that frame summaries alone make it live.
         let cam: crate::config::Camera =
-            serde_yaml::from_str("url: rtsp://127.0.0.1/main\n").unwrap();
+            serde_yaml::from_str("url: rtsp://127.0.0.1/main\npicture_check: off\n").unwrap();
         let mut cam =
             CameraStreams::new(CameraSettings::from(&cam), false, clock.at(Duration::ZERO));
         assert!(!cam.has_substream());

@@ -383,7 +383,7 @@ pub const CAMERA_SNAPSHOT: &[EntitySpec] = &[EntitySpec {
 
 /// Whether a camera has a snapshot entity ([`CAMERA_SNAPSHOT`]).
 pub fn has_snapshot(camera: &crate::config::Camera) -> bool {
-    camera.picture_check != crate::core::picture::PicturePolicy::Off
+    camera.picture_policy() != crate::core::picture::PicturePolicy::Off
 }
 
 const LIVENESS_STATES: [LivenessKind; 5] = [

@@ -192,7 +192,7 @@ impl CameraTask {
     /// The same holds for `picture_url` and its own userinfo.
     pub fn new(name: String, cfg: &config::Camera) -> CameraTask {
         let (url, credentials) = credentials_for(&cfg.url, cfg);
-        let substream = (cfg.picture_check != PicturePolicy::Off)
+        let substream = (cfg.picture_policy() != PicturePolicy::Off)
             .then_some(cfg.picture_url.as_deref())
             .flatten()
             .map(|sub| credentials_for(sub, cfg));
@@ -203,7 +203,7 @@ impl CameraTask {
             transport: cfg.transport,
             timing: CameraTiming::for_camera(cfg),
             tap: None,
-            picture: cfg.picture_check,
+            picture: cfg.picture_policy(),
             close_look: CloseLook::default(),
             snapshots: None,
             role: Role::Main,
