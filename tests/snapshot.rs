@@ -159,10 +159,13 @@ async fn a_live_camera_shows_its_verified_picture_with_its_time() {
     assert!(meta_again.retain, "its time is retained");
     assert!(meta_again.json()["taken_at"].is_string());
 
-    // A delivery event of the camera's door names the newest verified
-    // snapshot, which a notification attaches.
+    // A delivery event of the camera's door: the owner wants the picture
+    // of that moment, not one from before it. The event says from when
+    // (`snapshot_due`), at once; a verified picture taken at or after that
+    // time follows on the image entity, its JPEG before its time.
     ha.subscribe("doorwarden/front/delivery/event").await;
     ha.drain();
+    let pressed = jiff::Timestamp::now();
     ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
         .await;
     let event = ha
@@ -173,13 +176,44 @@ async fn a_live_camera_shows_its_verified_picture_with_its_time() {
         )
         .await
         .json();
-    let at: jiff::Timestamp = event["snapshot_at"]
+    let due: jiff::Timestamp = event["snapshot_due"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("snapshot_due in {event}"));
+    assert!(due >= pressed, "due {due}, before the press at {pressed}");
+    // The newest picture already shown is named too, for a notification
+    // that cannot wait: it is older than the event.
+    let before: jiff::Timestamp = event["snapshot_at"]
         .as_str()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("snapshot_at in {event}"));
+    assert!(before >= taken && before < due, "{event}");
+    let mut jpeg_seen = false;
+    let fresh = ha
+        .wait_for(
+            |m| {
+                if m.topic == IMAGE {
+                    jpeg_seen = m.payload.starts_with(&[0xFF, 0xD8]);
+                }
+                m.topic == META
+                    && m.json()["taken_at"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t >= due)
+            },
+            LONG,
+            "a verified picture taken at or after the event",
+        )
+        .await;
+    assert!(jpeg_seen, "the picture came before its time");
+    let fresh_at: jiff::Timestamp = fresh.json()["taken_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("taken_at in {}", fresh.text()));
+    // The frame that follows the event, not one a while later.
     assert!(
-        at >= taken,
-        "event names {at}, an older picture than {taken}"
+        fresh_at.duration_since(due) < jiff::SignedDuration::from_secs(5),
+        "asked at {due}, taken at {fresh_at}"
     );
     bridge.stop().await;
 }
@@ -217,5 +251,30 @@ async fn a_camera_that_is_never_live_never_shows_a_picture() {
     )
     .await;
     assert!(shown.is_empty(), "published: {shown:?}");
+
+    // A delivery event says, at once, that no picture of the moment will
+    // follow (no camera of the door is live) and that none was ever shown,
+    // so a notification neither waits for one nor attaches one.
+    ha.subscribe("doorwarden/front/delivery/event").await;
+    ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
+        .await;
+    let event = ha
+        .wait_for(
+            |m| m.topic == "doorwarden/front/delivery/event",
+            LONG,
+            "a delivery event",
+        )
+        .await
+        .json();
+    assert_eq!(
+        event.get("snapshot_due"),
+        Some(&serde_json::Value::Null),
+        "{event}"
+    );
+    assert_eq!(
+        event.get("snapshot_at"),
+        Some(&serde_json::Value::Null),
+        "{event}"
+    );
     bridge.stop().await;
 }
