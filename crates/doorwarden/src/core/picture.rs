@@ -43,6 +43,11 @@
 //!   case). A live encoder cannot repeat a keyframe's bytes: sensor noise and
 //!   the changing scene make every keyframe new.
 //!
+//! - **Refined, not live** ("picture frozen: only the encoder refines a
+//!   still picture"): an encoder with a bitrate target keeps changing a
+//!   still picture after each keyframe, by ever smaller amounts in the same
+//!   places; [`crate::core::refinement`] tells that from sensor noise.
+//!
 //! A replay fault stands until the camera's session restarts; the others
 //! clear as soon as the pictures show life again (the liveness machine then
 //! runs its warmup before the camera is live).
@@ -54,6 +59,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use super::refinement::RefinementWatch;
 
 /// A decoded picture reduced to mean luma per cell, row by row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +123,11 @@ pub enum PictureFault {
     NoPicture,
     Frozen,
     OnlyClockChanges,
-    Replayed { every: Duration },
+    /// Changes that only an encoder refining a still picture makes.
+    Refined,
+    Replayed {
+        every: Duration,
+    },
     Undecodable(Undecodable),
 }
 
@@ -127,6 +138,9 @@ impl fmt::Display for PictureFault {
             PictureFault::Frozen => f.write_str("picture frozen: not even sensor noise changes"),
             PictureFault::OnlyClockChanges => {
                 f.write_str("picture frozen; only the on-screen clock changes")
+            }
+            PictureFault::Refined => {
+                f.write_str("picture frozen: only the encoder refines a still picture")
             }
             PictureFault::Replayed { every } => write!(
                 f,
@@ -193,6 +207,8 @@ pub struct PictureCheck {
     judged_live: bool,
     /// The last sample's verdict on still pictures.
     still: Option<PictureFault>,
+    /// Whether the changes are only an encoder refining a still picture.
+    refinement: RefinementWatch,
     no_picture: bool,
 }
 
@@ -210,6 +226,7 @@ impl PictureCheck {
             undecodable: None,
             judged_live: false,
             still: None,
+            refinement: RefinementWatch::default(),
             no_picture: false,
         }
     }
@@ -244,6 +261,7 @@ impl PictureCheck {
             return Some(PictureFault::Replayed { every });
         }
         self.still
+            .or(self.refinement.refining().then_some(PictureFault::Refined))
     }
 
     /// Whether the picture allows the camera to become live: no fault, and
@@ -308,6 +326,11 @@ impl PictureCheck {
             return;
         }
         self.undecodable = None;
+        if keyframe {
+            self.refinement.keyframe();
+        } else {
+            self.refinement.p_frame(picture);
+        }
 
         if spread(&picture.cells) < UNIFORM_SPREAD {
             let since = *self.uniform_since.get_or_insert(at);
@@ -346,7 +369,7 @@ impl PictureCheck {
         let (judged, still) = self.judge_still(at, picture);
         self.still = still;
         if judged {
-            self.judged_live = still.is_none();
+            self.judged_live = still.is_none() && !self.refinement.refining();
         }
     }
 
