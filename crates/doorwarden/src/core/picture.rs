@@ -562,6 +562,43 @@ mod tests {
         assert_eq!(frames, 900);
     }
 
+    /// x264 with a bitrate target behind an on-screen clock: every P-frame
+    /// changes the picture, by less each time after a keyframe, and the
+    /// clock ticks once a second; the frozen rule sees change, the
+    /// refinement watch sees it die down in every group.
+    #[test]
+    fn a_still_picture_an_encoder_keeps_refining_is_frozen_with_its_reason() {
+        let mut check = PictureCheck::new(PicturePolicy::Required);
+        let base = scene();
+        let mut noise = Noise(11);
+        let mut error: Vec<i32> = Vec::new();
+        feed(&mut check, Instant::now(), 60, |i| {
+            if i % 15 == 0 {
+                // A coarse keyframe: every cell off by up to 4 levels.
+                error = base.iter().map(|_| noise.jitter(64)).collect();
+            } else {
+                for e in &mut error {
+                    *e /= 2;
+                }
+            }
+            let mut cells: Vec<u16> = base
+                .iter()
+                .zip(&error)
+                .map(|(&c, e)| (i32::from(c) + e).clamp(0, 4080) as u16)
+                .collect();
+            stamp(&mut cells, 2, 2, if (i / 15) % 2 == 0 { 3000 } else { 500 });
+            cells
+        });
+        assert_eq!(
+            check.fault().map(|f| f.to_string()).unwrap_or_default(),
+            "picture frozen: only the encoder refines a still picture"
+        );
+        assert!(!check.allows_live());
+        // A new session starts over.
+        check.restart();
+        assert_eq!(check.fault(), None);
+    }
+
     #[test]
     fn a_still_picture_is_frozen_from_the_first_frames_within_two_seconds() {
         let mut check = PictureCheck::new(PicturePolicy::Required);
