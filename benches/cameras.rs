@@ -120,7 +120,13 @@ async fn pictures() {
         "\n== picture checks: GStreamer live x264 320x180 15 fps (tests/rtsp_server.py), {runs} runs"
     );
     println!("   faults present from the first frame: time from PLAY (CameraUp) to Frozen");
-    for path in ["/cam-still", "/cam-still-clock", "/cam-black", "/live"] {
+    for path in [
+        "/cam-still",
+        "/cam-still-clock",
+        "/cam-still-clock-cbr",
+        "/cam-black",
+        "/live",
+    ] {
         let mut took = Vec::new();
         let mut reasons = Vec::new();
         for _ in 0..runs {
@@ -197,7 +203,7 @@ async fn pictures() {
         took.len()
     );
     println!("   false trips: live sources watched {soak} s each, side by side, close look on");
-    let watches: Vec<(&str, CameraWatch)> = ["/cam-live", "/cam-quiet"]
+    let watches: Vec<(&str, CameraWatch)> = ["/cam-live", "/cam-quiet", "/cam-quiet-cbr"]
         .into_iter()
         .map(|p| (p, picture_watch(&server, p)))
         .collect();

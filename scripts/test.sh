@@ -33,6 +33,9 @@ then
             gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
             gstreamer1.0-x)
 fi
+# The blueprint tests render Home Assistant templates with Jinja2, the
+# engine Home Assistant uses (tests/ha_template.py, run by /usr/bin/python3).
+/usr/bin/python3 -c "import jinja2" >/dev/null 2>&1 || missing+=(python3-jinja2)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 # The picture decoder (the openh264 crate) builds its bundled C++ source.
 command -v g++ >/dev/null 2>&1 || missing+=(g++)

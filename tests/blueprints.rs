@@ -355,6 +355,7 @@ fn event_types_and_attributes_match_the_mqtt_contract() {
         "clip",
         "clip_duration_s",
         "snapshot_at",
+        "snapshot_due",
         "friendly_name",
     ]
     .into_iter()
@@ -448,10 +449,8 @@ fn interlock_alert_buttons_are_handled() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    let wait = steps
-        .iter()
-        .find_map(|s| s.get("wait_for_trigger"))
-        .unwrap();
+    // The button wait may run beside another branch (`parallel:`).
+    let wait = keyed(&bp["action"], "wait_for_trigger")[0];
     let waited: Vec<&str> = wait
         .as_sequence()
         .unwrap()
@@ -465,9 +464,8 @@ fn interlock_alert_buttons_are_handled() {
         .map(|t| t["event_data"]["action"].as_str().unwrap())
         .collect();
     assert_eq!(buttons, waited, "each button has its wait_for_trigger");
-    let services: Vec<&str> = steps
-        .iter()
-        .filter_map(|s| s.get("choose"))
+    let services: Vec<&str> = keyed(&bp["action"], "choose")
+        .into_iter()
         .flat_map(|c| c.as_sequence().unwrap())
         .flat_map(|o| o["sequence"].as_sequence().unwrap())
         .filter_map(|s| s["service"].as_str())
@@ -524,8 +522,8 @@ fn every_blueprint_has_an_import_link_in_the_docs() {
 }
 
 /// The interlock alert and the delivery summary attach the camera's
-/// verified snapshot: the picture the event's `snapshot_at` names, through
-/// the image entity's proxy, and nothing when there is none.
+/// verified snapshot through the image entity's proxy, and nothing when
+/// there is none.
 #[test]
 fn alerts_attach_the_verified_snapshot() {
     for file in ["interlock_tripped_notify.yaml", "delivery_summary.yaml"] {
@@ -539,8 +537,8 @@ fn alerts_attach_the_verified_snapshot() {
         );
         assert_eq!(input["default"], Value::Sequence(Vec::new()), "{file}");
         assert!(
-            text.contains("trigger.to_state.attributes.snapshot_at"),
-            "{file}: the event's snapshot time picks the picture"
+            text.contains("trigger.to_state.attributes.snapshot_due"),
+            "{file}: the event's due time picks the picture of the moment"
         );
         assert!(
             text.contains(
@@ -549,4 +547,303 @@ fn alerts_attach_the_verified_snapshot() {
             "{file}: the notification attaches the picture"
         );
     }
+}
+
+/// Every value under `key`, at any depth (steps nest in `if`/`then`,
+/// `parallel`, `sequence`).
+fn keyed<'a>(value: &'a Value, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    fn walk<'a>(value: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+        match value {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    if k.as_str() == Some(key) {
+                        out.push(v);
+                    }
+                    walk(v, key, out);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|v| walk(v, key, out)),
+            _ => {}
+        }
+    }
+    walk(value, key, &mut out);
+    out
+}
+
+/// Every step (mapping) that has `key`, at any depth.
+fn steps_with<'a>(value: &'a Value, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    fn walk<'a>(value: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+        match value {
+            Value::Mapping(m) => {
+                if m.contains_key(key) {
+                    out.push(value);
+                }
+                m.values().for_each(|v| walk(v, key, out));
+            }
+            Value::Sequence(items) => items.iter().for_each(|v| walk(v, key, out)),
+            _ => {}
+        }
+    }
+    walk(value, key, &mut out);
+    out
+}
+
+/// A template rendered as Home Assistant renders it: by Jinja2, with the
+/// Home Assistant functions the blueprints call (tests/ha_template.py),
+/// over the given image entities' `taken_at`. Times print in UTC.
+fn render(template: &Value, variables: serde_json::Value, taken: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let template = template.as_str().expect("a template is a string");
+    let states: serde_json::Map<String, serde_json::Value> = taken
+        .iter()
+        .map(|(e, t)| (e.to_string(), serde_json::json!({ "taken_at": t })))
+        .collect();
+    let job = serde_json::json!({
+        "template": template,
+        "variables": variables,
+        "states": states,
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ha_template.py");
+    // The system's Python, where scripts/test.sh installs Jinja2.
+    let python = std::env::var_os("DOORWARDEN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{template}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const PORCH: &str = "image.porch_snapshot";
+const DRIVE: &str = "image.drive_snapshot";
+/// The event's due time, the last picture shown before it, and one taken
+/// after it.
+const DUE: &str = "2026-12-07T14:02:09.25+00:00";
+const BEFORE: &str = "2026-12-07T14:02:05+00:00";
+const AFTER: &str = "2026-12-07T14:02:09.4+00:00";
+
+/// The one `variables:` step that defines `name`, and its template.
+fn variable<'a>(bp: &'a Value, name: &str) -> &'a Value {
+    let steps = steps_with(&bp["action"], "variables");
+    let found: Vec<&Value> = steps
+        .iter()
+        .filter_map(|s| s["variables"].get(name))
+        .collect();
+    assert_eq!(found.len(), 1, "variable {name} defined once");
+    found[0]
+}
+
+/// The wait for the picture of the moment: on the image entities'
+/// `taken_at`, bounded by the `picture_wait` input, and what it is
+/// waiting for.
+fn picture_wait(file: &str, bp: &Value) -> &'static str {
+    let waits = steps_with(&bp["action"], "wait_template");
+    assert_eq!(waits.len(), 1, "{file}: one wait for the picture");
+    let wait = waits[0];
+    match &wait["timeout"] {
+        Value::Tagged(t) => assert_eq!(t.value, Value::from("picture_wait"), "{file}"),
+        other => panic!("{file}: the wait's timeout is {other:?}, not the picture_wait input"),
+    }
+    assert_eq!(wait["continue_on_timeout"], Value::from(true), "{file}");
+    let images = serde_json::json!([DRIVE, PORCH]);
+    let vars = serde_json::json!({ "snapshot_images": images, "snapshot_due": DUE });
+    let template = &wait["wait_template"];
+    // Only the picture shown before the event: still waiting.
+    assert_eq!(
+        render(template, vars.clone(), &[(PORCH, BEFORE)]),
+        "False",
+        "{file}"
+    );
+    assert_eq!(render(template, vars.clone(), &[]), "False", "{file}");
+    // The picture taken after the event is shown: the wait is over.
+    assert_eq!(
+        render(template, vars.clone(), &[(DRIVE, BEFORE), (PORCH, AFTER)]),
+        "True",
+        "{file}"
+    );
+    // Nothing is due (no camera of the door live): no wait at all.
+    let guard = steps_with(&bp["action"], "if")
+        .into_iter()
+        .find(|s| !steps_with(&s["then"], "wait_template").is_empty())
+        .unwrap_or_else(|| panic!("{file}: the wait is guarded"));
+    let guard = &guard["if"][0]["value_template"];
+    assert_eq!(render(guard, vars, &[]), "True", "{file}");
+    let nothing_due = serde_json::json!({ "snapshot_images": images, "snapshot_due": "" });
+    assert_eq!(render(guard, nothing_due, &[]), "False", "{file}");
+    "waited"
+}
+
+/// The delivery summary is not urgent: it waits for the picture taken at
+/// the end of the delivery, and if none comes (the camera stopped being
+/// live) it attaches the last verified picture and says how old it is.
+#[test]
+fn the_summary_waits_for_the_picture_of_the_moment() {
+    let file = "delivery_summary.yaml";
+    let bp: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir().join(file)).unwrap()).unwrap();
+    picture_wait(file, &bp);
+    let vars = serde_json::json!({ "snapshot_images": [DRIVE, PORCH], "snapshot_due": DUE });
+    let pick = |taken: &[(&str, &str)]| {
+        let fresh = render(variable(&bp, "fresh_entity"), vars.clone(), taken);
+        let newest = render(variable(&bp, "newest_entity"), vars.clone(), taken);
+        let both = serde_json::json!({ "fresh_entity": fresh, "newest_entity": newest });
+        let entity = render(variable(&bp, "snapshot_entity"), both, taken);
+        let note = render(
+            variable(&bp, "picture_note"),
+            serde_json::json!({ "snapshot_entity": entity, "fresh_entity": fresh }),
+            taken,
+        );
+        (entity, note)
+    };
+    // The picture came in time.
+    let (entity, note) = pick(&[(DRIVE, BEFORE), (PORCH, AFTER)]);
+    assert_eq!((entity.as_str(), note.as_str()), (PORCH, ""));
+    // Timed out: the older picture, said to be older.
+    let (entity, note) = pick(&[(PORCH, BEFORE)]);
+    assert_eq!(entity, PORCH);
+    assert_eq!(
+        note,
+        "Picture from 14:02:05, before the end: the camera was not live for a newer one."
+    );
+    let notify = steps_with(&bp["action"], "type")
+        .into_iter()
+        .rfind(|s| s["type"] == "notify")
+        .unwrap();
+    let message = render(
+        &notify["message"],
+        serde_json::json!({
+            "took": "4 min 10 s", "entries": 1, "compromised": false, "picture_note": note,
+            "trigger": { "to_state": { "attributes": {} } },
+        }),
+        &[],
+    );
+    assert_eq!(
+        message,
+        "Took 4 min 10 s, 1 entry. Cameras stayed live throughout. \
+         Picture from 14:02:05, before the end: the camera was not live for a newer one."
+    );
+    let image = render(
+        &notify["data"]["image"],
+        serde_json::json!({ "snapshot_entity": entity }),
+        &[],
+    );
+    assert_eq!(image, "/api/image_proxy/image.porch_snapshot");
+    // No picture was ever shown: none attached, nothing said.
+    let (entity, note) = pick(&[]);
+    assert_eq!((entity.as_str(), note.as_str()), ("", ""));
+}
+
+/// An interlock trip alerts at once, never held back for a picture: the
+/// alert carries the last verified picture (said to be from before it),
+/// and is updated with the picture of the moment when a camera that
+/// stayed live shows one, while its buttons are answered.
+#[test]
+fn the_interlock_alert_is_sent_at_once_and_updated_with_the_picture() {
+    let file = "interlock_tripped_notify.yaml";
+    let bp: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir().join(file)).unwrap()).unwrap();
+    let steps = bp["action"].as_sequence().unwrap();
+    let first = steps
+        .iter()
+        .position(|s| s["type"] == "notify")
+        .expect("a top-level notify");
+    for step in &steps[..first] {
+        assert!(
+            step.get("variables").is_some() && step.as_mapping().unwrap().len() == 1,
+            "{file}: only variables before the alert, got {step:?}"
+        );
+    }
+    let alert = &steps[first];
+    let taken = [(PORCH, BEFORE)];
+    let vars = serde_json::json!({ "snapshot_images": [DRIVE, PORCH], "snapshot_due": DUE });
+    let entity = render(variable(&bp, "snapshot_entity"), vars, &taken);
+    assert_eq!(entity, PORCH);
+    let note = render(
+        variable(&bp, "picture_note"),
+        serde_json::json!({ "snapshot_entity": entity }),
+        &taken,
+    );
+    assert_eq!(note, "Picture from 14:02:05, before the alert.");
+    let message = render(
+        &alert["message"],
+        serde_json::json!({ "camera": "porch", "reason": "picture frozen: not even sensor noise changes", "picture_note": note }),
+        &[],
+    );
+    assert_eq!(
+        message,
+        "Camera porch: picture frozen: not even sensor noise changes Picture from 14:02:05, before the alert."
+    );
+    assert_eq!(
+        render(
+            &alert["data"]["image"],
+            serde_json::json!({ "snapshot_entity": entity }),
+            &[]
+        ),
+        "/api/image_proxy/image.porch_snapshot"
+    );
+
+    // Beside the buttons: the wait, and the update it gates.
+    let parallel = steps[first + 1]["parallel"]
+        .as_sequence()
+        .expect("the next step runs the picture and the buttons side by side");
+    assert_eq!(parallel.len(), 2);
+    assert_eq!(keyed(&parallel[1], "wait_for_trigger").len(), 1);
+    assert_eq!(picture_wait(file, &bp), "waited");
+    assert!(keyed(&parallel[0], "wait_for_trigger").is_empty());
+    let gate = steps_with(&parallel[0], "if")
+        .into_iter()
+        .find(|s| s["if"][0]["value_template"] == "{{ wait.completed }}")
+        .expect("the update only when the picture came");
+    let update = gate["then"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "notify")
+        .expect("the update");
+    assert_eq!(
+        update["data"]["tag"], alert["data"]["tag"],
+        "the same notification"
+    );
+    assert_eq!(
+        update["data"]["actions"], alert["data"]["actions"],
+        "the same buttons"
+    );
+    assert_eq!(
+        update["data"]["alert_once"],
+        Value::from(true),
+        "it does not ring again"
+    );
+    let fresh = render(
+        &gate["then"][0]["variables"]["fresh_entity"],
+        serde_json::json!({ "snapshot_images": [DRIVE, PORCH], "snapshot_due": DUE }),
+        &[(DRIVE, BEFORE), (PORCH, AFTER)],
+    );
+    assert_eq!(fresh, PORCH);
+    assert_eq!(
+        render(
+            &update["data"]["image"],
+            serde_json::json!({ "fresh_entity": fresh }),
+            &[]
+        ),
+        "/api/image_proxy/image.porch_snapshot"
+    );
 }

@@ -191,3 +191,40 @@ async fn a_live_camera_whose_sensor_hangs_is_frozen_and_comes_back_when_it_recov
     w.until_state(LivenessKind::Live, LONG).await;
     w.stop().await;
 }
+
+/// A hung sensor behind an on-screen clock and an encoder with a bitrate
+/// target: x264 keeps refining the still picture after every keyframe, so
+/// P-frames are never empty and the decoded picture keeps changing, by ever
+/// smaller amounts, in the same places; the clock makes every keyframe new.
+/// That is not sensor noise, which does not die down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_still_picture_the_encoder_keeps_refining_is_caught() {
+    let server = RtspTestServer::start();
+    let w = watch(&server, "/cam-still-clock-cbr", "required");
+    assert_eq!(
+        frozen_reason(&w).await,
+        "picture frozen: only the encoder refines a still picture"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!ever_live(&w), "{:#?}", w.summary());
+    w.stop().await;
+}
+
+/// The same encoder on a live quiet scene (faint sensor noise, a clock):
+/// after each keyframe it refines the picture too, but the noise goes on,
+/// so the camera stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_scene_behind_a_bitrate_target_stays_live() {
+    let server = RtspTestServer::start();
+    let w = watch(&server, "/cam-quiet-cbr", "required");
+    w.until_state(LivenessKind::Live, LONG).await;
+    // Many keyframes (one a second), each followed by its refinement.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let lost: Vec<_> = w
+        .changes()
+        .into_iter()
+        .filter(|t| t.from == LivenessKind::Live)
+        .collect();
+    assert!(lost.is_empty(), "left live: {lost:?}");
+    w.stop().await;
+}

@@ -25,6 +25,12 @@ Mounts (all shared: every client of a mount sees the same stream):
                    same scene, encoded by its own pipeline; `still cam-sub`
                    hangs its picture, `moving cam-sub` brings it back,
                    `pause cam-sub` stops its frames
+  /cam-still-cbr   /cam-still with x264 at a bitrate target (500 kbit/s CBR):
+                   the encoder keeps refining the hung sensor's picture, so
+                   P-frames are never empty (docs/performance.md)
+  /cam-still-clock-cbr  /cam-still-clock with that encoder: the clock makes
+                   every keyframe new, so not even the replay rule sees it
+  /cam-quiet-cbr   /cam-quiet with that same encoder: a live quiet scene
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -231,13 +237,18 @@ SCENES = {
 }
 
 
-def encoder(codec):
+def encoder(codec, rate="quant"):
     """Live encoder into the RTP payloader. Constant QP: fed an unchanging
     picture, x264 then codes every P-frame as skipped, as a camera's
-    encoder does in VBR; with a bitrate target it would keep refining the
-    still picture for seconds (see docs/performance.md)."""
+    encoder does in VBR. With a bitrate target (`rate="cbr"`) it keeps
+    refining a still picture after every keyframe instead: P-frames that
+    change the decoded picture by ever smaller amounts (see
+    docs/performance.md)."""
     if codec == "h265":
         enc = "x265enc tune=zerolatency speed-preset=ultrafast qp=26 key-int-max=15"
+    elif rate == "cbr":
+        enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=cbr bitrate=500 "
+               "key-int-max=15")
     else:
         enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=26 "
                "key-int-max=15")
@@ -246,10 +257,10 @@ def encoder(codec):
 
 
 class LiveFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, scene, codec="h264"):
+    def __init__(self, scene, codec="h264", rate="quant"):
         super().__init__()
         self.set_shared(True)
-        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec)) + " )")
+        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec, rate)) + " )")
         self.selectors = []
         self.valves = []
         self.still = False
@@ -360,6 +371,8 @@ def main():
         mounts.add_factory("/" + scene, factory)
         if scene in ("cam-switch", "cam-main", "cam-sub"):
             feeds[scene] = factory
+    for scene in ("cam-still", "cam-still-clock", "cam-quiet"):
+        mounts.add_factory(f"/{scene}-cbr", LiveFactory(scene, rate="cbr"))
     if Gst.ElementFactory.find("x265enc"):
         mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))
     for spec in args.mount:

@@ -4,7 +4,8 @@
 //! publishing to a real Mosquitto. What is checked is what Home Assistant
 //! would get: the image entity's config, the retained JPEG on its image
 //! topic (decoded by ffprobe, as a viewer would) and the time beside it;
-//! and, for a camera that is never live, no picture at all.
+//! a delivery event's own picture (taken at or after the event, shown a few
+//! seconds later); and, for a camera that is never live, no picture at all.
 //!
 //! Timing margins are generous (shared, noisy machines).
 
@@ -159,10 +160,13 @@ async fn a_live_camera_shows_its_verified_picture_with_its_time() {
     assert!(meta_again.retain, "its time is retained");
     assert!(meta_again.json()["taken_at"].is_string());
 
-    // A delivery event of the camera's door names the newest verified
-    // snapshot, which a notification attaches.
+    // A delivery event of the camera's door: the owner wants the picture
+    // of that moment, not one from before it. The event says from when
+    // (`snapshot_due`), at once; a verified picture taken at or after that
+    // time follows on the image entity, its JPEG before its time.
     ha.subscribe("doorwarden/front/delivery/event").await;
     ha.drain();
+    let pressed = jiff::Timestamp::now();
     ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
         .await;
     let event = ha
@@ -173,13 +177,44 @@ async fn a_live_camera_shows_its_verified_picture_with_its_time() {
         )
         .await
         .json();
-    let at: jiff::Timestamp = event["snapshot_at"]
+    let due: jiff::Timestamp = event["snapshot_due"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("snapshot_due in {event}"));
+    assert!(due >= pressed, "due {due}, before the press at {pressed}");
+    // The newest picture already shown is named too, for a notification
+    // that cannot wait: it is older than the event.
+    let before: jiff::Timestamp = event["snapshot_at"]
         .as_str()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("snapshot_at in {event}"));
+    assert!(before >= taken && before < due, "{event}");
+    let mut jpeg_seen = false;
+    let fresh = ha
+        .wait_for(
+            |m| {
+                if m.topic == IMAGE {
+                    jpeg_seen = m.payload.starts_with(&[0xFF, 0xD8]);
+                }
+                m.topic == META
+                    && m.json()["taken_at"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t >= due)
+            },
+            LONG,
+            "a verified picture taken at or after the event",
+        )
+        .await;
+    assert!(jpeg_seen, "the picture came before its time");
+    let fresh_at: jiff::Timestamp = fresh.json()["taken_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("taken_at in {}", fresh.text()));
+    // The frame that follows the event, not one a while later.
     assert!(
-        at >= taken,
-        "event names {at}, an older picture than {taken}"
+        fresh_at.duration_since(due) < jiff::SignedDuration::from_secs(5),
+        "asked at {due}, taken at {fresh_at}"
     );
     bridge.stop().await;
 }
@@ -217,5 +252,96 @@ async fn a_camera_that_is_never_live_never_shows_a_picture() {
     )
     .await;
     assert!(shown.is_empty(), "published: {shown:?}");
+
+    // A delivery event says, at once, that no picture of the moment will
+    // follow (no camera of the door is live) and that none was ever shown,
+    // so a notification neither waits for one nor attaches one.
+    ha.subscribe("doorwarden/front/delivery/event").await;
+    ha.publish("doorwarden/front/delivery/grant/set", "PRESS", false)
+        .await;
+    let event = ha
+        .wait_for(
+            |m| m.topic == "doorwarden/front/delivery/event",
+            LONG,
+            "a delivery event",
+        )
+        .await
+        .json();
+    assert_eq!(
+        event.get("snapshot_due"),
+        Some(&serde_json::Value::Null),
+        "{event}"
+    );
+    assert_eq!(
+        event.get("snapshot_at"),
+        Some(&serde_json::Value::Null),
+        "{event}"
+    );
     bridge.stop().await;
+}
+
+/// Outside a close look (no window open, no delivery) only one keyframe in
+/// 10 s is decoded. A delivery event's picture must not wait for that one:
+/// the camera task decodes the next keyframe for it (the test camera sends
+/// one a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_close_look_an_events_picture_is_the_next_keyframe() {
+    use doorwarden::io::picture::CloseLook;
+    use doorwarden::io::rtsp::CameraTask;
+    use doorwarden::io::snapshot::{SnapshotRequest, SnapshotTap};
+
+    let server = RtspTestServer::start();
+    let cam: doorwarden::config::Camera = serde_yaml::from_str(&format!(
+        "url: {}\npicture_check: required\n",
+        server.url("/cam-live")
+    ))
+    .expect("camera yaml");
+    let (tap, mut pictures) = SnapshotTap::channel();
+    let request = SnapshotRequest::default();
+    let (events, mut sink) = tokio::sync::mpsc::channel(1024);
+    let drain = tokio::spawn(async move { while sink.recv().await.is_some() {} });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = CameraTask::new("porch".into(), &cam)
+        .close_look(CloseLook::default())
+        .snapshots(tap, request.clone())
+        .spawn(events, async move {
+            let _ = stopped.await;
+        });
+    // The session's first seconds are a close look; the candidates after
+    // it come from the one keyframe decoded every 10 s. Right after one of
+    // those, the next idle keyframe is 10 s away.
+    let started = std::time::Instant::now();
+    let mut idle = next(&mut pictures).await;
+    while started.elapsed() < Duration::from_secs(8) {
+        idle = next(&mut pictures).await;
+    }
+    let asked_at = jiff::Timestamp::now();
+    request.ask(std::time::Instant::now());
+    let asked = next(&mut pictures).await;
+    assert!(
+        asked.taken_at >= asked_at,
+        "taken {} before the ask at {asked_at}",
+        asked.taken_at
+    );
+    // The picture of the moment: the next keyframe, not the idle one
+    // (whose turn comes 10 s after the last idle picture).
+    assert!(
+        asked.taken_at.duration_since(asked_at) < jiff::SignedDuration::from_secs(3),
+        "asked at {asked_at}, taken at {} (last idle picture {})",
+        asked.taken_at,
+        idle.taken_at
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    drain.abort();
+}
+
+async fn next(
+    pictures: &mut tokio::sync::mpsc::Receiver<doorwarden::io::snapshot::Candidate>,
+) -> doorwarden::io::snapshot::Candidate {
+    match tokio::time::timeout(LONG, pictures.recv()).await {
+        Ok(Some(p)) => p,
+        Ok(None) => panic!("the camera task stopped making snapshot candidates"),
+        Err(_) => panic!("no snapshot candidate within {LONG:?}"),
+    }
 }

@@ -795,18 +795,22 @@ impl Shell<'_> {
     }
 
     fn publish_ha_on(&mut self, action: &Action, lane: Lane) {
-        if let Action::DeliveryEvent(event) = action {
-            // A fresh picture for every delivery event: the next decoded
-            // frame, shown once verified (the event itself names the
-            // newest verified one so far).
-            for request in self
-                .snapshot_requests
-                .get(&event.door)
-                .into_iter()
-                .flatten()
-            {
-                request.ask();
+        if let Action::DeliveryEvent(event) = action
+            && let Some(requests) = self.snapshot_requests.get(&event.door)
+            && !requests.is_empty()
+        {
+            // A picture of the moment for every delivery event: the first
+            // frame received from now on, shown once verified (after its
+            // hold). The event goes out now, not then: it says from when
+            // the picture will be, and a notification waits for it if it
+            // can. The wall time is read before the ask, so that picture's
+            // time is never before the one the event names.
+            let due = jiff::Timestamp::now();
+            let asked = Instant::now();
+            for request in requests {
+                request.ask(asked);
             }
+            self.mirror.snapshot_asked(&event.door, due);
         }
         for m in self.mirror.from_action(action) {
             let queued = match lane {

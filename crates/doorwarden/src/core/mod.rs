@@ -45,6 +45,7 @@ pub mod liveness;
 pub mod lock;
 mod machine;
 pub mod picture;
+pub mod refinement;
 pub mod schedule;
 pub mod streams;
 pub(crate) mod text;

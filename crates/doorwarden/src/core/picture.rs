@@ -43,6 +43,11 @@
 //!   case). A live encoder cannot repeat a keyframe's bytes: sensor noise and
 //!   the changing scene make every keyframe new.
 //!
+//! - **Refined, not live** ("picture frozen: only the encoder refines a
+//!   still picture"): an encoder with a bitrate target keeps changing a
+//!   still picture after each keyframe, by ever smaller amounts in the same
+//!   places; [`crate::core::refinement`] tells that from sensor noise.
+//!
 //! A replay fault stands until the camera's session restarts; the others
 //! clear as soon as the pictures show life again (the liveness machine then
 //! runs its warmup before the camera is live).
@@ -54,6 +59,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use super::refinement::RefinementWatch;
 
 /// A decoded picture reduced to mean luma per cell, row by row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +135,11 @@ pub enum PictureFault {
     NoPicture,
     Frozen,
     OnlyClockChanges,
-    Replayed { every: Duration },
+    /// Changes that only an encoder refining a still picture makes.
+    Refined,
+    Replayed {
+        every: Duration,
+    },
     Undecodable(Undecodable),
 }
 
@@ -139,6 +150,9 @@ impl fmt::Display for PictureFault {
             PictureFault::Frozen => f.write_str("picture frozen: not even sensor noise changes"),
             PictureFault::OnlyClockChanges => {
                 f.write_str("picture frozen; only the on-screen clock changes")
+            }
+            PictureFault::Refined => {
+                f.write_str("picture frozen: only the encoder refines a still picture")
             }
             PictureFault::Replayed { every } => write!(
                 f,
@@ -212,6 +226,8 @@ pub struct PictureCheck {
     judged_live: bool,
     /// The last sample's verdict on still pictures.
     still: Option<PictureFault>,
+    /// Whether the changes are only an encoder refining a still picture.
+    refinement: RefinementWatch,
     no_picture: bool,
 }
 
@@ -230,6 +246,7 @@ impl PictureCheck {
             undecodable: None,
             judged_live: false,
             still: None,
+            refinement: RefinementWatch::default(),
             no_picture: false,
         }
     }
@@ -265,6 +282,7 @@ impl PictureCheck {
             return Some(PictureFault::Replayed { every });
         }
         self.still
+            .or(self.refinement.refining().then_some(PictureFault::Refined))
     }
 
     /// Whether the picture allows the camera to become live: no fault, and
@@ -343,6 +361,11 @@ impl PictureCheck {
             return;
         }
         self.undecodable = None;
+        if keyframe {
+            self.refinement.keyframe();
+        } else {
+            self.refinement.p_frame(picture);
+        }
 
         if spread(&picture.cells) < UNIFORM_SPREAD {
             let since = *self.uniform_since.get_or_insert(at);
@@ -382,7 +405,7 @@ impl PictureCheck {
         let (judged, still) = self.judge_still(at, picture);
         self.still = still;
         if judged {
-            self.judged_live = still.is_none();
+            self.judged_live = still.is_none() && !self.refinement.refining();
         }
     }
 
@@ -573,6 +596,43 @@ mod tests {
         assert_eq!(check.fault(), None);
         assert!(check.allows_live());
         assert_eq!(frames, 900);
+    }
+
+    /// x264 with a bitrate target behind an on-screen clock: every P-frame
+    /// changes the picture, by less each time after a keyframe, and the
+    /// clock ticks once a second; the frozen rule sees change, the
+    /// refinement watch sees it die down in every group.
+    #[test]
+    fn a_still_picture_an_encoder_keeps_refining_is_frozen_with_its_reason() {
+        let mut check = PictureCheck::new(PicturePolicy::Required);
+        let base = scene();
+        let mut noise = Noise(11);
+        let mut error: Vec<i32> = Vec::new();
+        feed(&mut check, Instant::now(), 60, |i| {
+            if i % 15 == 0 {
+                // A coarse keyframe: every cell off by up to 4 levels.
+                error = base.iter().map(|_| noise.jitter(64)).collect();
+            } else {
+                for e in &mut error {
+                    *e /= 2;
+                }
+            }
+            let mut cells: Vec<u16> = base
+                .iter()
+                .zip(&error)
+                .map(|(&c, e)| (i32::from(c) + e).clamp(0, 4080) as u16)
+                .collect();
+            stamp(&mut cells, 2, 2, if (i / 15) % 2 == 0 { 3000 } else { 500 });
+            cells
+        });
+        assert_eq!(
+            check.fault().map(|f| f.to_string()).unwrap_or_default(),
+            "picture frozen: only the encoder refines a still picture"
+        );
+        assert!(!check.allows_live());
+        // A new session starts over.
+        check.restart();
+        assert_eq!(check.fault(), None);
     }
 
     #[test]

@@ -238,6 +238,11 @@ pub struct Mirror {
     snapshot_cameras: BTreeMap<String, Vec<String>>,
     /// When each camera's last verified snapshot was taken.
     snapshots: BTreeMap<String, jiff::Timestamp>,
+    /// Cameras whose last state sent was live.
+    live: BTreeSet<String>,
+    /// Per door, when its cameras were last asked for the picture of an
+    /// event (set by [`Mirror::snapshot_asked`] just before that event).
+    asked: BTreeMap<String, jiff::Timestamp>,
 }
 
 impl Mirror {
@@ -279,7 +284,15 @@ impl Mirror {
             cleared: BTreeSet::new(),
             snapshot_cameras,
             snapshots: BTreeMap::new(),
+            live: BTreeSet::new(),
+            asked: BTreeMap::new(),
         }
+    }
+
+    /// The door's snapshot cameras were asked at `at` for the picture of
+    /// the delivery event about to be sent.
+    pub fn snapshot_asked(&mut self, door: &str, at: jiff::Timestamp) {
+        self.asked.insert(door.to_string(), at);
     }
 
     /// A verified snapshot of `camera` taken at `taken_at` was published:
@@ -289,16 +302,25 @@ impl Mirror {
     }
 
     /// For a door with snapshot cameras: the time of the newest verified
-    /// snapshot among them (`Some(None)` before the first). `None` for a
-    /// door without any, whose events then leave the field out.
-    fn door_snapshot(&self, door: &str) -> Option<Option<jiff::Timestamp>> {
+    /// snapshot among them, and from when the event's own picture will be
+    /// taken if one of them is live. `None` for a door without any, whose
+    /// events then leave the fields out.
+    fn door_snapshot(&self, door: &str) -> Option<state::EventSnapshots> {
         let cams = self.snapshot_cameras.get(door).filter(|c| !c.is_empty())?;
-        Some(
-            cams.iter()
-                .filter_map(|c| self.snapshots.get(c))
-                .max()
-                .copied(),
-        )
+        let at = cams
+            .iter()
+            .filter_map(|c| self.snapshots.get(c))
+            .max()
+            .copied();
+        // Only a camera live now can give a picture that will be verified;
+        // otherwise saying one is due would make a notification wait for
+        // nothing.
+        let due = self
+            .asked
+            .get(door)
+            .copied()
+            .filter(|_| cams.iter().any(|c| self.live.contains(c)));
+        Some(state::EventSnapshots { at, due })
     }
 
     pub fn topics(&self) -> &Topics {
@@ -317,6 +339,13 @@ impl Mirror {
     /// unchanged; events and responses always go out. Actions that are not
     /// for Home Assistant give nothing.
     pub fn from_action(&mut self, action: &Action) -> Vec<Message> {
+        if let Action::CameraState(status) = action {
+            if status.state == crate::core::liveness::LivenessKind::Live {
+                self.live.insert(status.camera.clone());
+            } else {
+                self.live.remove(&status.camera);
+            }
+        }
         let t = &self.topics;
         let message = match action {
             Action::DoorState(status) if is_topic_level(&status.door) => {
@@ -460,5 +489,71 @@ impl Mirror {
             return None;
         }
         Some(Message::retained(topic, ""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::liveness::LivenessKind;
+    use crate::core::{CameraStatus, DeliveryEvent, DeliveryEventKind};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().expect("test timestamp")
+    }
+
+    fn camera(state: LivenessKind) -> Action {
+        Action::CameraState(CameraStatus {
+            camera: "porch".into(),
+            state,
+            reason: None,
+            since: ts("2026-12-07T06:00:00Z"),
+            fps: 15.0,
+            bitrate_kbps: 300.0,
+            last_frame: None,
+        })
+    }
+
+    fn event_json(mirror: &mut Mirror, kind: DeliveryEventKind) -> serde_json::Value {
+        let event = DeliveryEvent {
+            door: "front".into(),
+            kind,
+            reason: "test".into(),
+            camera: None,
+            source: None,
+            duration_s: None,
+            entries: None,
+            compromised: None,
+            clip: None,
+        };
+        let out = mirror.from_action(&Action::DeliveryEvent(event));
+        serde_json::from_str(&out[0].payload).expect("event JSON")
+    }
+
+    /// An event promises a picture of its moment only while a camera of
+    /// the door is live: after an interlock trip (the camera not live) a
+    /// notification must not wait for a picture that cannot come.
+    #[test]
+    fn an_event_says_a_picture_is_due_only_while_a_door_camera_is_live() {
+        let text = "mqtt:\n  url: mqtt://127.0.0.1:1883\n\
+                    locks:\n  front:\n    zigbee2mqtt:\n      topic: zigbee2mqtt/front_lock\n    cameras: [porch]\n\
+                    cameras:\n  porch:\n    url: rtsp://127.0.0.1:8554/cam\n    picture_check: required\n";
+        let config = match crate::config::load_str(text, "test.yaml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let mut mirror = Mirror::new(&config);
+        mirror.from_action(&camera(LivenessKind::Live));
+        mirror.snapshot_published("porch", ts("2026-12-07T06:00:05Z"));
+        mirror.snapshot_asked("front", ts("2026-12-07T06:00:07.5Z"));
+        let e = event_json(&mut mirror, DeliveryEventKind::Unlocked);
+        assert_eq!(e["snapshot_at"], "2026-12-07T06:00:05+00:00");
+        assert_eq!(e["snapshot_due"], "2026-12-07T06:00:07.5+00:00");
+
+        mirror.from_action(&camera(LivenessKind::Frozen));
+        mirror.snapshot_asked("front", ts("2026-12-07T06:00:09Z"));
+        let e = event_json(&mut mirror, DeliveryEventKind::InterlockTripped);
+        assert_eq!(e["snapshot_at"], "2026-12-07T06:00:05+00:00");
+        assert_eq!(e["snapshot_due"], serde_json::Value::Null);
     }
 }

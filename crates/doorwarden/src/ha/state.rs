@@ -139,13 +139,31 @@ struct DeliveryEventJson {
     /// snapshot entity.
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot_at: Option<Option<String>>,
+    /// Present with `snapshot_at`; null when no picture of the moment will
+    /// follow (none of those cameras is live).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_due: Option<Option<String>>,
+}
+
+/// The pictures a delivery event of a door with snapshot cameras points
+/// to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSnapshots {
+    /// When the newest verified snapshot already shown was taken (`None`
+    /// before the first): older than the event, for a notification that
+    /// cannot wait.
+    pub at: Option<jiff::Timestamp>,
+    /// The event's picture is asked for at this time: a verified snapshot
+    /// taken at or after it follows, a few seconds later (its hold), unless
+    /// the camera stops being live. `None` when no camera of the door is
+    /// live, so none will.
+    pub due: Option<jiff::Timestamp>,
 }
 
 /// `<base>/<door>/delivery/event`: what Home Assistant's `event` entity
 /// reads (`event_type` plus attributes). `snapshot`: for a door with
-/// snapshot cameras, when the newest verified snapshot among them was
-/// taken, so a notification can attach the picture it shows.
-pub fn delivery_event(e: &DeliveryEvent, snapshot: Option<Option<jiff::Timestamp>>) -> String {
+/// snapshot cameras, the pictures a notification can attach.
+pub fn delivery_event(e: &DeliveryEvent, snapshot: Option<EventSnapshots>) -> String {
     let json = DeliveryEventJson {
         event_type: e.kind.as_str(),
         reason: redact::text(&e.reason),
@@ -156,7 +174,8 @@ pub fn delivery_event(e: &DeliveryEvent, snapshot: Option<Option<jiff::Timestamp
         compromised: e.compromised,
         clip: e.clip.as_ref().map(|c| c.file.clone()),
         clip_duration_s: e.clip.as_ref().map(|c| round(c.duration_s, 10.0)),
-        snapshot_at: snapshot.map(|t| t.map(timestamp)),
+        snapshot_at: snapshot.map(|s| s.at.map(timestamp)),
+        snapshot_due: snapshot.map(|s| s.due.map(timestamp)),
     };
     to_json(&json)
 }
@@ -301,14 +320,23 @@ mod tests {
             r#"{"event_type":"interlock_tripped","reason":"camera rtsp://***@porch-camera.local/stream went offline","camera":"porch","compromised":true}"#
         );
         // A door with snapshot cameras: null before the first verified
-        // snapshot, then its time.
+        // snapshot, then its time; and when the event's own picture was
+        // asked for, null when no camera is live to take it.
+        let none = EventSnapshots {
+            at: None,
+            due: None,
+        };
         assert!(
-            delivery_event(&e, Some(None)).ends_with(r#""compromised":true,"snapshot_at":null}"#)
+            delivery_event(&e, Some(none))
+                .ends_with(r#""compromised":true,"snapshot_at":null,"snapshot_due":null}"#)
         );
-        assert!(
-            delivery_event(&e, Some(Some(ts("2026-11-28T14:02:05Z"))))
-                .ends_with(r#""snapshot_at":"2026-11-28T14:02:05+00:00"}"#)
-        );
+        let both = EventSnapshots {
+            at: Some(ts("2026-11-28T14:02:05Z")),
+            due: Some(ts("2026-11-28T14:02:09.25Z")),
+        };
+        assert!(delivery_event(&e, Some(both)).ends_with(
+            r#""snapshot_at":"2026-11-28T14:02:05+00:00","snapshot_due":"2026-11-28T14:02:09.25+00:00"}"#
+        ));
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub struct Sampler {
     /// The last keyframe handed to the decoder.
     last_keyframe: Option<Instant>,
     dropped: u64,
+    /// A delivery event's picture still to be made: outside a close look
+    /// the next keyframe is decoded for it rather than up to
+    /// [`IDLE_KEYFRAME_EVERY`] later.
+    snapshot_asked: Option<SnapshotRequest>,
 }
 
 impl Sampler {
@@ -108,6 +112,7 @@ impl Sampler {
         close_look: CloseLook,
         snapshots: Option<(SnapshotTap, SnapshotRequest)>,
     ) -> Sampler {
+        let snapshot_asked = snapshots.as_ref().map(|(_, request)| request.clone());
         let jobs = match codec {
             PictureCodec::H264 => {
                 let (tx, rx) = sync_channel::<Job>(QUEUE);
@@ -132,6 +137,7 @@ impl Sampler {
             first_keyframe: None,
             last_keyframe: None,
             dropped: 0,
+            snapshot_asked,
         }
     }
 
@@ -161,6 +167,10 @@ impl Sampler {
                 .first_keyframe
                 .is_none_or(|t| received.saturating_duration_since(t) < CLOSE_LOOK_AT_START);
         let key_due = close
+            || self
+                .snapshot_asked
+                .as_ref()
+                .is_some_and(SnapshotRequest::pending)
             || self
                 .last_keyframe
                 .is_none_or(|t| received.saturating_duration_since(t) >= IDLE_KEYFRAME_EVERY);
@@ -290,7 +300,7 @@ fn decode_h264(
                 let (w, h) = yuv.dimensions();
                 let (stride, uv_stride, _) = yuv.strides();
                 if let Some((tap, request)) = &snapshots
-                    && pacer.due(job.received, request.take())
+                    && pacer.due(job.received, request.take_for(job.received))
                 {
                     // The owner's picture comes from the same decoded
                     // frame the checks judge; whether it may be shown is

@@ -10,8 +10,8 @@
 //! counts as verified ([`verified`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -59,18 +59,39 @@ impl SnapshotTap {
 }
 
 /// The runtime asking one camera's decoder thread for a picture now (at a
-/// delivery event), whatever the pacing.
+/// delivery event), whatever the pacing. The request remembers when it was
+/// made: a frame received before it (still queued for the decoder when the
+/// event happened) is not the picture of that moment.
 #[derive(Debug, Clone, Default)]
-pub struct SnapshotRequest(Arc<AtomicBool>);
+pub struct SnapshotRequest(Arc<Mutex<Option<Instant>>>);
 
 impl SnapshotRequest {
-    pub fn ask(&self) {
-        self.0.store(true, Ordering::Relaxed);
+    /// Asks for the first frame received at or after `at`. A later ask
+    /// before that frame came moves the time on: its picture serves both.
+    pub fn ask(&self, at: Instant) {
+        if let Ok(mut asked) = self.0.lock() {
+            *asked = Some(at);
+        }
     }
 
-    /// Whether a picture was asked for since the last call.
-    pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+    /// Whether a picture was asked for and not yet made.
+    pub fn pending(&self) -> bool {
+        self.0.lock().is_ok_and(|asked| asked.is_some())
+    }
+
+    /// Whether the frame received at `received` answers the request; if so
+    /// the request is done.
+    pub fn take_for(&self, received: Instant) -> bool {
+        let Ok(mut asked) = self.0.lock() else {
+            return false;
+        };
+        match *asked {
+            Some(at) if at <= received => {
+                *asked = None;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -108,46 +129,57 @@ pub fn verified(status: &CameraStatus, taken_at: jiff::Timestamp) -> bool {
 /// just before such a fault was caught is not shown as live.
 pub const HOLD: Duration = Duration::from_secs(3);
 
-/// The runtime's side: the newest candidate of each camera waiting out
-/// [`HOLD`], and the time of the last verified snapshot published per
-/// camera.
+/// Candidates of one camera waiting out their hold. More than one: a
+/// delivery event's picture must not be pushed out by the next event's
+/// before either is judged (events can come a second apart: unlocked, door
+/// opened).
+const PENDING_PER_CAMERA: usize = 3;
+
+/// The runtime's side: each camera's candidates waiting out [`HOLD`], and
+/// the time of the last verified snapshot published per camera.
 #[derive(Debug, Default)]
 pub struct Gallery {
-    pending: BTreeMap<String, Candidate>,
+    pending: BTreeMap<String, VecDeque<Candidate>>,
     published: BTreeMap<String, jiff::Timestamp>,
 }
 
 impl Gallery {
-    /// A newer candidate replaces the one waiting for its camera.
+    /// Queued behind the camera's earlier candidates; beyond
+    /// [`PENDING_PER_CAMERA`] the oldest is dropped (a newer one shows the
+    /// same moment or a later one).
     pub fn offer(&mut self, candidate: Candidate) {
-        self.pending.insert(candidate.camera.clone(), candidate);
+        let queue = self.pending.entry(candidate.camera.clone()).or_default();
+        if queue.len() >= PENDING_PER_CAMERA {
+            queue.pop_front();
+        }
+        queue.push_back(candidate);
     }
 
     /// The candidates whose hold is over at `now` and that are verified by
-    /// the camera's status now; the others are dropped (the camera keeps
-    /// its last verified snapshot and that snapshot's time).
+    /// the camera's status now, oldest first; the others are dropped (the
+    /// camera keeps its last verified snapshot and that snapshot's time).
     pub fn due(
         &mut self,
         now: jiff::Timestamp,
         status: impl Fn(&str) -> Option<CameraStatus>,
     ) -> Vec<Candidate> {
         let hold = jiff::SignedDuration::try_from(HOLD).unwrap_or_default();
-        let ripe: Vec<String> = self
-            .pending
-            .values()
-            .filter(|c| c.taken_at.checked_add(hold).is_ok_and(|t| t <= now))
-            .map(|c| c.camera.clone())
-            .collect();
+        let ripe = |c: &Candidate| c.taken_at.checked_add(hold).is_ok_and(|t| t <= now);
         let mut out = Vec::new();
-        for camera in ripe {
-            let Some(c) = self.pending.remove(&camera) else {
+        for (camera, queue) in &mut self.pending {
+            if !queue.front().is_some_and(ripe) {
                 continue;
-            };
-            if status(&camera).is_some_and(|s| verified(&s, c.taken_at)) {
-                self.published.insert(camera, c.taken_at);
-                out.push(c);
+            }
+            let now_status = status(camera);
+            while queue.front().is_some_and(ripe) {
+                let Some(c) = queue.pop_front() else { break };
+                if now_status.as_ref().is_some_and(|s| verified(s, c.taken_at)) {
+                    self.published.insert(camera.clone(), c.taken_at);
+                    out.push(c);
+                }
             }
         }
+        self.pending.retain(|_, q| !q.is_empty());
         out
     }
 
@@ -301,11 +333,63 @@ mod tests {
         let t1 = t0 + Duration::from_secs(2);
         assert!(!pacer.due(t1 + SNAPSHOT_EVERY - Duration::from_millis(1), false));
         assert!(pacer.due(t1 + SNAPSHOT_EVERY, false));
+    }
+
+    #[test]
+    fn a_request_is_answered_by_the_first_frame_received_after_it() {
         let request = SnapshotRequest::default();
-        assert!(!request.take());
-        request.clone().ask();
-        assert!(request.take());
-        assert!(!request.take());
+        let t0 = Instant::now();
+        assert!(!request.pending());
+        assert!(!request.take_for(t0));
+        let asked = t0 + Duration::from_millis(500);
+        request.clone().ask(asked);
+        assert!(request.pending());
+        // A frame received before the event, decoded after it: not the
+        // picture of the moment.
+        assert!(!request.take_for(t0 + Duration::from_millis(400)));
+        assert!(request.pending());
+        assert!(request.take_for(asked + Duration::from_millis(66)));
+        assert!(!request.pending());
+        assert!(!request.take_for(asked + Duration::from_millis(133)));
+    }
+
+    #[test]
+    fn a_later_candidate_does_not_push_out_an_events_picture() {
+        let mut gallery = Gallery::default();
+        let candidate = |taken: &str| Candidate {
+            camera: "porch".into(),
+            taken_at: at(taken),
+            jpeg: vec![0xFF, 0xD8],
+        };
+        let live = |_: &str| Some(status(LivenessKind::Live, "2026-12-07T06:00:00Z"));
+        // Unlocked at :10, door opened at :11: each event's picture is
+        // judged after its own hold, in order.
+        gallery.offer(candidate("2026-12-07T06:00:10Z"));
+        gallery.offer(candidate("2026-12-07T06:00:11Z"));
+        let first = gallery.due(at("2026-12-07T06:00:13Z"), live);
+        assert_eq!(
+            first.iter().map(|c| c.taken_at).collect::<Vec<_>>(),
+            [at("2026-12-07T06:00:10Z")]
+        );
+        let second = gallery.due(at("2026-12-07T06:00:14Z"), live);
+        assert_eq!(
+            second.iter().map(|c| c.taken_at).collect::<Vec<_>>(),
+            [at("2026-12-07T06:00:11Z")]
+        );
+        assert_eq!(gallery.published("porch"), Some(at("2026-12-07T06:00:11Z")));
+        // A burst keeps the newest few, never growing without bound.
+        for s in 20..30 {
+            gallery.offer(candidate(&format!("2026-12-07T06:00:{s}Z")));
+        }
+        let burst = gallery.due(at("2026-12-07T06:01:00Z"), live);
+        assert_eq!(
+            burst.iter().map(|c| c.taken_at).collect::<Vec<_>>(),
+            [
+                at("2026-12-07T06:00:27Z"),
+                at("2026-12-07T06:00:28Z"),
+                at("2026-12-07T06:00:29Z")
+            ]
+        );
     }
 
     #[test]
