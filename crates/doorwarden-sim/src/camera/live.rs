@@ -238,7 +238,10 @@ impl Worker {
 
     fn next_frame(&mut self, index: u64, picture: Picture) -> Result<Arc<Frame>, String> {
         if picture == Picture::Replay {
-            if self.replay.is_none() {
+            // The loop is spliced in where the next IDR would come, as a
+            // careful attacker would: the first keyframe replayed then was
+            // sent exactly three GOPs ago, and so is every one after it.
+            if self.replay.is_none() && self.since_keyframe + 1 >= KEYFRAME_EVERY {
                 self.replay = replay_loop(&self.history).map(|frames| (frames, 0));
             }
             if let Some((frames, position)) = &mut self.replay {
@@ -246,7 +249,7 @@ impl Worker {
                 *position = (*position + 1) % frames.len();
                 return Ok(frame);
             }
-            // Not enough sent yet to replay: stay live until there is.
+            // Not at a GOP's end yet, or not enough sent: live until then.
         }
         let resumed = self.replay.take().is_some();
         let sensor = match picture {
@@ -276,18 +279,14 @@ impl Worker {
     }
 }
 
-/// The last [`REPLAY_GOPS`] whole GOPs of `history` (from an IDR to just
-/// before the newest IDR), or fewer if that is all there is but at least
-/// two, so the loop's keyframes differ from one to the next. `None` when
-/// there is not enough to loop yet.
+/// The last [`REPLAY_GOPS`] GOPs of `history`, which ends with a whole
+/// GOP (the caller asks when the next frame would be an IDR): from the
+/// third newest IDR to the newest frame. `None` when there is not enough
+/// to loop yet.
 fn replay_loop(history: &VecDeque<Arc<Frame>>) -> Option<Vec<Arc<Frame>>> {
     let idrs: Vec<usize> = (0..history.len()).filter(|&i| history[i].is_idr).collect();
-    if idrs.len() < 3 {
-        return None;
-    }
-    let end = idrs[idrs.len() - 1];
-    let start = idrs[idrs.len().saturating_sub(REPLAY_GOPS + 1)];
-    Some(history.range(start..end).cloned().collect())
+    let start = *idrs.get(idrs.len().checked_sub(REPLAY_GOPS)?)?;
+    Some(history.range(start..).cloned().collect())
 }
 
 /// Draws and codes `frames` pictures of the scene as `sensor` says, as
@@ -448,18 +447,19 @@ mod tests {
     }
 
     #[test]
-    fn the_replay_loops_whole_gops_ending_before_the_newest_idr() {
+    fn the_replay_loops_the_last_three_whole_gops() {
         let mut history = VecDeque::new();
-        for i in 0..70u8 {
+        for i in 0..75u8 {
             history.push_back(frame(i, i % 15 == 0));
         }
-        // IDRs at 0, 15, 30, 45, 60: three GOPs are 15..60.
+        // IDRs at 0, 15, 30, 45, 60; the next frame would be one: the
+        // last three GOPs are 30..75.
         let looped = replay_loop(&history).unwrap();
         assert_eq!(looped.len(), 45);
-        assert!(looped[0].is_idr && looped[0].nals[0][1] == 15);
-        assert_eq!(looped[44].nals[0][1], 59);
-        let short: VecDeque<_> = history.iter().take(20).cloned().collect();
-        assert!(replay_loop(&short).is_none(), "two IDRs are not enough");
+        assert!(looped[0].is_idr && looped[0].nals[0][1] == 30);
+        assert_eq!(looped[44].nals[0][1], 74);
+        let short: VecDeque<_> = history.iter().take(30).cloned().collect();
+        assert!(replay_loop(&short).is_none(), "two GOPs are not enough");
     }
 
     #[test]
