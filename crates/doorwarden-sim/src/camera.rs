@@ -352,7 +352,8 @@ impl SimCamera {
     /// A replay attack from inside the camera: it loops the last three
     /// seconds it sent (three whole GOPs), byte for byte, with timestamps
     /// still advancing ("the picture repeats every 3.0 s: a replayed
-    /// recording"). Live until three seconds were sent.
+    /// recording"). The loop starts where the next IDR would have come
+    /// (within a second), and not before three seconds were sent.
     pub fn replay(&self) {
         self.modify(|f| f.picture = Picture::Replay);
     }

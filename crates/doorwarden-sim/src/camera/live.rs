@@ -48,11 +48,15 @@ const FANOUT: usize = 16;
 /// scene decoded as frozen behind its clock).
 const QP: u8 = 22;
 
-/// One coded frame, numbered in capture order (15 a second since the
-/// camera started), so a connection can stamp it on the camera's clock.
+/// One coded frame. `index` is its capture time in frame intervals since
+/// the camera started (15 a second), so a connection stamps it on the
+/// camera's clock; `seq` counts the frames sent, so a connection can tell a
+/// frame it lost (after which nothing decodes until an IDR) from one the
+/// camera skipped (its encoder too busy: the next frame still decodes).
 #[derive(Debug, Clone)]
 pub(crate) struct LiveFrame {
     pub(crate) index: u64,
+    pub(crate) seq: u64,
     pub(crate) frame: Arc<Frame>,
 }
 
@@ -189,22 +193,23 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self) {
-        let period = Duration::from_micros(1_000_000 / FPS);
-        let mut start = Instant::now();
-        let mut ticks: u32 = 0;
-        let mut index: u64 = 1;
+        let period_ns = 1_000_000_000 / FPS;
+        let start = Instant::now();
+        let mut next: u64 = 1;
+        let mut seq: u64 = 0;
         loop {
-            ticks += 1;
-            let due = start + period * ticks;
-            let now = Instant::now();
-            if let Some(wait) = due.checked_duration_since(now) {
+            let due = start + Duration::from_nanos(period_ns.saturating_mul(next));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
-            } else if now - due > period * 15 {
-                // Far behind (a suspended machine): start the pacing over
-                // rather than send a burst.
-                start = now;
-                ticks = 0;
             }
+            // The picture is taken now: when the thread was late (a busy
+            // machine), the intervals it missed are skipped, as a busy
+            // camera drops frames, and the frame's time stays true. Catching
+            // up instead would send a burst, and starting the count over
+            // would make the camera's clock fall behind real time.
+            let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let index = (elapsed / period_ns).max(next);
+            next = index + 1;
             // Closed: the camera's last handle is gone.
             if self.faults.has_changed().is_err() {
                 return;
@@ -216,26 +221,27 @@ impl Worker {
                 self.history.clear();
                 self.replay = None;
                 self.since_keyframe = KEYFRAME_EVERY;
-                index += 1;
                 continue;
             }
             let frame = match self.next_frame(index, picture) {
                 Ok(frame) => frame,
                 Err(e) => {
                     tracing::warn!(error = %e, "simulated camera: encoding failed");
-                    index += 1;
                     continue;
                 }
             };
             // No receiver left in the meantime is not an error.
-            let _ = self.frames.send(LiveFrame { index, frame });
-            index += 1;
+            let _ = self.frames.send(LiveFrame { index, seq, frame });
+            seq += 1;
         }
     }
 
     fn next_frame(&mut self, index: u64, picture: Picture) -> Result<Arc<Frame>, String> {
         if picture == Picture::Replay {
-            if self.replay.is_none() {
+            // The loop is spliced in where the next IDR would come, as a
+            // careful attacker would: the first keyframe replayed then was
+            // sent exactly three GOPs ago, and so is every one after it.
+            if self.replay.is_none() && self.since_keyframe + 1 >= KEYFRAME_EVERY {
                 self.replay = replay_loop(&self.history).map(|frames| (frames, 0));
             }
             if let Some((frames, position)) = &mut self.replay {
@@ -243,7 +249,7 @@ impl Worker {
                 *position = (*position + 1) % frames.len();
                 return Ok(frame);
             }
-            // Not enough sent yet to replay: stay live until there is.
+            // Not at a GOP's end yet, or not enough sent: live until then.
         }
         let resumed = self.replay.take().is_some();
         let sensor = match picture {
@@ -273,18 +279,14 @@ impl Worker {
     }
 }
 
-/// The last [`REPLAY_GOPS`] whole GOPs of `history` (from an IDR to just
-/// before the newest IDR), or fewer if that is all there is but at least
-/// two, so the loop's keyframes differ from one to the next. `None` when
-/// there is not enough to loop yet.
+/// The last [`REPLAY_GOPS`] GOPs of `history`, which ends with a whole
+/// GOP (the caller asks when the next frame would be an IDR): from the
+/// third newest IDR to the newest frame. `None` when there is not enough
+/// to loop yet.
 fn replay_loop(history: &VecDeque<Arc<Frame>>) -> Option<Vec<Arc<Frame>>> {
     let idrs: Vec<usize> = (0..history.len()).filter(|&i| history[i].is_idr).collect();
-    if idrs.len() < 3 {
-        return None;
-    }
-    let end = idrs[idrs.len() - 1];
-    let start = idrs[idrs.len().saturating_sub(REPLAY_GOPS + 1)];
-    Some(history.range(start..end).cloned().collect())
+    let start = *idrs.get(idrs.len().checked_sub(REPLAY_GOPS)?)?;
+    Some(history.range(start..).cloned().collect())
 }
 
 /// Draws and codes `frames` pictures of the scene as `sensor` says, as
@@ -322,13 +324,14 @@ pub(crate) fn measure(
 pub(crate) struct LiveFeed {
     /// Timestamp of the next frame.
     timestamp: u32,
-    /// Index of the last frame taken; `None` until the first IDR.
-    last_index: Option<u64>,
+    /// Index and sequence number of the last frame taken; `None` until the
+    /// first IDR.
+    last: Option<(u64, u64)>,
     /// Frames were lost (a client too slow for the broadcast): nothing
     /// after them decodes until the next IDR, so nothing is sent until one.
     resync: bool,
     /// The frame sent last, kept so a freeze can repeat it byte for byte.
-    last: Option<Arc<Frame>>,
+    sent: Option<Arc<Frame>>,
     /// The frame a freeze repeats, while frozen.
     held: Option<Arc<Frame>>,
 }
@@ -337,9 +340,9 @@ impl LiveFeed {
     pub(crate) fn new(first_timestamp: u32) -> Self {
         LiveFeed {
             timestamp: first_timestamp,
-            last_index: None,
-            resync: false,
             last: None,
+            resync: false,
+            sent: None,
             held: None,
         }
     }
@@ -360,15 +363,16 @@ impl LiveFeed {
     /// one (nothing could decode what comes between), and while stalled
     /// (the clock runs on, nothing goes on the wire).
     pub(crate) fn take(&mut self, live: &LiveFrame, faults: &Faults) -> Option<(Arc<Frame>, u32)> {
-        match self.last_index {
+        match self.last {
             None if !live.frame.is_idr => return None,
             None => {}
-            Some(last) => {
-                if live.index > last + 1 {
+            Some((last_index, last_seq)) => {
+                if live.seq > last_seq + 1 {
                     self.resync = true;
                 }
-                // Frames this client lost still took their time.
-                let frames = u32::try_from(live.index.saturating_sub(last)).unwrap_or(u32::MAX);
+                // Frames lost or skipped still took their time.
+                let frames =
+                    u32::try_from(live.index.saturating_sub(last_index)).unwrap_or(u32::MAX);
                 let step = match faults.clock {
                     Clock::Normal => super::playback::TICKS_PER_FRAME,
                     Clock::HalfSpeed => super::playback::TICKS_PER_FRAME / 2,
@@ -377,7 +381,7 @@ impl LiveFeed {
                 self.timestamp = self.timestamp.wrapping_add(step.wrapping_mul(frames));
             }
         }
-        self.last_index = Some(live.index);
+        self.last = Some((live.index, live.seq));
         if self.resync {
             if !live.frame.is_idr {
                 return None;
@@ -388,7 +392,7 @@ impl LiveFeed {
             let held = self
                 .held
                 .clone()
-                .or_else(|| self.last.clone())
+                .or_else(|| self.sent.clone())
                 .unwrap_or_else(|| live.frame.clone());
             self.held = Some(held.clone());
             held
@@ -399,7 +403,7 @@ impl LiveFeed {
         if faults.stalled {
             return None;
         }
-        self.last = Some(frame.clone());
+        self.sent = Some(frame.clone());
         Some((frame, self.timestamp))
     }
 }
@@ -415,9 +419,11 @@ mod tests {
         })
     }
 
+    /// Frame `index`, sent as number `index` too (none skipped).
     fn live(index: u64, byte: u8, is_idr: bool) -> LiveFrame {
         LiveFrame {
             index,
+            seq: index,
             frame: frame(byte, is_idr),
         }
     }
@@ -441,18 +447,19 @@ mod tests {
     }
 
     #[test]
-    fn the_replay_loops_whole_gops_ending_before_the_newest_idr() {
+    fn the_replay_loops_the_last_three_whole_gops() {
         let mut history = VecDeque::new();
-        for i in 0..70u8 {
+        for i in 0..75u8 {
             history.push_back(frame(i, i % 15 == 0));
         }
-        // IDRs at 0, 15, 30, 45, 60: three GOPs are 15..60.
+        // IDRs at 0, 15, 30, 45, 60; the next frame would be one: the
+        // last three GOPs are 30..75.
         let looped = replay_loop(&history).unwrap();
         assert_eq!(looped.len(), 45);
-        assert!(looped[0].is_idr && looped[0].nals[0][1] == 15);
-        assert_eq!(looped[44].nals[0][1], 59);
-        let short: VecDeque<_> = history.iter().take(20).cloned().collect();
-        assert!(replay_loop(&short).is_none(), "two IDRs are not enough");
+        assert!(looped[0].is_idr && looped[0].nals[0][1] == 30);
+        assert_eq!(looped[44].nals[0][1], 74);
+        let short: VecDeque<_> = history.iter().take(30).cloned().collect();
+        assert!(replay_loop(&short).is_none(), "two GOPs are not enough");
     }
 
     #[test]
@@ -483,6 +490,24 @@ mod tests {
         let (f, t) = feed.take(&live(6, 6, true), &normal).unwrap();
         assert!(f.is_idr && !feed.needs_keyframe());
         assert_eq!(t, 6 * 6000, "the clock ran on meanwhile");
+    }
+
+    #[test]
+    fn frames_the_camera_skipped_take_their_time_and_the_next_one_decodes() {
+        let mut feed = LiveFeed::new(0);
+        let normal = Faults::default();
+        feed.take(&live(0, 0, true), &normal).unwrap();
+        // The encoder had no time for intervals 1 to 3: frame 4 is the
+        // second frame sent, coded against the first.
+        let skipped = LiveFrame {
+            index: 4,
+            seq: 1,
+            frame: frame(4, false),
+        };
+        let (f, t) = feed.take(&skipped, &normal).unwrap();
+        assert_eq!(f.nals[0][1], 4);
+        assert_eq!(t, 4 * 6000);
+        assert!(!feed.needs_keyframe());
     }
 
     #[test]
