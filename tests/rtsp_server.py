@@ -18,7 +18,9 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-still       a hung sensor, encoder running: the same picture forever
   /cam-still-clock a hung sensor behind a ticking on-screen clock
   /cam-black       no picture: black (a covered lens)
-  /cam-live265     /cam-live in H.265 (only if x265enc is installed)
+  /cam-live265, /cam-quiet265, /cam-still265, /cam-still-clock265,
+  /cam-black265    the same scenes in H.265 (only if x265enc is installed)
+  /cam-live-bframes /cam-live from x264 with B-frames (2 between references)
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -213,25 +215,32 @@ SCENES = {
 }
 
 
-def encoder(codec):
+def encoder(codec, bframes=0):
     """Live encoder into the RTP payloader. Constant QP: fed an unchanging
     picture, x264 then codes every P-frame as skipped, as a camera's
     encoder does in VBR; with a bitrate target it would keep refining the
-    still picture for seconds (see docs/performance.md)."""
+    still picture for seconds (see docs/performance.md). `bframes`: B-frames
+    between reference frames (x264 only; zerolatency alone allows none)."""
     if codec == "h265":
         enc = "x265enc tune=zerolatency speed-preset=ultrafast qp=26 key-int-max=15"
     else:
-        enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=26 "
-               "key-int-max=15")
+        # zerolatency turns B-frames off whatever `bframes` says.
+        tune = "" if bframes else "tune=zerolatency "
+        enc = (f"x264enc {tune}speed-preset={'veryfast' if bframes else 'ultrafast'} pass=quant quantizer=26 "
+               f"key-int-max=15 bframes={bframes} byte-stream=true")
+        if bframes:
+            # The payloader also accepts Constrained Baseline, which has no
+            # B-frames; x264 would settle on it.
+            enc += " ! video/x-h264,profile=main"
     return (f"videoconvert ! video/x-raw,format=I420 ! {enc} ! {codec}parse "
             f"! rtp{codec}pay name=pay0 pt=96 config-interval=-1")
 
 
 class LiveFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, scene, codec="h264"):
+    def __init__(self, scene, codec="h264", bframes=0):
         super().__init__()
         self.set_shared(True)
-        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec)) + " )")
+        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec, bframes)) + " )")
         self.selectors = []
         self.still = False
         self.lock = threading.Lock()
@@ -327,8 +336,10 @@ def main():
         mounts.add_factory("/" + scene, factory)
         if scene == "cam-switch":
             feeds[scene] = factory
+    mounts.add_factory("/cam-live-bframes", LiveFactory("cam-live", bframes=2))
     if Gst.ElementFactory.find("x265enc"):
-        mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))
+        for scene in ("cam-live", "cam-quiet", "cam-still", "cam-still-clock", "cam-black"):
+            mounts.add_factory(f"/{scene}265", LiveFactory(scene, "h265"))
     for spec in args.mount:
         name, _, path = spec.partition("=")
         add(server, name, {"moving": access_units(path)}, "moving", codec_of(path))

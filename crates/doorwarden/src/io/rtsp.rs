@@ -57,7 +57,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Secret};
 use crate::core::picture::PicturePolicy;
 use crate::core::{Event, EventKind, FrameSummary, Stamp};
-use crate::io::picture::{CloseLook, PictureCodec, Sampler};
+use crate::io::picture::{CloseLook, FfmpegProgram, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
 use crate::io::snapshot::{SnapshotRequest, SnapshotTap};
 use crate::redact;
@@ -128,6 +128,8 @@ pub struct CameraTask {
     close_look: CloseLook,
     /// Where decoded pictures go as snapshot candidates, if anywhere.
     snapshots: Option<(SnapshotTap, SnapshotRequest)>,
+    /// Where ffmpeg is, for pictures OpenH264 cannot decode.
+    ffmpeg: FfmpegProgram,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -188,6 +190,7 @@ impl CameraTask {
             picture: cfg.picture_check,
             close_look: CloseLook::default(),
             snapshots: None,
+            ffmpeg: FfmpegProgram::from_env(),
         }
     }
 
@@ -196,6 +199,12 @@ impl CameraTask {
     /// once when `request` asks.
     pub fn snapshots(mut self, tap: SnapshotTap, request: SnapshotRequest) -> CameraTask {
         self.snapshots = Some((tap, request));
+        self
+    }
+
+    /// Where ffmpeg is (default: [`FfmpegProgram::from_env`]).
+    pub fn ffmpeg(mut self, program: FfmpegProgram) -> CameraTask {
+        self.ffmpeg = program;
         self
     }
 
@@ -488,6 +497,7 @@ impl CameraTask {
             events.clone(),
             self.close_look.clone(),
             self.snapshots.clone(),
+            &self.ffmpeg,
         );
         if let Some(sample) = sampler.unavailable() {
             let kind = EventKind::CameraPicture {
