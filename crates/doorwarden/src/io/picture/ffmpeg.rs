@@ -255,15 +255,10 @@ impl Ffmpeg {
             // One decoding thread: a camera's frames are small, and 16
             // cameras must not each take every core.
             .args(["-threads", "1", "-filter_threads", "1"])
-            // Start decoding at the first frame instead of probing ahead.
-            .args([
-                "-probesize",
-                "32",
-                "-analyzeduration",
-                "0",
-                "-flags",
-                "low_delay",
-            ])
+            // Start decoding at the first frame instead of probing ahead
+            // (not `-flags low_delay`: it makes H.264 with B-frames come
+            // out in decoding order).
+            .args(["-probesize", "32", "-analyzeduration", "0"])
             .args(["-f", input, "-i", "pipe:0", "-an", "-sn", "-dn"])
             .args([
                 "-vf",
