@@ -17,10 +17,12 @@ use super::snapshot::Planes;
 use super::{Closed, DECODE_FAILURES, Job, PictureCodec, Sink};
 use crate::core::picture::Undecodable;
 
-/// Frames between keyframes that fail in one session before OpenH264 is
-/// given up on. A clean stream never fails one; a stream with B-frames
-/// fails about a third of its frames.
-const INTER_FAILURES: u32 = 4;
+/// Frames between keyframes that fail, among the last [`INTER_WINDOW`]
+/// decoded, before OpenH264 is given up on. A stream with B-frames fails
+/// about a third of its frames, all the time; a lost packet now and then
+/// fails a frame or two and then none for a long while.
+const INTER_FAILURES: usize = 4;
+const INTER_WINDOW: usize = 30;
 
 /// Runs until the sampler is dropped or the core is gone. `ffmpeg`: where
 /// to go when OpenH264 cannot decode this camera.
@@ -61,7 +63,8 @@ impl From<Closed> for Stop {
 fn decode(jobs: &Receiver<Job>, sink: &mut Sink) -> Result<(), Stop> {
     let mut held: Option<openh264::decoder::Decoder> = None;
     let mut failures = 0u32;
-    let mut inter_failures = 0u32;
+    // The last INTER_WINDOW frames between keyframes: whether each failed.
+    let mut inter: std::collections::VecDeque<bool> = std::collections::VecDeque::new();
     while let Ok(job) = jobs.recv() {
         let decoder = match &mut held {
             Some(d) => d,
@@ -99,15 +102,18 @@ fn decode(jobs: &Receiver<Job>, sink: &mut Sink) -> Result<(), Stop> {
                         sink.undecodable(job.received, Undecodable::Corrupt)?;
                     }
                 } else {
-                    inter_failures += 1;
                     tracing::debug!(camera = %sink.camera(), "frame did not decode: {e}");
-                    if inter_failures >= INTER_FAILURES {
+                    remember(&mut inter, true);
+                    if inter.iter().filter(|&&failed| failed).count() >= INTER_FAILURES {
                         return Err(Stop::Unsupported);
                     }
                 }
                 false
             }
         };
+        if !job.keyframe && judged {
+            remember(&mut inter, false);
+        }
         if job.keyframe && judged {
             failures = 0;
         }
@@ -116,4 +122,11 @@ fn decode(jobs: &Receiver<Job>, sink: &mut Sink) -> Result<(), Stop> {
         }
     }
     Ok(())
+}
+
+fn remember(window: &mut std::collections::VecDeque<bool>, failed: bool) {
+    if window.len() == INTER_WINDOW {
+        window.pop_front();
+    }
+    window.push_back(failed);
 }
