@@ -442,6 +442,23 @@ mod tests {
     }
 
     #[test]
+    fn ffmpeg_is_found_only_where_an_executable_file_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let program = dir.path().join("ffmpeg");
+        assert_eq!(FfmpegProgram::At(program.clone()).find(), None);
+        std::fs::write(&program, "#!/bin/sh\n").expect("write");
+        // A file that cannot be run is not a program.
+        assert_eq!(FfmpegProgram::At(program.clone()).find(), None);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(
+            FfmpegProgram::At(program.clone()).find(),
+            Some(program.clone())
+        );
+        assert_eq!(FfmpegProgram::Off.find(), None);
+    }
+
+    #[test]
     fn thumbnail_cells_are_scaled_means_of_their_block() {
         // 128x72 picture: each cell averages a 2x2 block.
         let (w, h, stride) = (128, 72, 130);
