@@ -165,3 +165,28 @@ async fn h264_with_b_frames_without_ffmpeg_says_so() {
     assert!(!ever_live(&w), "{:#?}", w.summary());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_live_camera_whose_sensor_hangs_is_frozen_and_comes_back() {
+    let mut server = RtspTestServer::start();
+    let w = watch(&server, "/cam-switch265");
+    w.until_state(LivenessKind::Live, LONG).await;
+    server.command("still cam-switch265");
+    let hung_at = Instant::now();
+    assert_eq!(
+        frozen_reason(&w).await,
+        "picture frozen: not even sensor noise changes"
+    );
+    let lost = w
+        .changes()
+        .into_iter()
+        .find(|t| t.from == LivenessKind::Live)
+        .expect("left live");
+    assert!(
+        lost.at.mono >= hung_at,
+        "left live before the hang: {lost:?}"
+    );
+    server.command("moving cam-switch265");
+    w.until_state(LivenessKind::Live, LONG).await;
+    w.stop().await;
+}

@@ -19,7 +19,8 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-still-clock a hung sensor behind a ticking on-screen clock
   /cam-black       no picture: black (a covered lens)
   /cam-live265, /cam-quiet265, /cam-still265, /cam-still-clock265,
-  /cam-black265    the same scenes in H.265 (only if x265enc is installed)
+  /cam-black265, /cam-switch265
+                   the same scenes in H.265 (only if x265enc is installed)
   /cam-live-bframes /cam-live from x264 with B-frames (2 between references)
 
 Usage:
@@ -338,8 +339,12 @@ def main():
             feeds[scene] = factory
     mounts.add_factory("/cam-live-bframes", LiveFactory("cam-live", bframes=2))
     if Gst.ElementFactory.find("x265enc"):
-        for scene in ("cam-live", "cam-quiet", "cam-still", "cam-still-clock", "cam-black"):
-            mounts.add_factory(f"/{scene}265", LiveFactory(scene, "h265"))
+        for scene in ("cam-live", "cam-quiet", "cam-still", "cam-still-clock", "cam-black",
+                      "cam-switch"):
+            factory = LiveFactory(scene, "h265")
+            mounts.add_factory(f"/{scene}265", factory)
+            if scene == "cam-switch":
+                feeds["cam-switch265"] = factory
     for spec in args.mount:
         name, _, path = spec.partition("=")
         add(server, name, {"moving": access_units(path)}, "moving", codec_of(path))
