@@ -48,6 +48,12 @@ mod camera_watch;
 mod gst;
 #[path = "common/hd_clip.rs"]
 mod hd_clip;
+#[path = "common/hevc.rs"]
+mod hevc_load;
+#[path = "common/kids.rs"]
+mod kids;
+
+use hevc_load::hevc;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -90,6 +96,9 @@ fn main() {
     }
     if parts.contains("pictures") {
         runtime.block_on(pictures());
+    }
+    if parts.contains("hevc") {
+        hevc();
     }
 }
 
@@ -455,6 +464,11 @@ struct Usage {
     /// From `steady_after(secs)` to the end.
     steady_cpu_s: f64,
     steady_frames: u64,
+    /// The process's ffmpeg children (H.265 decoding): CPU in the steady
+    /// state, and the peak of the process's RSS plus its children's,
+    /// sampled.
+    kids_steady_cpu_s: f64,
+    peak_with_kids_kib: u64,
 }
 
 /// When connecting and the warmup are surely over.
@@ -482,6 +496,8 @@ fn run_ours(n: usize, secs: u64, picture: &str, url: &str) -> Option<Usage> {
         live: field("live")? as usize,
         steady_cpu_s: field("steady_ns")? as f64 / 1e9,
         steady_frames: field("steady_frames")?,
+        kids_steady_cpu_s: field("kids_steady_ns").unwrap_or(0) as f64 / 1e9,
+        peak_with_kids_kib: field("peak_with_kids_kib").unwrap_or(0),
     })
 }
 
@@ -532,6 +548,8 @@ fn run_ffmpeg(n: usize, secs: u64, url: &str, tck: f64, nokey: bool) -> Option<U
         live: 0,
         steady_cpu_s: 0.0,
         steady_frames: 0,
+        kids_steady_cpu_s: 0.0,
+        peak_with_kids_kib: 0,
     };
     for c in &children {
         let pid = c.id();
@@ -628,7 +646,9 @@ fn child(spec: &str) {
     .build()
     .expect("tokio runtime");
     let tck = clock_ticks();
-    let (frames, live, steady_ns, steady_frames) = runtime.block_on(async move {
+    let peak_rss = kids::PeakRss::start();
+    let peak = &peak_rss;
+    let (frames, live, steady_ns, steady_frames, kids_warm) = runtime.block_on(async move {
         let policy = if picture == "off" { "off" } else { "optional" };
         let sub = sub_url
             .map(|u| format!("\npicture_url: {u}"))
@@ -671,6 +691,8 @@ fn child(spec: &str) {
         let warm = tokio::time::sleep_until(start + steady_after(secs));
         tokio::pin!(warm);
         let mut warm_sample: Option<(f64, u64)> = None;
+        let mut kids_warm = 0.0;
+        let mut sampler_warm = 0.0;
         let mut frames = 0u64;
         loop {
             let next = machines
@@ -687,6 +709,8 @@ fn child(spec: &str) {
                 () = &mut end => break,
                 () = &mut warm, if warm_sample.is_none() => {
                     warm_sample = Some((cpu_secs("self", tck).unwrap_or(0.0), frames));
+                    kids_warm = kids::cpu_secs(tck);
+                    sampler_warm = peak.own_cpu_secs();
                 }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
@@ -735,17 +759,24 @@ fn child(spec: &str) {
         let live = machines.values().filter(|m| m.is_live()).count();
         let cpu_end = cpu_secs("self", tck).unwrap_or(0.0);
         let (cpu_warm, frames_warm) = warm_sample.unwrap_or((cpu_end, frames));
-        let steady = ((cpu_end - cpu_warm) * 1e9) as u64;
+        // The memory sampler's own CPU is the bench's, not doorwarden's.
+        let sampler = peak.own_cpu_secs() - sampler_warm;
+        let steady = ((cpu_end - cpu_warm - sampler).max(0.0) * 1e9) as u64;
         let steady_frames = frames - frames_warm;
         let _ = stop.send(true);
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        (frames, live, steady, steady_frames)
+        let kids_end = kids::cpu_secs(tck);
+        (frames, live, steady, steady_frames, (kids_warm, kids_end))
     });
     let cpu_ns = (cpu_secs("self", tck).unwrap_or(0.0) * 1e9) as u64;
     let hwm = proc_hwm_kib("/proc/self/status").unwrap_or(0);
+    let (kids_warm, kids_end) = kids_warm;
+    let kids_ns = (kids_end * 1e9) as u64;
+    let kids_steady_ns = ((kids_end - kids_warm).max(0.0) * 1e9) as u64;
+    let peak_with_kids = peak_rss.stop();
     println!(
-        "CHILD frames={frames} live={live} cpu_ns={cpu_ns} hwm_kib={hwm} steady_ns={steady_ns} steady_frames={steady_frames}"
+        "CHILD frames={frames} live={live} cpu_ns={cpu_ns} hwm_kib={hwm} steady_ns={steady_ns} steady_frames={steady_frames} kids_ns={kids_ns} kids_steady_ns={kids_steady_ns} peak_with_kids_kib={peak_with_kids}"
     );
 }

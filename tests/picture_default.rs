@@ -4,15 +4,16 @@
 //! simulated Zigbee2MQTT lock and contact sensor on a real Mosquitto.
 //!
 //! The camera's block says nothing about `picture_check`: the door names the
-//! camera, so its picture must be checked, and an H.265 picture cannot be
-//! checked here. Home Assistant shows the camera frozen with that reason,
+//! camera, so its picture must be checked, and without ffmpeg an H.265
+//! picture cannot be checked. Home Assistant shows the camera frozen with that reason,
 //! never live, and a courier is refused with it. Saying `picture_check:
 //! optional` lets the same stream be judged by its frames alone, and the
 //! courier is let in.
 //!
-//! The bridge runs with a PATH that holds nothing: whatever helper program a
-//! build might decode H.265 with, none is there, so what is asserted is what
-//! an owner sees on a machine without an H.265 decoder.
+//! The bridge runs with a PATH that holds nothing, so the ffmpeg child that
+//! decodes H.265 cannot be found: what is asserted is what an owner sees on
+//! a machine without ffmpeg (tests/picture_ffmpeg.rs covers the machine
+//! with it).
 
 mod common;
 #[path = "common/gst.rs"]
@@ -35,7 +36,7 @@ use process_home::{
 const DOOR: &str = "front_door";
 
 /// The camera's reason when no H.265 decoder is available.
-const NO_H265_DECODER: &str = "cannot decode H.265 here to check the picture";
+const NO_H265_DECODER: &str = "cannot decode H.265 here: ffmpeg is not installed";
 
 /// The bridge and the devices it talks to; the bridge is killed on drop.
 struct Door {
@@ -98,6 +99,7 @@ fn spawn_without_helpers(config: &Path, dir: &Path) -> Child {
         .arg(config)
         .env_remove("RUST_LOG")
         .env("PATH", &empty)
+        .env_remove("DOORWARDEN_FFMPEG")
         .stdin(Stdio::null())
         .stdout(log("stdout"))
         .stderr(log("stderr"))

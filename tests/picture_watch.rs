@@ -127,23 +127,6 @@ async fn a_looped_recording_is_caught_as_a_replay_at_its_first_repeat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h265_cannot_be_decoded_so_a_required_camera_is_never_live() {
-    let server = RtspTestServer::start();
-    let w = watch(&server, "/cam-live265", "required");
-    assert_eq!(
-        frozen_reason(&w).await,
-        "cannot decode H.265 here to check the picture"
-    );
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(!ever_live(&w), "{:#?}", w.summary());
-    w.stop().await;
-    // Optional: judged by its stream alone, and live.
-    let w = watch(&server, "/cam-live265", "optional");
-    w.until_state(LivenessKind::Live, LONG).await;
-    w.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_a_close_look_a_keyframe_is_decoded_only_every_ten_seconds() {
     let server = RtspTestServer::start();
     let cfg = camera(&format!(

@@ -18,7 +18,6 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-still       a hung sensor, encoder running: the same picture forever
   /cam-still-clock a hung sensor behind a ticking on-screen clock
   /cam-black       no picture: black (a covered lens)
-  /cam-live265     /cam-live in H.265 (only if x265enc is installed)
   /cam-main        a camera's main stream: the /cam-live scene; `pause
                    cam-main` stops its frames (the session stays up)
   /cam-sub         the same camera's substream for the picture checks: the
@@ -31,6 +30,10 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-still-clock-cbr  /cam-still-clock with that encoder: the clock makes
                    every keyframe new, so not even the replay rule sees it
   /cam-quiet-cbr   /cam-quiet with that same encoder: a live quiet scene
+  /cam-live265, /cam-quiet265, /cam-still265, /cam-still-clock265,
+  /cam-black265, /cam-switch265
+                   the same scenes in H.265 (only if x265enc is installed)
+  /cam-live-bframes /cam-live from x264 with B-frames (2 between references)
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -237,30 +240,37 @@ SCENES = {
 }
 
 
-def encoder(codec, rate="quant"):
+def encoder(codec, rate="quant", bframes=0):
     """Live encoder into the RTP payloader. Constant QP: fed an unchanging
     picture, x264 then codes every P-frame as skipped, as a camera's
     encoder does in VBR. With a bitrate target (`rate="cbr"`) it keeps
     refining a still picture after every keyframe instead: P-frames that
     change the decoded picture by ever smaller amounts (see
-    docs/performance.md)."""
+    docs/performance.md). `bframes`: B-frames between reference frames
+    (x264 at constant QP only; zerolatency alone allows none)."""
     if codec == "h265":
         enc = "x265enc tune=zerolatency speed-preset=ultrafast qp=26 key-int-max=15"
     elif rate == "cbr":
         enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=cbr bitrate=500 "
                "key-int-max=15")
     else:
-        enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=26 "
-               "key-int-max=15")
+        # zerolatency turns B-frames off whatever `bframes` says.
+        tune = "" if bframes else "tune=zerolatency "
+        enc = (f"x264enc {tune}speed-preset={'veryfast' if bframes else 'ultrafast'} pass=quant quantizer=26 "
+               f"key-int-max=15 bframes={bframes} byte-stream=true")
+        if bframes:
+            # The payloader also accepts Constrained Baseline, which has no
+            # B-frames; x264 would settle on it.
+            enc += " ! video/x-h264,profile=main"
     return (f"videoconvert ! video/x-raw,format=I420 ! {enc} ! {codec}parse "
             f"! rtp{codec}pay name=pay0 pt=96 config-interval=-1")
 
 
 class LiveFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, scene, codec="h264", rate="quant"):
+    def __init__(self, scene, codec="h264", rate="quant", bframes=0):
         super().__init__()
         self.set_shared(True)
-        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec, rate)) + " )")
+        self.set_launch("( " + SCENES[scene].format(enc=encoder(codec, rate, bframes)) + " )")
         self.selectors = []
         self.valves = []
         self.still = False
@@ -373,8 +383,14 @@ def main():
             feeds[scene] = factory
     for scene in ("cam-still", "cam-still-clock", "cam-quiet"):
         mounts.add_factory(f"/{scene}-cbr", LiveFactory(scene, rate="cbr"))
+    mounts.add_factory("/cam-live-bframes", LiveFactory("cam-live", bframes=2))
     if Gst.ElementFactory.find("x265enc"):
-        mounts.add_factory("/cam-live265", LiveFactory("cam-live", "h265"))
+        for scene in ("cam-live", "cam-quiet", "cam-still", "cam-still-clock", "cam-black",
+                      "cam-switch"):
+            factory = LiveFactory(scene, "h265")
+            mounts.add_factory(f"/{scene}265", factory)
+            if scene == "cam-switch":
+                feeds["cam-switch265"] = factory
     for spec in args.mount:
         name, _, path = spec.partition("=")
         add(server, name, {"moving": access_units(path)}, "moving", codec_of(path))

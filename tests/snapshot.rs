@@ -345,3 +345,19 @@ async fn next(
         Err(_) => panic!("no snapshot candidate within {LONG:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_shows_its_verified_picture_decoded_by_ffmpeg() {
+    let broker = Mosquitto::start();
+    let server = RtspTestServer::start();
+    let mut ha = TestClient::connect(&broker).await;
+    ha.subscribe("doorwarden/camera/porch/#").await;
+    let bridge = start(&broker, &server.url("/cam-live265"));
+    let image = ha.wait_topic(IMAGE, LONG).await;
+    assert_eq!(&image.payload[..2], &[0xFF, 0xD8], "JPEG start of image");
+    // ffmpeg hands over every picture at 640x360, the snapshot's width.
+    assert_eq!(probe(&image.payload), (640, 360));
+    let meta = ha.wait_topic(META, LONG).await;
+    assert!(meta.json()["taken_at"].is_string(), "{}", meta.text());
+    bridge.stop().await;
+}

@@ -16,7 +16,7 @@ use doorwarden::core::liveness::{CameraSettings, LivenessKind, Transition};
 use doorwarden::core::picture::PictureSample;
 use doorwarden::core::streams::CameraStreams;
 use doorwarden::core::{Event, EventKind, Stamp, SubstreamEvent};
-use doorwarden::io::picture::CloseLook;
+use doorwarden::io::picture::{CloseLook, FfmpegProgram};
 use doorwarden::io::rtsp::{CameraTask, CameraTiming};
 use tokio::sync::{mpsc, watch};
 
@@ -78,11 +78,23 @@ impl CameraWatch {
         timing: CameraTiming,
         close_look: CloseLook,
     ) -> CameraWatch {
+        CameraWatch::start_with_ffmpeg(cfg, timing, close_look, FfmpegProgram::from_env())
+    }
+
+    /// [`CameraWatch::start_looking`], with ffmpeg where `ffmpeg` says (a
+    /// test hides it with a path where there is none).
+    pub fn start_with_ffmpeg(
+        cfg: &config::Camera,
+        timing: CameraTiming,
+        close_look: CloseLook,
+        ffmpeg: FfmpegProgram,
+    ) -> CameraWatch {
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
         let (stop, mut stopped) = watch::channel(false);
         let task = CameraTask::new("porch".into(), cfg)
             .timing(timing)
             .close_look(close_look)
+            .ffmpeg(ffmpeg)
             .spawn(tx, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             });

@@ -52,8 +52,8 @@
 //! clear as soon as the pictures show life again (the liveness machine then
 //! runs its warmup before the camera is live).
 //!
-//! Cameras whose pictures cannot be decoded here (H.265, a stream the
-//! decoder refuses) report [`PictureSample::Undecodable`]; whether that keeps
+//! Cameras whose pictures cannot be decoded here (H.265 or H.264 with
+//! B-frames without ffmpeg, a stream the decoder refuses) report [`PictureSample::Undecodable`]; whether that keeps
 //! the camera from being live is the camera's [`PicturePolicy`].
 
 use std::collections::VecDeque;
@@ -77,8 +77,10 @@ const SCALE: f64 = 16.0;
 /// Why a camera's pictures cannot be judged here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undecodable {
-    /// H.265: no decoder for it in this build.
+    /// H.265: it is decoded by ffmpeg, which is not installed.
     H265,
+    /// H.264 that OpenH264 cannot decode (B-frames), and no ffmpeg.
+    H264BFrames,
     /// The decoder could not be started.
     NoDecoder,
     /// Keyframes keep failing to decode.
@@ -88,7 +90,10 @@ pub enum Undecodable {
 impl fmt::Display for Undecodable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Undecodable::H265 => "cannot decode H.265 here to check the picture",
+            Undecodable::H265 => "cannot decode H.265 here: ffmpeg is not installed",
+            Undecodable::H264BFrames => {
+                "cannot decode this H.264 (B-frames) here: ffmpeg is not installed"
+            }
             Undecodable::NoDecoder => "no picture decoder available to check the picture",
             Undecodable::Corrupt => "the picture does not decode",
         })
@@ -819,7 +824,7 @@ mod tests {
         required.handle_sample(Instant::now(), &h265);
         assert_eq!(
             required.fault().map(|f| f.to_string()).as_deref(),
-            Some("cannot decode H.265 here to check the picture")
+            Some("cannot decode H.265 here: ffmpeg is not installed")
         );
         assert!(!required.allows_live());
         let mut optional = PictureCheck::new(PicturePolicy::Optional);

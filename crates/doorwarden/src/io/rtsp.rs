@@ -63,7 +63,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Secret};
 use crate::core::picture::PicturePolicy;
 use crate::core::{Event, EventKind, FrameSummary, Stamp, SubstreamEvent};
-use crate::io::picture::{CloseLook, PictureCodec, Sampler};
+use crate::io::picture::{CloseLook, FfmpegProgram, PictureCodec, Sampler};
 use crate::io::record::FrameTap;
 use crate::io::snapshot::{SnapshotRequest, SnapshotTap};
 use crate::redact;
@@ -157,6 +157,8 @@ pub struct CameraTask {
     /// The picture substream (`picture_url`), without userinfo, and its
     /// credentials: watched by a second session beside this one.
     substream: Option<(String, CredentialSource)>,
+    /// Where ffmpeg is, for pictures OpenH264 cannot decode.
+    ffmpeg: FfmpegProgram,
 }
 
 impl std::fmt::Debug for CameraTask {
@@ -208,6 +210,7 @@ impl CameraTask {
             snapshots: None,
             role: Role::Main,
             substream,
+            ffmpeg: FfmpegProgram::from_env(),
         }
     }
 
@@ -216,6 +219,12 @@ impl CameraTask {
     /// once when `request` asks.
     pub fn snapshots(mut self, tap: SnapshotTap, request: SnapshotRequest) -> CameraTask {
         self.snapshots = Some((tap, request));
+        self
+    }
+
+    /// Where ffmpeg is (default: [`FfmpegProgram::from_env`]).
+    pub fn ffmpeg(mut self, program: FfmpegProgram) -> CameraTask {
+        self.ffmpeg = program;
         self
     }
 
@@ -574,6 +583,7 @@ impl CameraTask {
             events.clone(),
             self.close_look.clone(),
             self.snapshots.clone(),
+            &self.ffmpeg,
         );
         if let Some(sample) = sampler.unavailable() {
             let kind = EventKind::CameraPicture {

@@ -6,19 +6,29 @@
 //! told to look closely, and for the first seconds of each session; a
 //! keyframe every few seconds otherwise), the bounded hand-off to the decoder thread (a frame that does not
 //! fit is dropped, never waited for: the camera task must not be slowed by a
-//! decoder), and the reduction of a decoded picture to a [`Thumbnail`].
+//! decoder), which decoder a session uses, and the reduction of a decoded
+//! picture to a [`Thumbnail`] (and, now and then, a snapshot candidate).
 //!
-//! H.264 is decoded in-process by OpenH264 (the `openh264` crate builds its
-//! bundled C++ source with the system C++ compiler, so no system library is
-//! needed). H.265 has no decoder here: the sampler tells the core once per
-//! session, and the camera's `picture_check` setting decides whether the
-//! camera may still count as live.
+//! Two decoders ([`openh264`], [`ffmpeg`]):
+//! - H.264 is decoded in-process by OpenH264 (the `openh264` crate builds
+//!   its bundled C++ source with the system C++ compiler, so no system
+//!   library is needed). OpenH264 cannot decode B-frames; a session whose
+//!   frames keep failing moves to ffmpeg when it is installed.
+//! - H.265 is decoded by an `ffmpeg` child process per session, when the
+//!   `ffmpeg` program is installed ([`FfmpegProgram`]). Without it the
+//!   sampler tells the core once per session ("cannot decode H.265 here:
+//!   ffmpeg is not installed"), and the camera's `picture_check` setting
+//!   decides whether it may still count as live.
 //!
 //! Why decoding P-frames needs every frame: a P-frame only decodes on top of
 //! the pictures before it, so a close look feeds the decoder every frame
 //! since the last keyframe; once a frame has been dropped the sampler waits
 //! for the next keyframe before it decodes anything but keyframes again.
 
+pub mod ffmpeg;
+pub mod openh264;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -73,6 +83,57 @@ impl CloseLook {
     }
 }
 
+/// Where the `ffmpeg` program is. By default it is looked up on `PATH`;
+/// the environment variable `DOORWARDEN_FFMPEG` names another program, or
+/// with `off` (or an empty value) turns ffmpeg decoding off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FfmpegProgram {
+    /// `ffmpeg` on `PATH`.
+    OnPath,
+    /// This program.
+    At(PathBuf),
+    /// Never use ffmpeg.
+    Off,
+}
+
+impl Default for FfmpegProgram {
+    fn default() -> Self {
+        FfmpegProgram::from_env()
+    }
+}
+
+impl FfmpegProgram {
+    pub const ENV: &'static str = "DOORWARDEN_FFMPEG";
+
+    /// From `DOORWARDEN_FFMPEG` (unset: on `PATH`).
+    pub fn from_env() -> FfmpegProgram {
+        match std::env::var_os(Self::ENV) {
+            None => FfmpegProgram::OnPath,
+            Some(v) if v.is_empty() || v == "off" => FfmpegProgram::Off,
+            Some(v) => FfmpegProgram::At(PathBuf::from(v)),
+        }
+    }
+
+    /// The program to run, if it is installed. Looked up at every session
+    /// start, so installing ffmpeg needs no restart.
+    pub fn find(&self) -> Option<PathBuf> {
+        match self {
+            FfmpegProgram::Off => None,
+            FfmpegProgram::At(p) => is_program(p).then(|| p.clone()),
+            FfmpegProgram::OnPath => std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("ffmpeg"))
+                    .find(|p| is_program(p))
+            }),
+        }
+    }
+}
+
+fn is_program(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 struct Job {
     /// The frame in Annex B framing (start codes), as decoders want it.
     data: Vec<u8>,
@@ -84,7 +145,7 @@ struct Job {
 }
 
 /// One session's sampler. Lives in the camera task; its decoder thread ends
-/// when the sampler is dropped.
+/// when the sampler is dropped (an ffmpeg child is killed then).
 pub struct Sampler {
     codec: PictureCodec,
     jobs: Option<SyncSender<Job>>,
@@ -100,34 +161,54 @@ pub struct Sampler {
     /// the next keyframe is decoded for it rather than up to
     /// [`IDLE_KEYFRAME_EVERY`] later.
     snapshot_asked: Option<SnapshotRequest>,
+    /// The session's ffmpeg child, if one runs, to kill when the session
+    /// ends.
+    child: ffmpeg::ChildSlot,
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.child.kill();
+    }
 }
 
 impl Sampler {
-    /// Starts the decoder thread for H.264; for H.265 nothing is started and
-    /// [`Sampler::unavailable`] says why.
+    /// Starts the decoder thread: OpenH264 for H.264, ffmpeg for H.265 (if
+    /// it is installed; otherwise nothing is started and
+    /// [`Sampler::unavailable`] says why).
     pub fn start(
         camera: String,
         codec: PictureCodec,
         events: mpsc::Sender<Event>,
         close_look: CloseLook,
         snapshots: Option<(SnapshotTap, SnapshotRequest)>,
+        ffmpeg_program: &FfmpegProgram,
     ) -> Sampler {
         let snapshot_asked = snapshots.as_ref().map(|(_, request)| request.clone());
-        let jobs = match codec {
-            PictureCodec::H264 => {
-                let (tx, rx) = sync_channel::<Job>(QUEUE);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("decode-{camera}"))
-                    .spawn(move || decode_h264(camera, rx, events, snapshots));
-                match spawned {
-                    Ok(_) => Some(tx),
-                    Err(e) => {
-                        tracing::warn!("cannot start a picture decoder thread: {e}");
-                        None
-                    }
+        let child = ffmpeg::ChildSlot::default();
+        let ffmpeg = ffmpeg_program.find();
+        let sink = Sink::new(camera.clone(), events, snapshots);
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let slot = child.clone();
+        let spawned = match (codec, ffmpeg) {
+            (PictureCodec::H264, fallback) => std::thread::Builder::new()
+                .name(format!("decode-{camera}"))
+                .spawn(move || openh264::run(rx, sink, fallback, slot)),
+            (PictureCodec::H265, Some(program)) => std::thread::Builder::new()
+                .name(format!("decode-{camera}"))
+                .spawn(move || {
+                    ffmpeg::Ffmpeg::new(program, PictureCodec::H265, slot).run(rx, sink)
+                }),
+            (PictureCodec::H265, None) => Err(std::io::Error::other("ffmpeg is not installed")),
+        };
+        let jobs = match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                if codec == PictureCodec::H264 {
+                    tracing::warn!("cannot start a picture decoder thread: {e}");
                 }
+                None
             }
-            PictureCodec::H265 => None,
         };
         Sampler {
             codec,
@@ -138,6 +219,7 @@ impl Sampler {
             last_keyframe: None,
             dropped: 0,
             snapshot_asked,
+            child,
         }
     }
 
@@ -266,104 +348,80 @@ pub fn thumbnail(y: &[u8], width: usize, height: usize, stride: usize) -> Option
     })
 }
 
-fn decode_h264(
+/// The core is gone: the decoder thread ends.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// Where a decoder thread's pictures go, whichever decoder made them:
+/// thumbnails to the core, and now and then a snapshot candidate.
+pub(crate) struct Sink {
     camera: String,
-    jobs: std::sync::mpsc::Receiver<Job>,
     events: mpsc::Sender<Event>,
     snapshots: Option<(SnapshotTap, SnapshotRequest)>,
-) {
-    let mut pacer = Pacer::default();
-    // Held only during a close look: a 720p decoder keeps ~14 MiB of
-    // reference pictures, too much to keep per camera for one keyframe
-    // every 10 s (a keyframe needs no earlier picture).
-    let mut held: Option<openh264::decoder::Decoder> = None;
-    let mut failures = 0u32;
-    while let Ok(job) = jobs.recv() {
-        let decoder = match &mut held {
-            Some(d) => d,
-            None => match openh264::decoder::Decoder::new() {
-                Ok(d) => held.insert(d),
-                Err(e) => {
-                    tracing::warn!(camera = %camera, "cannot start the H.264 decoder: {e}");
-                    let _ = events.blocking_send(picture_event(
-                        &camera,
-                        Instant::now(),
-                        PictureSample::Undecodable(Undecodable::NoDecoder),
-                    ));
-                    return;
-                }
-            },
+    pacer: Pacer,
+}
+
+impl Sink {
+    fn new(
+        camera: String,
+        events: mpsc::Sender<Event>,
+        snapshots: Option<(SnapshotTap, SnapshotRequest)>,
+    ) -> Sink {
+        Sink {
+            camera,
+            events,
+            snapshots,
+            pacer: Pacer::default(),
+        }
+    }
+
+    pub(crate) fn camera(&self) -> &str {
+        &self.camera
+    }
+
+    /// One decoded picture. Whether it was judged: `Ok(false)` when the
+    /// planes are too small for a thumbnail.
+    pub(crate) fn picture(
+        &mut self,
+        planes: &Planes<'_>,
+        keyframe: bool,
+        received: Instant,
+    ) -> Result<bool, Closed> {
+        if let Some((tap, request)) = &self.snapshots
+            && self.pacer.due(received, request.take_for(received))
+        {
+            // The owner's picture comes from the same decoded frame the
+            // checks judge; whether it may be shown is the runtime's call,
+            // once the core has judged it.
+            if let Some(jpeg) = snapshot::jpeg(planes) {
+                tap.offer(Candidate {
+                    camera: self.camera.clone(),
+                    taken_at: super::rtsp::stamp_at(received).wall,
+                    jpeg,
+                });
+            }
+        }
+        // Every decoded frame is compared with the one before: a still
+        // picture shows as frames without change, which a sample every few
+        // frames would blur with the encoder's refinements.
+        let Some(picture) = thumbnail(planes.y, planes.width, planes.height, planes.y_stride)
+        else {
+            return Ok(false);
         };
-        let thumb = match decoder.decode(&job.data) {
-            Ok(Some(yuv)) => {
-                use openh264::formats::YUVSource;
-                let (w, h) = yuv.dimensions();
-                let (stride, uv_stride, _) = yuv.strides();
-                if let Some((tap, request)) = &snapshots
-                    && pacer.due(job.received, request.take_for(job.received))
-                {
-                    // The owner's picture comes from the same decoded
-                    // frame the checks judge; whether it may be shown is
-                    // the runtime's call, once the core has judged it.
-                    let planes = Planes {
-                        y: yuv.y(),
-                        u: yuv.u(),
-                        v: yuv.v(),
-                        width: w,
-                        height: h,
-                        y_stride: stride,
-                        uv_stride,
-                    };
-                    if let Some(jpeg) = snapshot::jpeg(&planes) {
-                        tap.offer(Candidate {
-                            camera: camera.clone(),
-                            taken_at: super::rtsp::stamp_at(job.received).wall,
-                            jpeg,
-                        });
-                    }
-                }
-                // Every decoded frame is compared with the one before: a
-                // still picture shows as frames without change, which a
-                // sample every few frames would blur with the encoder's
-                // refinements.
-                thumbnail(yuv.y(), w, h, stride)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                if job.keyframe {
-                    failures += 1;
-                    tracing::debug!(camera = %camera, "keyframe did not decode: {e}");
-                    if failures == DECODE_FAILURES {
-                        let sample = PictureSample::Undecodable(Undecodable::Corrupt);
-                        if events
-                            .blocking_send(picture_event(&camera, job.received, sample))
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-                None
-            }
-        };
-        if job.keyframe && thumb.is_some() {
-            failures = 0;
-        }
-        if !job.more {
-            held = None;
-        }
-        if let Some(picture) = thumb {
-            let sample = PictureSample::Picture {
-                picture,
-                keyframe: job.keyframe,
-            };
-            if events
-                .blocking_send(picture_event(&camera, job.received, sample))
-                .is_err()
-            {
-                return;
-            }
-        }
+        let sample = PictureSample::Picture { picture, keyframe };
+        self.send(received, sample)?;
+        Ok(true)
+    }
+
+    /// The pictures cannot be judged, and why.
+    pub(crate) fn undecodable(&self, at: Instant, why: Undecodable) -> Result<(), Closed> {
+        self.send(at, PictureSample::Undecodable(why))
+    }
+
+    fn send(&self, at: Instant, sample: PictureSample) -> Result<(), Closed> {
+        self.events
+            .blocking_send(picture_event(&self.camera, at, sample))
+            .map_err(|_| Closed)
     }
 }
 
@@ -391,6 +449,23 @@ mod tests {
         assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA, 0, 0, 0, 1, 0x41]);
         assert!(!to_annex_b(&[0, 0, 0, 9, 0x65], &mut Vec::new()));
         assert!(!to_annex_b(&[0, 0, 1], &mut Vec::new()));
+    }
+
+    #[test]
+    fn ffmpeg_is_found_only_where_an_executable_file_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let program = dir.path().join("ffmpeg");
+        assert_eq!(FfmpegProgram::At(program.clone()).find(), None);
+        std::fs::write(&program, "#!/bin/sh\n").expect("write");
+        // A file that cannot be run is not a program.
+        assert_eq!(FfmpegProgram::At(program.clone()).find(), None);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(
+            FfmpegProgram::At(program.clone()).find(),
+            Some(program.clone())
+        );
+        assert_eq!(FfmpegProgram::Off.find(), None);
     }
 
     #[test]
