@@ -46,6 +46,11 @@ use super::{
 use crate::config::Config;
 use crate::core::text;
 
+/// How far back a wall time may read before the last one's and still be
+/// taken as the same moment (see `Core::stamp`): far above a preempted
+/// thread's gap between two clock reads, far below a real clock step.
+const WALL_JITTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
 /// How often a probe `Persist` is sent while storage is failing.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(30);
 /// Camera rates (fps, bitrate) that left their band are published at most
@@ -561,12 +566,22 @@ impl Core {
     /// close, its code with it, and open again without one. A real step of
     /// the wall clock still shows: the lateness is measured on the
     /// monotonic half only.
+    ///
+    /// The two halves of a stamp are two clock reads, and a busy machine can
+    /// preempt the thread between them: an event stamped a moment after the
+    /// last one can carry a wall time a few milliseconds before it. Such a
+    /// step back, under [`WALL_JITTER`], is read as no step at all; a real
+    /// step of the wall clock is larger and still shows.
     fn stamp(&mut self, at: Stamp) -> Stamp {
         let late = self.last.mono.saturating_duration_since(at.mono);
-        let wall = jiff::SignedDuration::try_from(late)
+        let mut wall = jiff::SignedDuration::try_from(late)
             .ok()
             .and_then(|d| at.wall.checked_add(d).ok())
             .unwrap_or(at.wall);
+        let back = self.last.wall.duration_since(wall);
+        if back.is_positive() && back < WALL_JITTER {
+            wall = self.last.wall;
+        }
         let now = Stamp {
             mono: at.mono.max(self.last.mono),
             wall,
@@ -952,6 +967,49 @@ deliveries:
             kind: EventKind::Tick,
         });
         let closed: Vec<&Action> = late
+            .iter()
+            .filter(|a| format!("{a:?}").contains("WindowClosed"))
+            .collect();
+        assert!(closed.is_empty(), "{closed:?}");
+        let status = core.door_status("front").map(|s| s.delivery);
+        assert_eq!(status, Some(crate::core::DeliveryState::WindowOpen));
+    }
+
+    #[test]
+    fn a_wall_time_read_a_moment_early_does_not_close_a_window_granted_just_before_it() {
+        let home = HOME.replace(
+            r#"windows: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "09:00", to: "17:00" }]"#,
+            "windows: []",
+        );
+        let t0 = Instant::now();
+        let at = stamp(t0, "2026-11-28T20:00:00Z");
+        let mut core = match Core::new(&config(&home), PersistedState::default(), [0; 32], at) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let _ = core.start(at);
+        let grant = Command::Grant {
+            duration: None,
+            code: Some(crate::config::Secret::new("918273")),
+        };
+        // The grant's thread was preempted between its two clock reads: its
+        // wall half is 5 ms ahead of its monotonic half.
+        let _ = core.handle(Event {
+            at: stamp(t0 + Duration::from_secs(10), "2026-11-28T20:00:10.005Z"),
+            kind: EventKind::Command {
+                door: "front".into(),
+                command: grant,
+            },
+        });
+        // A frame 1 ms later, its two halves read together.
+        let next = core.handle(Event {
+            at: stamp(
+                t0 + Duration::from_millis(10_001),
+                "2026-11-28T20:00:10.001Z",
+            ),
+            kind: EventKind::Tick,
+        });
+        let closed: Vec<&Action> = next
             .iter()
             .filter(|a| format!("{a:?}").contains("WindowClosed"))
             .collect();
