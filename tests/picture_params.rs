@@ -16,6 +16,11 @@
 //! session but one started with the encoder) never sees a parameter set in
 //! a frame, whether the camera sends them in-band or only in the SDP.
 //!
+//! The H.264 tests pass on retina's insertion alone; they are here for the
+//! day it is not there (with retina's `ParameterSetInsertion::Never` and
+//! the sampler's sets left out they end "the picture does not decode";
+//! with the sampler's sets alone they pass).
+//!
 //! Timing margins are generous (shared, noisy machines): the tests assert
 //! which state a camera reaches and that its pictures keep decoding.
 
