@@ -34,6 +34,13 @@ Mounts (all shared: every client of a mount sees the same stream):
   /cam-black265, /cam-switch265
                    the same scenes in H.265 (only if x265enc is installed)
   /cam-live-bframes /cam-live from x264 with B-frames (2 between references)
+  /cam-live-sdp    /cam-live whose parameter sets (SPS, PPS) travel only in
+                   the SDP (sprop-parameter-sets), never with a frame, as
+                   some cameras send them
+  /cam-live-sdp-first  the same, but the first keyframe a client gets
+                   carries them too (x264's habit), the later ones not
+  /cam-live265-sdp the H.265 /cam-live-sdp (VPS, SPS, PPS; only if x265enc
+                   is installed)
 
 Usage:
   rtsp_server.py [--port 0] [--clips assets/clips] [--user U --password P]
@@ -315,6 +322,116 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
         return True
 
 
+class OutOfBandFeed:
+    """A live scene whose parameter sets reach clients only in the SDP.
+
+    x264 and x265 repeat them before every keyframe whatever the caps ask,
+    so the encoder's output (length-prefixed, with the sets in its
+    codec_data) goes through here: each frame is pushed to the mount's
+    appsrc without its SPS/PPS (and VPS) NAL units, and the payloader
+    (config-interval=0) takes the sets from the caps into the SDP only.
+    With `keep_first` each client's first keyframe keeps them. The encoder
+    starts with the first client and then runs for the server's life."""
+
+    def __init__(self, scene, codec, keep_first):
+        self.scene = scene
+        self.codec = codec
+        self.keep_first = keep_first
+        self.pipeline = None
+        self.caps = None
+        self.ready = threading.Event()
+        self.sources = {}  # appsrc -> whether it was sent a keyframe yet
+        self.lock = threading.Lock()
+
+    def start(self):
+        with self.lock:
+            if self.pipeline is not None:
+                return
+            if self.codec == "h265":
+                enc = "x265enc tune=zerolatency speed-preset=ultrafast qp=26 key-int-max=15"
+                fmt = "hvc1"
+            else:
+                enc = ("x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=26 "
+                       "key-int-max=15")
+                fmt = "avc"
+            out = (f"videoconvert ! video/x-raw,format=I420 ! {enc} ! {self.codec}parse "
+                   f"! video/x-{self.codec},stream-format={fmt},alignment=au "
+                   "! appsink name=out emit-signals=true sync=false max-buffers=30 drop=true")
+            self.pipeline = Gst.parse_launch(SCENES[self.scene].format(enc=out))
+            self.pipeline.get_by_name("out").connect("new-sample", self.on_sample)
+            self.pipeline.set_state(Gst.State.PLAYING)
+
+    def parameter_set(self, nal):
+        if self.codec == "h265":
+            return (nal[0] >> 1) & 0x3F in (32, 33, 34)
+        return nal[0] & 0x1F in (7, 8)
+
+    def strip(self, data):
+        """The frame without its parameter sets (4-byte NAL lengths, as
+        both encoders' codec_data say)."""
+        kept, i = [], 0
+        while i + 4 < len(data):
+            end = i + 4 + int.from_bytes(data[i:i + 4], "big")
+            if not self.parameter_set(data[i + 4:end]):
+                kept.append(data[i:end])
+            i = end
+        return b"".join(kept)
+
+    def on_sample(self, sink):
+        sample = sink.emit("pull-sample")
+        if sample is None:
+            return Gst.FlowReturn.OK
+        if self.caps is None:
+            self.caps = sample.get_caps()
+            self.ready.set()
+        buf = sample.get_buffer()
+        data = buf.extract_dup(0, buf.get_size())
+        keyframe = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
+        stripped = self.strip(data)
+        with self.lock:
+            sources = list(self.sources.items())
+            if keyframe:
+                for src, _ in sources:
+                    self.sources[src] = True
+        for src, had_keyframe in sources:
+            whole = keyframe and self.keep_first and not had_keyframe
+            out = Gst.Buffer.new_wrapped(data if whole else stripped)
+            out.duration = buf.duration
+            src.emit("push-buffer", out)
+        return Gst.FlowReturn.OK
+
+    def attach(self, appsrc):
+        self.start()
+        if not self.ready.wait(20):
+            print("ERR encoder gave no caps", file=sys.stderr, flush=True)
+            return
+        appsrc.set_property("caps", self.caps)
+        with self.lock:
+            self.sources[appsrc] = False
+
+    def detach(self, appsrc):
+        with self.lock:
+            self.sources.pop(appsrc, None)
+
+
+class OutOfBandFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, feed):
+        super().__init__()
+        self.feed = feed
+        self.set_shared(True)
+        self.set_launch(
+            "( appsrc name=src is-live=true format=time do-timestamp=true "
+            "max-buffers=30 leaky-type=downstream "
+            f"! rtp{feed.codec}pay name=pay0 pt=96 config-interval=0 )"
+        )
+        self.connect("media-configure", self.on_configure)
+
+    def on_configure(self, _factory, media):
+        appsrc = media.get_element().get_child_by_name("src")
+        self.feed.attach(appsrc)
+        media.connect("unprepared", lambda _m: self.feed.detach(appsrc))
+
+
 def permissions(*roles):
     perms = GstRtspServer.RTSPPermissions()
     for role in roles:
@@ -384,7 +501,12 @@ def main():
     for scene in ("cam-still", "cam-still-clock", "cam-quiet"):
         mounts.add_factory(f"/{scene}-cbr", LiveFactory(scene, rate="cbr"))
     mounts.add_factory("/cam-live-bframes", LiveFactory("cam-live", bframes=2))
+    mounts.add_factory("/cam-live-sdp", OutOfBandFactory(OutOfBandFeed("cam-live", "h264", False)))
+    mounts.add_factory("/cam-live-sdp-first",
+                       OutOfBandFactory(OutOfBandFeed("cam-live", "h264", True)))
     if Gst.ElementFactory.find("x265enc"):
+        mounts.add_factory("/cam-live265-sdp",
+                           OutOfBandFactory(OutOfBandFeed("cam-live", "h265", False)))
         for scene in ("cam-live", "cam-quiet", "cam-still", "cam-still-clock", "cam-black",
                       "cam-switch"):
             factory = LiveFactory(scene, "h265")

@@ -53,10 +53,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use retina::client::{
-    Credentials, InitialSequenceNumberPolicy, PlayOptions, Session, SessionGroup, SessionOptions,
-    SetupOptions, TeardownPolicy,
+    Credentials, Demuxed, InitialSequenceNumberPolicy, PlayOptions, Session, SessionGroup,
+    SessionOptions, SetupOptions, TeardownPolicy,
 };
-use retina::codec::{CodecItem, ParametersRef, VideoFrame};
+use retina::codec::{CodecItem, ParametersRef, VideoFrame, VideoParameters};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -487,6 +487,10 @@ impl CameraTask {
         if matches!(sampler, Err(())) {
             return SessionEnd::EventsClosed;
         }
+        if let Ok(Some(s)) = &mut sampler {
+            // From the SDP: a camera may send them nowhere else.
+            s.parameters(video_parameters(&frames, stream_i));
+        }
 
         // The silence timer is data: the time of the last video frame. The
         // sleep is only re-armed when it fires early, not on every frame.
@@ -535,6 +539,9 @@ impl CameraTask {
                             tap.offer(params, &frame, summary.keyframe, received, at.wall);
                         }
                         if let Ok(Some(s)) = &mut sampler {
+                            if frame.has_new_parameters() {
+                                s.parameters(video_parameters(&frames, stream_i));
+                            }
                             s.offer(frame.data(), summary.keyframe, received);
                         }
                         let kind = self.frame_event(summary);
@@ -788,6 +795,14 @@ fn status_phrase(code: u16) -> Option<&'static str> {
 enum Codec {
     H264,
     H265,
+}
+
+/// The parameters retina holds for video stream `i`, if any yet.
+fn video_parameters(frames: &Demuxed, i: usize) -> Option<&VideoParameters> {
+    match frames.streams().get(i).and_then(|s| s.parameters()) {
+        Some(ParametersRef::Video(v)) => Some(v),
+        _ => None,
+    }
 }
 
 fn summarize(frame: &VideoFrame, codec: Codec) -> FrameSummary {

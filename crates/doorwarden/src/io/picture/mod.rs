@@ -20,6 +20,9 @@
 //!   ffmpeg is not installed"), and the camera's `picture_check` setting
 //!   decides whether it may still count as live.
 //!
+//! Every keyframe handed to a decoder carries the stream's parameter sets
+//! ([`params`]): a fresh decoder cannot decode without them.
+//!
 //! Why decoding P-frames needs every frame: a P-frame only decodes on top of
 //! the pictures before it, so a close look feeds the decoder every frame
 //! since the last keyframe; once a frame has been dropped the sampler waits
@@ -27,6 +30,7 @@
 
 pub mod ffmpeg;
 pub mod openh264;
+pub mod params;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,6 +168,9 @@ pub struct Sampler {
     /// The session's ffmpeg child, if one runs, to kill when the session
     /// ends.
     child: ffmpeg::ChildSlot,
+    /// The stream's parameter sets in Annex B (empty: none known), put in
+    /// front of a keyframe that lacks them.
+    parameter_sets: Vec<u8>,
 }
 
 impl Drop for Sampler {
@@ -220,6 +227,23 @@ impl Sampler {
             dropped: 0,
             snapshot_asked,
             child,
+            parameter_sets: Vec::new(),
+        }
+    }
+
+    /// The stream's parameters, at the session's start (from the SDP) and
+    /// whenever retina reports new ones; kept in Annex B until the next.
+    pub fn parameters(&mut self, params: Option<&retina::codec::VideoParameters>) {
+        match params.and_then(params::from_retina) {
+            Some(sets) => self.parameter_sets = sets,
+            None => {
+                if params.is_some() {
+                    tracing::warn!(
+                        "the stream's parameter sets are unusable; keyframes are decoded without them"
+                    );
+                }
+                self.parameter_sets.clear();
+            }
         }
     }
 
@@ -263,7 +287,12 @@ impl Sampler {
             self.chain_whole = false;
             return;
         }
-        let mut annex_b = Vec::with_capacity(data.len() + 16);
+        let mut annex_b = Vec::with_capacity(data.len() + 16 + self.parameter_sets.len());
+        if keyframe && !params::has_sps(data, self.codec) {
+            // A keyframe retina did not put the sets in front of (an H.265
+            // CRA): the decoder may be fresh and know none.
+            annex_b.extend_from_slice(&self.parameter_sets);
+        }
         if !to_annex_b(data, &mut annex_b) {
             self.chain_whole = false;
             return;
