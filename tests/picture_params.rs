@@ -91,32 +91,37 @@ async fn joined_mid_stream(server: &RtspTestServer, path: &str) {
     other.stop().await;
 }
 
+// The five cases run side by side in one test: each waits through idle
+// keyframes 10 s apart, and as separate tests the harness would run them two
+// at a time (one per core) for two minutes of waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h264_parameter_sets_only_in_the_sdp_still_decode_and_the_camera_is_live() {
-    let server = RtspTestServer::start();
-    live_on_idle_keyframes(&server, "/cam-live-sdp").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h264_parameter_sets_only_with_the_first_keyframe_still_decode_later_keyframes() {
-    let server = RtspTestServer::start();
-    live_on_idle_keyframes(&server, "/cam-live-sdp-first").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h265_parameter_sets_only_in_the_sdp_still_decode_with_ffmpeg() {
-    let server = RtspTestServer::start();
-    live_on_idle_keyframes(&server, "/cam-live265-sdp").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h265_camera_joined_mid_stream_with_parameter_sets_only_in_the_sdp_is_live() {
-    let server = RtspTestServer::start();
-    joined_mid_stream(&server, "/cam-live265-sdp").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h265_camera_joined_mid_stream_with_in_band_parameter_sets_is_live() {
-    let server = RtspTestServer::start();
-    joined_mid_stream(&server, "/cam-live265").await;
+async fn parameter_sets_reach_the_decoder_on_every_idle_keyframe() {
+    tokio::join!(
+        // H.264, parameter sets only in the SDP.
+        async {
+            let server = RtspTestServer::start();
+            live_on_idle_keyframes(&server, "/cam-live-sdp").await;
+        },
+        // H.264, parameter sets only with the first keyframe.
+        async {
+            let server = RtspTestServer::start();
+            live_on_idle_keyframes(&server, "/cam-live-sdp-first").await;
+        },
+        // H.265 through ffmpeg, parameter sets only in the SDP.
+        async {
+            let server = RtspTestServer::start();
+            live_on_idle_keyframes(&server, "/cam-live265-sdp").await;
+        },
+        // H.265 joined mid-stream, parameter sets only in the SDP.
+        async {
+            let server = RtspTestServer::start();
+            joined_mid_stream(&server, "/cam-live265-sdp").await;
+        },
+        // H.265 joined mid-stream, parameter sets in band (retina drops them
+        // from the CRA keyframes it does not count as keyframes).
+        async {
+            let server = RtspTestServer::start();
+            joined_mid_stream(&server, "/cam-live265").await;
+        },
+    );
 }

@@ -80,13 +80,13 @@ fn replay_period(reason: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_live_source_is_judged_live_and_stays_live_for_a_minute_quiet_scene_included() {
+async fn the_live_source_is_judged_live_and_stays_live_for_half_a_minute_quiet_scene_included() {
     let (moving, a) = live(SimClip::Live).await;
     let (quiet, b) = live(SimClip::Quiet).await;
     let since = Instant::now();
-    // Past every picture rule's span many times over, and 60 keyframes:
-    // no false "replayed" or "frozen".
-    tokio::time::sleep(Duration::from_secs(62)).await;
+    // Past every picture rule's span many times over, and 30 keyframes: no
+    // false "replayed" or "frozen" (the 10-minute soak is in the benches).
+    tokio::time::sleep(Duration::from_secs(32)).await;
     for (name, w) in [("live", &a), ("quiet", &b)] {
         let lost: Vec<_> = w
             .changes()
@@ -97,7 +97,7 @@ async fn the_live_source_is_judged_live_and_stays_live_for_a_minute_quiet_scene_
         assert_eq!(w.state().0, LivenessKind::Live);
         // Decoded all along (a close look decodes every frame).
         assert!(
-            w.pictures() >= 600,
+            w.pictures() >= 300,
             "{name}: {} pictures in {:?}",
             w.pictures(),
             since.elapsed()
