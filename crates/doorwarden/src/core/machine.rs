@@ -932,8 +932,14 @@ deliveries:
         assert!(!shown.contains("918273"), "{shown}");
     }
 
-    #[test]
-    fn a_late_event_does_not_close_a_window_granted_just_before_it() {
+    /// A home with no weekly window, granted one with a code at 10 s (the
+    /// grant stamped `grant_wall`), then handed a tick stamped `(mono, wall)`
+    /// after it: whether that tick closed the window, and whether it is open.
+    fn tick_after_a_grant(
+        grant_wall: &str,
+        tick_mono: Duration,
+        tick_wall: &str,
+    ) -> (Vec<Action>, Option<crate::core::DeliveryState>) {
         // No weekly window: only the grant opens one.
         let home = HOME.replace(
             r#"windows: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "09:00", to: "17:00" }]"#,
@@ -951,70 +957,47 @@ deliveries:
             code: Some(crate::config::Secret::new("918273")),
         };
         let _ = core.handle(Event {
-            at: stamp(t0 + Duration::from_secs(10), "2026-11-28T20:00:10Z"),
+            at: stamp(t0 + Duration::from_secs(10), grant_wall),
             kind: EventKind::Command {
                 door: "front".into(),
                 command: grant,
             },
         });
-        // A camera's decoded picture of a frame that came 200 ms before the
-        // grant, handled after it: both halves of its stamp are that old.
-        let late = core.handle(Event {
-            at: stamp(
-                t0 + Duration::from_millis(9_800),
-                "2026-11-28T20:00:09.800Z",
-            ),
+        let after = core.handle(Event {
+            at: stamp(t0 + tick_mono, tick_wall),
             kind: EventKind::Tick,
         });
-        let closed: Vec<&Action> = late
-            .iter()
+        let closed = after
+            .into_iter()
             .filter(|a| format!("{a:?}").contains("WindowClosed"))
             .collect();
+        (closed, core.door_status("front").map(|s| s.delivery))
+    }
+
+    #[test]
+    fn a_late_event_does_not_close_a_window_granted_just_before_it() {
+        // A camera's decoded picture of a frame that came 200 ms before the
+        // grant, handled after it: both halves of its stamp are that old.
+        let (closed, status) = tick_after_a_grant(
+            "2026-11-28T20:00:10Z",
+            Duration::from_millis(9_800),
+            "2026-11-28T20:00:09.800Z",
+        );
         assert!(closed.is_empty(), "{closed:?}");
-        let status = core.door_status("front").map(|s| s.delivery);
         assert_eq!(status, Some(crate::core::DeliveryState::WindowOpen));
     }
 
     #[test]
     fn a_wall_time_read_a_moment_early_does_not_close_a_window_granted_just_before_it() {
-        let home = HOME.replace(
-            r#"windows: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "09:00", to: "17:00" }]"#,
-            "windows: []",
-        );
-        let t0 = Instant::now();
-        let at = stamp(t0, "2026-11-28T20:00:00Z");
-        let mut core = match Core::new(&config(&home), PersistedState::default(), [0; 32], at) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        };
-        let _ = core.start(at);
-        let grant = Command::Grant {
-            duration: None,
-            code: Some(crate::config::Secret::new("918273")),
-        };
         // The grant's thread was preempted between its two clock reads: its
-        // wall half is 5 ms ahead of its monotonic half.
-        let _ = core.handle(Event {
-            at: stamp(t0 + Duration::from_secs(10), "2026-11-28T20:00:10.005Z"),
-            kind: EventKind::Command {
-                door: "front".into(),
-                command: grant,
-            },
-        });
-        // A frame 1 ms later, its two halves read together.
-        let next = core.handle(Event {
-            at: stamp(
-                t0 + Duration::from_millis(10_001),
-                "2026-11-28T20:00:10.001Z",
-            ),
-            kind: EventKind::Tick,
-        });
-        let closed: Vec<&Action> = next
-            .iter()
-            .filter(|a| format!("{a:?}").contains("WindowClosed"))
-            .collect();
+        // wall half is 5 ms ahead of its monotonic half. A frame 1 ms later
+        // has its two halves read together.
+        let (closed, status) = tick_after_a_grant(
+            "2026-11-28T20:00:10.005Z",
+            Duration::from_millis(10_001),
+            "2026-11-28T20:00:10.001Z",
+        );
         assert!(closed.is_empty(), "{closed:?}");
-        let status = core.door_status("front").map(|s| s.delivery);
         assert_eq!(status, Some(crate::core::DeliveryState::WindowOpen));
     }
 
