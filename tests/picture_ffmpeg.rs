@@ -12,6 +12,8 @@
 mod camera_watch;
 #[path = "common/gst.rs"]
 mod gst;
+#[path = "common/picture_faults.rs"]
+mod picture_faults;
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::core::liveness::LivenessKind;
 use doorwarden::io::picture::{CloseLook, FfmpegProgram};
 use gst::RtspTestServer;
+use picture_faults::{ever_live, frozen_reason, hangs_and_recovers};
 
 /// Connect, a close look, warmup and a clock measurement on a busy machine.
 const LONG: Duration = Duration::from_secs(40);
@@ -47,15 +50,6 @@ fn watch(server: &RtspTestServer, path: &str) -> CameraWatch {
 /// ffmpeg where there is none, as on a machine without it.
 fn no_ffmpeg() -> FfmpegProgram {
     FfmpegProgram::At("/nonexistent/ffmpeg".into())
-}
-
-fn ever_live(w: &CameraWatch) -> bool {
-    w.changes().iter().any(|t| t.to == LivenessKind::Live)
-}
-
-async fn frozen_reason(w: &CameraWatch) -> String {
-    w.until_state(LivenessKind::Frozen, LONG).await;
-    w.state().1.unwrap_or_default()
 }
 
 /// Live, and still live after several keyframes and every picture rule's
@@ -94,7 +88,7 @@ async fn h265_picture_frozen_from_the_first_frame_is_never_live() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-still265");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "picture frozen: not even sensor noise changes"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -107,7 +101,7 @@ async fn h265_frozen_picture_behind_a_ticking_clock_is_caught() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-still-clock265");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "picture frozen; only the on-screen clock changes"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -120,7 +114,7 @@ async fn h265_black_picture_is_no_picture() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-black265");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "no picture: the lens may be covered"
     );
     assert!(!ever_live(&w), "{:#?}", w.summary());
@@ -132,7 +126,7 @@ async fn h265_without_ffmpeg_says_so_and_a_required_camera_is_never_live() {
     let server = RtspTestServer::start();
     let w = watch_with(&server, "/cam-live265", "required", no_ffmpeg());
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "cannot decode H.265 here: ffmpeg is not installed"
     );
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -158,7 +152,7 @@ async fn h264_with_b_frames_without_ffmpeg_says_so() {
     let server = RtspTestServer::start();
     let w = watch_with(&server, "/cam-live-bframes", "required", no_ffmpeg());
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "cannot decode this H.264 (B-frames) here: ffmpeg is not installed"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -170,23 +164,6 @@ async fn h264_with_b_frames_without_ffmpeg_says_so() {
 async fn h265_live_camera_whose_sensor_hangs_is_frozen_and_comes_back() {
     let mut server = RtspTestServer::start();
     let w = watch(&server, "/cam-switch265");
-    w.until_state(LivenessKind::Live, LONG).await;
-    server.command("still cam-switch265");
-    let hung_at = Instant::now();
-    assert_eq!(
-        frozen_reason(&w).await,
-        "picture frozen: not even sensor noise changes"
-    );
-    let lost = w
-        .changes()
-        .into_iter()
-        .find(|t| t.from == LivenessKind::Live)
-        .expect("left live");
-    assert!(
-        lost.at.mono >= hung_at,
-        "left live before the hang: {lost:?}"
-    );
-    server.command("moving cam-switch265");
-    w.until_state(LivenessKind::Live, LONG).await;
+    hangs_and_recovers(&mut server, &w, "cam-switch265", LONG).await;
     w.stop().await;
 }

@@ -11,6 +11,8 @@
 mod camera_watch;
 #[path = "common/gst.rs"]
 mod gst;
+#[path = "common/picture_faults.rs"]
+mod picture_faults;
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use camera_watch::{CameraWatch, camera, quick};
 use doorwarden::core::liveness::LivenessKind;
 use doorwarden::io::picture::CloseLook;
 use gst::RtspTestServer;
+use picture_faults::{ever_live, frozen_reason, hangs_and_recovers};
 
 /// Connect, a close look, warmup and a clock measurement on a busy machine.
 const LONG: Duration = Duration::from_secs(30);
@@ -32,16 +35,6 @@ fn watch(server: &RtspTestServer, path: &str, policy: &str) -> CameraWatch {
     let look = CloseLook::default();
     look.set(true);
     CameraWatch::start_looking(&cfg, quick(&cfg), look)
-}
-
-fn ever_live(w: &CameraWatch) -> bool {
-    w.changes().iter().any(|t| t.to == LivenessKind::Live)
-}
-
-/// Waits for the camera to be frozen and returns its reason.
-async fn frozen_reason(w: &CameraWatch) -> String {
-    w.until_state(LivenessKind::Frozen, LONG).await;
-    w.state().1.unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +67,7 @@ async fn a_picture_frozen_before_doorwarden_connects_is_never_live() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-still", "required");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "picture frozen: not even sensor noise changes"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -87,7 +80,7 @@ async fn a_frozen_picture_behind_a_ticking_clock_is_caught() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-still-clock", "required");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "picture frozen; only the on-screen clock changes"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -100,7 +93,7 @@ async fn a_black_picture_is_no_picture() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-black", "required");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "no picture: the lens may be covered"
     );
     assert!(!ever_live(&w), "{:#?}", w.summary());
@@ -113,7 +106,7 @@ async fn a_looped_recording_is_caught_as_a_replay_at_its_first_repeat() {
     // every stream rule passes it, and until now it was live for good.
     let server = RtspTestServer::start();
     let w = watch(&server, "/live", "required");
-    let reason = frozen_reason(&w).await;
+    let reason = frozen_reason(&w, LONG).await;
     let every: f64 = reason
         .strip_prefix("the picture repeats every ")
         .and_then(|r| r.strip_suffix(" s: a replayed recording"))
@@ -154,24 +147,7 @@ async fn outside_a_close_look_a_keyframe_is_decoded_only_every_ten_seconds() {
 async fn a_live_camera_whose_sensor_hangs_is_frozen_and_comes_back_when_it_recovers() {
     let mut server = RtspTestServer::start();
     let w = watch(&server, "/cam-switch", "required");
-    w.until_state(LivenessKind::Live, LONG).await;
-    server.command("still cam-switch");
-    let hung_at = Instant::now();
-    assert_eq!(
-        frozen_reason(&w).await,
-        "picture frozen: not even sensor noise changes"
-    );
-    let lost = w
-        .changes()
-        .into_iter()
-        .find(|t| t.from == LivenessKind::Live)
-        .expect("left live");
-    assert!(
-        lost.at.mono >= hung_at,
-        "left live before the hang: {lost:?}"
-    );
-    server.command("moving cam-switch");
-    w.until_state(LivenessKind::Live, LONG).await;
+    hangs_and_recovers(&mut server, &w, "cam-switch", LONG).await;
     w.stop().await;
 }
 
@@ -185,7 +161,7 @@ async fn a_still_picture_the_encoder_keeps_refining_is_caught() {
     let server = RtspTestServer::start();
     let w = watch(&server, "/cam-still-clock-cbr", "required");
     assert_eq!(
-        frozen_reason(&w).await,
+        frozen_reason(&w, LONG).await,
         "picture frozen: only the encoder refines a still picture"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
